@@ -1,0 +1,329 @@
+//! Ed25519 keys and signatures.
+
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey, hazmat::ExpandedSecretKey};
+use rand_core::CryptoRngCore;
+use sha2::{Digest, Sha512};
+use zeroize::Zeroizing;
+
+use super::{KeyError, SignatureError, base64_decode, base64_encode, to_array};
+
+/// An Ed25519 public key: a device's fingerprint key or a cross-signing key.
+///
+/// Parsing refuses byte strings that are not points on the curve; verification is strict
+/// (RFC 8032 with canonical encodings, small-order keys and `R` refused).
+///
+/// ```
+/// use ferrolm::types::Ed25519Keypair;
+/// let pair = Ed25519Keypair::new();
+/// let signature = pair.sign(b"message");
+/// pair.public_key().verify(b"message", &signature)?;
+/// assert!(pair.public_key().verify(b"other", &signature).is_err());
+/// # Ok::<(), ferrolm::types::SignatureError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ed25519PublicKey(VerifyingKey);
+
+impl Ed25519PublicKey {
+    /// The length of an Ed25519 public key in bytes.
+    pub const LENGTH: usize = 32;
+
+    /// Reads a public key from its 32-byte compressed encoding.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        VerifyingKey::from_bytes(bytes).map(Self).map_err(|_| KeyError::InvalidEd25519Key)
+    }
+
+    /// Reads a public key from a slice, which must be exactly 32 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
+        Self::from_bytes(&to_array(bytes)?)
+    }
+
+    /// Reads a public key from unpadded base64.
+    pub fn from_base64(input: &str) -> Result<Self, KeyError> {
+        Self::from_slice(&base64_decode(input)?)
+    }
+
+    /// The key's 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
+    /// The key as unpadded base64.
+    pub fn to_base64(&self) -> String {
+        base64_encode(self.0.as_bytes())
+    }
+
+    /// Verifies `signature` over `message` strictly (see the type's documentation).
+    pub fn verify(&self, message: &[u8], signature: &Ed25519Signature) -> Result<(), SignatureError> {
+        self.0.verify_strict(message, &signature.0).map_err(|_| SignatureError)
+    }
+}
+
+impl core::fmt::Debug for Ed25519PublicKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Ed25519PublicKey({})", self.to_base64())
+    }
+}
+
+impl core::fmt::Display for Ed25519PublicKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.to_base64())
+    }
+}
+
+/// An Ed25519 signature.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Ed25519Signature(Signature);
+
+impl Ed25519Signature {
+    /// The length of a signature in bytes.
+    pub const LENGTH: usize = 64;
+
+    /// Wraps 64 bytes as a signature (checked only when verified).
+    pub fn from_bytes(bytes: &[u8; 64]) -> Self {
+        Self(Signature::from_bytes(bytes))
+    }
+
+    /// Reads a signature from a slice, which must be exactly 64 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
+        Ok(Self::from_bytes(&to_array(bytes)?))
+    }
+
+    /// Reads a signature from unpadded base64.
+    pub fn from_base64(input: &str) -> Result<Self, KeyError> {
+        Self::from_slice(&base64_decode(input)?)
+    }
+
+    /// The signature's 64 bytes.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        self.0.to_bytes()
+    }
+
+    /// The signature as unpadded base64.
+    pub fn to_base64(&self) -> String {
+        base64_encode(self.0.to_bytes())
+    }
+}
+
+impl core::fmt::Debug for Ed25519Signature {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Ed25519Signature({})", self.to_base64())
+    }
+}
+
+/// An Ed25519 secret key: either a 32-byte seed (RFC 8032) or, for keys imported from libolm
+/// pickles, the 64-byte expanded form libolm stores (clamped scalar ‖ hash prefix).
+///
+/// Zeroized on drop; `Debug` is redacted.
+pub struct Ed25519SecretKey(SecretInner);
+
+enum SecretInner {
+    Seed(Box<SigningKey>),
+    Expanded { bytes: Zeroizing<[u8; 64]>, key: Box<ExpandedSecretKey> },
+}
+
+impl Ed25519SecretKey {
+    /// A secret key from a 32-byte seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(SecretInner::Seed(Box::new(SigningKey::from_bytes(seed))))
+    }
+
+    /// A secret key from libolm's 64-byte expanded form.
+    pub fn from_expanded(bytes: &[u8; 64]) -> Self {
+        Self(SecretInner::Expanded {
+            bytes: Zeroizing::new(*bytes),
+            key: Box::new(ExpandedSecretKey::from_bytes(bytes)),
+        })
+    }
+
+    /// The seed, when the key was made from one.
+    pub fn seed(&self) -> Option<Zeroizing<[u8; 32]>> {
+        match &self.0 {
+            SecretInner::Seed(key) => Some(Zeroizing::new(key.to_bytes())),
+            SecretInner::Expanded { .. } => None,
+        }
+    }
+
+    /// The 64-byte expanded form libolm stores: the clamped scalar then the hash prefix.
+    pub fn to_expanded(&self) -> Zeroizing<[u8; 64]> {
+        match &self.0 {
+            SecretInner::Seed(key) => {
+                let digest = Sha512::digest(key.as_bytes());
+                let mut bytes = Zeroizing::new([0u8; 64]);
+                let array: &mut [u8; 64] = &mut bytes;
+                array.copy_from_slice(&digest);
+                array[0] &= 248;
+                array[31] &= 63;
+                array[31] |= 64;
+                bytes
+            }
+            SecretInner::Expanded { bytes, .. } => bytes.clone(),
+        }
+    }
+
+    /// Computes the public key (a scalar multiplication).
+    pub fn public_key(&self) -> Ed25519PublicKey {
+        match &self.0 {
+            SecretInner::Seed(key) => Ed25519PublicKey(key.verifying_key()),
+            SecretInner::Expanded { key, .. } => Ed25519PublicKey(VerifyingKey::from(key.as_ref())),
+        }
+    }
+
+    fn sign(&self, message: &[u8], public: &Ed25519PublicKey) -> Ed25519Signature {
+        match &self.0 {
+            SecretInner::Seed(key) => {
+                use ed25519_dalek::Signer;
+                Ed25519Signature(key.sign(message))
+            }
+            SecretInner::Expanded { key, .. } => {
+                Ed25519Signature(ed25519_dalek::hazmat::raw_sign::<Sha512>(key, message, &public.0))
+            }
+        }
+    }
+}
+
+impl Clone for Ed25519SecretKey {
+    fn clone(&self) -> Self {
+        match &self.0 {
+            SecretInner::Seed(key) => Self(SecretInner::Seed(key.clone())),
+            SecretInner::Expanded { bytes, .. } => Self::from_expanded(bytes),
+        }
+    }
+}
+
+impl core::fmt::Debug for Ed25519SecretKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Ed25519SecretKey(<redacted>)")
+    }
+}
+
+/// An Ed25519 secret key with its public key, ready to sign.
+///
+/// ```
+/// use ferrolm::types::Ed25519Keypair;
+/// let pair = Ed25519Keypair::from_seed(&[7; 32]);
+/// let signature = pair.sign(b"{}");
+/// assert!(pair.public_key().verify(b"{}", &signature).is_ok());
+/// assert_eq!(format!("{pair:?}").contains("redacted"), false);
+/// ```
+#[derive(Clone)]
+pub struct Ed25519Keypair {
+    secret: Ed25519SecretKey,
+    public: Ed25519PublicKey,
+}
+
+impl Ed25519Keypair {
+    /// A new random key pair from the operating system's generator.
+    pub fn new() -> Self {
+        Self::generate(&mut crate::rng::os_rng())
+    }
+
+    /// A new key pair from a 32-byte seed drawn from `rng` (libolm's layout).
+    pub(crate) fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut());
+        Self::from_seed(&seed)
+    }
+
+    /// The key pair of a 32-byte seed (as libolm's `olm_pk_signing` and RFC 8032 use it).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        let secret = Ed25519SecretKey::from_seed(seed);
+        let public = secret.public_key();
+        Self { secret, public }
+    }
+
+    /// Rebuilds a key pair from a secret key, computing the public key.
+    pub fn from_secret(secret: Ed25519SecretKey) -> Self {
+        let public = secret.public_key();
+        Self { secret, public }
+    }
+
+    /// Rebuilds a key pair from an authenticated pickle without recomputing the public key.
+    pub(crate) fn from_pickled(secret: Ed25519SecretKey, public: Ed25519PublicKey) -> Self {
+        Self { secret, public }
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> Ed25519PublicKey {
+        self.public
+    }
+
+    /// The secret key.
+    pub fn secret_key(&self) -> &Ed25519SecretKey {
+        &self.secret
+    }
+
+    /// Signs `message`.
+    pub fn sign(&self, message: &[u8]) -> Ed25519Signature {
+        self.secret.sign(message, &self.public)
+    }
+}
+
+impl Default for Ed25519Keypair {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for Ed25519Keypair {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ed25519Keypair").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex<const N: usize>(s: &str) -> [u8; N] {
+        let v: Vec<u8> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
+        v.try_into().unwrap()
+    }
+
+    #[test]
+    fn rfc8032_test_1() {
+        let pair = Ed25519Keypair::from_seed(&hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"));
+        assert_eq!(pair.public_key().as_bytes(), &hex::<32>("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"));
+        let sig = pair.sign(b"");
+        assert_eq!(sig.to_bytes(), hex::<64>("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"));
+        pair.public_key().verify(b"", &sig).unwrap();
+    }
+
+    #[test]
+    fn expanded_keys_sign_like_their_seed() {
+        let pair = Ed25519Keypair::from_seed(&[42; 32]);
+        let expanded = Ed25519Keypair::from_secret(Ed25519SecretKey::from_expanded(&pair.secret_key().to_expanded()));
+        assert_eq!(expanded.public_key(), pair.public_key());
+        // Ed25519 is deterministic: both forms give the same signature.
+        assert_eq!(expanded.sign(b"hello").to_bytes(), pair.sign(b"hello").to_bytes());
+        assert!(expanded.secret_key().seed().is_none());
+        assert_eq!(*expanded.secret_key().to_expanded(), *pair.secret_key().to_expanded());
+    }
+
+    #[test]
+    fn strict_verification_refuses_malleated_signatures() {
+        let pair = Ed25519Keypair::new();
+        let sig = pair.sign(b"m").to_bytes();
+        // Adding the group order to S gives a non-canonical S that lax verifiers accept.
+        let l: [u8; 32] = hex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+        let mut malleated = sig;
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let sum = u16::from(malleated[32 + i]) + u16::from(l[i]) + carry;
+            malleated[32 + i] = sum as u8;
+            carry = sum >> 8;
+        }
+        assert!(pair.public_key().verify(b"m", &Ed25519Signature::from_bytes(&malleated)).is_err());
+        // A small-order public key is refused by strict verification.
+        let identity = Ed25519PublicKey::from_bytes(&hex("0100000000000000000000000000000000000000000000000000000000000000")).unwrap();
+        assert!(identity.verify(b"m", &Ed25519Signature::from_bytes(&[0; 64])).is_err());
+    }
+
+    #[test]
+    fn bad_public_keys_are_typed_errors() {
+        // y = 2 is not on the curve.
+        let mut not_on_curve = [0u8; 32];
+        not_on_curve[0] = 2;
+        assert_eq!(Ed25519PublicKey::from_bytes(&not_on_curve), Err(KeyError::InvalidEd25519Key));
+        assert!(matches!(Ed25519PublicKey::from_slice(&[1; 33]), Err(KeyError::InvalidLength { .. })));
+    }
+}
