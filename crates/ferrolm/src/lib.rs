@@ -48,3 +48,8 @@ pub mod pickle;
 pub mod types;
 
 pub use rng::CryptoRngCore;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

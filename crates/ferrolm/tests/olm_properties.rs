@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 
-use ferrolm::olm::{Account, DecryptionError, MAX_MESSAGE_GAP, MAX_SKIPPED_MESSAGE_KEYS, OlmMessage, Session, SessionConfig};
+use ferrolm::olm::{
+    Account, DecryptionError, MAX_MESSAGE_GAP, MAX_SKIPPED_MESSAGE_KEYS, OlmMessage, Session, SessionConfig,
+};
 use proptest::prelude::*;
 
 fn established() -> (Session, Session) {
@@ -28,7 +30,8 @@ struct ChainModel {
 impl ChainModel {
     fn deliver(&mut self, index: u64) -> Result<(), DecryptionError> {
         if index < self.next {
-            let position = self.skipped.iter().position(|&i| i == index).ok_or(DecryptionError::MissingMessageKey(index))?;
+            let position =
+                self.skipped.iter().position(|&i| i == index).ok_or(DecryptionError::MissingMessageKey(index))?;
             self.skipped.remove(position);
             return Ok(());
         }

@@ -65,7 +65,8 @@ fn conversation_both_ways_in_both_configs() {
 #[test]
 fn out_of_order_within_the_window_and_replays_refused() {
     let (_, _, mut alice, mut bob) = pair(SessionConfig::version_1());
-    let messages: Vec<OlmMessage> = (0..=MAX_SKIPPED_MESSAGE_KEYS).map(|i| alice.encrypt(format!("{i}").as_bytes())).collect();
+    let messages: Vec<OlmMessage> =
+        (0..=MAX_SKIPPED_MESSAGE_KEYS).map(|i| alice.encrypt(format!("{i}").as_bytes())).collect();
     // The last one first: every earlier key is kept.
     assert_eq!(bob.decrypt(messages.last().unwrap()).unwrap(), format!("{MAX_SKIPPED_MESSAGE_KEYS}").as_bytes());
     for (i, message) in messages.iter().enumerate().rev().skip(1) {
@@ -211,7 +212,8 @@ fn fallback_keys_survive_use_and_rotate() {
     // Rotate: the old key stays usable until forgotten.
     assert_eq!(bob.generate_fallback_key(), None);
     let alice = Account::new();
-    let mut outbound = alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), first_fallback).unwrap();
+    let mut outbound =
+        alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), first_fallback).unwrap();
     let m = pre_key(outbound.encrypt(b"old fallback"));
     assert!(bob.create_inbound_session(alice.curve25519_key(), &m).is_ok());
     assert!(bob.forget_fallback_key());
@@ -262,7 +264,10 @@ fn pickles_round_trip_at_every_stage() {
     // An account restored from libolm (an expanded Ed25519 key) pickles and restores again.
     let twice = Account::from_pickle(&restored.pickle(&key), &key).unwrap();
     assert_eq!(twice.sign(b"y"), bob_account.sign(b"y"));
-    assert_eq!(alice_account.curve25519_key(), Account::from_pickle(&alice_account.pickle(&key), &key).unwrap().curve25519_key());
+    assert_eq!(
+        alice_account.curve25519_key(),
+        Account::from_pickle(&alice_account.pickle(&key), &key).unwrap().curve25519_key()
+    );
 
     // Sessions in several states: bob pending (received, not replied), alice active,
     // skipped keys outstanding on both sides.
@@ -300,7 +305,10 @@ fn pickle_errors_are_typed() {
     assert_eq!(Account::from_pickle(&account_pickle, &PickleKey::new()).unwrap_err(), PickleError::Mac);
     assert_eq!(Account::from_pickle("", &key).unwrap_err(), PickleError::TooShort);
     assert_eq!(Account::from_pickle("***", &key).unwrap_err(), PickleError::Base64);
-    assert_eq!(Session::from_libolm_pickle(&session.to_libolm_pickle(b"a").unwrap(), b"b").unwrap_err(), PickleError::Mac);
+    assert_eq!(
+        Session::from_libolm_pickle(&session.to_libolm_pickle(b"a").unwrap(), b"b").unwrap_err(),
+        PickleError::Mac
+    );
     // A libolm account pickle is not a session pickle: its version differs.
     let as_session = Session::from_libolm_pickle(&account.to_libolm_pickle(b"a").unwrap(), b"a").unwrap_err();
     assert_eq!(as_session, PickleError::UnknownVersion(4));

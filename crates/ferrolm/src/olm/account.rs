@@ -182,11 +182,19 @@ impl Account {
     /// [`Account::generate_one_time_keys`] with the caller's randomness: 32 bytes per key,
     /// in order (libolm's `olm_account_generate_one_time_keys`).
     #[cfg(feature = "caller-supplied-randomness")]
-    pub fn generate_one_time_keys_with_rng(&mut self, count: usize, rng: &mut impl CryptoRngCore) -> OneTimeKeyGenerationResult {
+    pub fn generate_one_time_keys_with_rng(
+        &mut self,
+        count: usize,
+        rng: &mut impl CryptoRngCore,
+    ) -> OneTimeKeyGenerationResult {
         self.generate_one_time_keys_inner(count, rng)
     }
 
-    fn generate_one_time_keys_inner(&mut self, count: usize, rng: &mut impl CryptoRngCore) -> OneTimeKeyGenerationResult {
+    fn generate_one_time_keys_inner(
+        &mut self,
+        count: usize,
+        rng: &mut impl CryptoRngCore,
+    ) -> OneTimeKeyGenerationResult {
         let mut result = OneTimeKeyGenerationResult { created: Vec::with_capacity(count), removed: Vec::new() };
         for _ in 0..count {
             let key = self.new_key(rng);
@@ -314,15 +322,18 @@ impl Account {
             });
         }
         let one_time_key = message.one_time_key();
-        let (used_one_time_key, secret) = if let Some(k) = self.one_time_keys.iter().find(|k| k.key.public == one_time_key) {
-            (true, &k.key.secret)
-        } else if let Some(k) =
-            [&self.fallback_key, &self.previous_fallback_key].into_iter().flatten().find(|k| k.key.public == one_time_key)
-        {
-            (false, &k.key.secret)
-        } else {
-            return Err(SessionCreationError::MissingOneTimeKey(one_time_key));
-        };
+        let (used_one_time_key, secret) =
+            if let Some(k) = self.one_time_keys.iter().find(|k| k.key.public == one_time_key) {
+                (true, &k.key.secret)
+            } else if let Some(k) = [&self.fallback_key, &self.previous_fallback_key]
+                .into_iter()
+                .flatten()
+                .find(|k| k.key.public == one_time_key)
+            {
+                (false, &k.key.secret)
+            } else {
+                return Err(SessionCreationError::MissingOneTimeKey(one_time_key));
+            };
 
         let inner = message.message();
         let their_ratchet_key = inner.ratchet_key();
@@ -395,7 +406,8 @@ impl Account {
         for key in &self.one_time_keys {
             write_one_time_key(&mut w, key);
         }
-        let fallbacks: Vec<&OneTimeKey> = [&self.fallback_key, &self.previous_fallback_key].into_iter().flatten().collect();
+        let fallbacks: Vec<&OneTimeKey> =
+            [&self.fallback_key, &self.previous_fallback_key].into_iter().flatten().collect();
         w.u8(fallbacks.len() as u8);
         for key in fallbacks {
             write_one_time_key(&mut w, key);
@@ -414,7 +426,8 @@ impl Account {
             1 => Ed25519SecretKey::from_expanded(&*r.secret::<64>()?),
             _ => return Err(PickleError::Corrupted("unknown Ed25519 key form")),
         };
-        let public = Ed25519PublicKey::from_bytes(&r.array()?).map_err(|_| PickleError::Corrupted("invalid Ed25519 key"))?;
+        let public =
+            Ed25519PublicKey::from_bytes(&r.array()?).map_err(|_| PickleError::Corrupted("invalid Ed25519 key"))?;
         let signing_key = Ed25519Keypair::from_pickled(secret, public);
         let identity_key = read_keypair(&mut r)?;
         let next_key_id = r.u32()?;
@@ -452,7 +465,8 @@ impl Account {
         for key in self.one_time_keys.iter().rev() {
             write_one_time_key(&mut w, key);
         }
-        let fallbacks: Vec<&OneTimeKey> = [&self.fallback_key, &self.previous_fallback_key].into_iter().flatten().collect();
+        let fallbacks: Vec<&OneTimeKey> =
+            [&self.fallback_key, &self.previous_fallback_key].into_iter().flatten().collect();
         w.u8(fallbacks.len() as u8);
         for key in fallbacks {
             write_one_time_key(&mut w, key);
@@ -467,7 +481,8 @@ impl Account {
         if !(2..=4).contains(&version) {
             return Err(PickleError::UnknownVersion(version));
         }
-        let public = Ed25519PublicKey::from_bytes(&r.array()?).map_err(|_| PickleError::Corrupted("invalid Ed25519 key"))?;
+        let public =
+            Ed25519PublicKey::from_bytes(&r.array()?).map_err(|_| PickleError::Corrupted("invalid Ed25519 key"))?;
         let secret = Ed25519SecretKey::from_expanded(&*r.secret::<64>()?);
         let signing_key = Ed25519Keypair::from_pickled(secret, public);
         let identity_key = read_keypair(&mut r)?;
@@ -537,7 +552,6 @@ fn read_keypair(r: &mut PickleReader<'_>) -> Result<Curve25519Keypair, PickleErr
     let secret = r.secret::<32>()?;
     Ok(Curve25519Keypair::from_pickled(&secret, public))
 }
-
 
 fn write_one_time_key(w: &mut PickleWriter, key: &OneTimeKey) {
     w.u32(key.id.0);

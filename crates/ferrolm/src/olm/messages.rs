@@ -11,7 +11,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::codec::{CodecError, FieldReader, FieldValue, varint_len, write_bytes_field, write_varint, write_varint_field};
+use crate::codec::{
+    CodecError, FieldReader, FieldValue, varint_len, write_bytes_field, write_varint, write_varint_field,
+};
 use crate::crypto::{CipherKeys, padded_len};
 use crate::types::{Curve25519PublicKey, base64_decode, base64_encode};
 
@@ -105,7 +107,14 @@ impl Message {
         let ciphertext_end = bytes.len();
         let mac = keys.mac(&bytes);
         bytes.extend_from_slice(mac.get(..mac_len).unwrap_or(&mac));
-        Self { bytes, ratchet_key: *ratchet_key, chain_index: u64::from(chain_index), ciphertext_start, ciphertext_end, mac_len }
+        Self {
+            bytes,
+            ratchet_key: *ratchet_key,
+            chain_index: u64::from(chain_index),
+            ciphertext_start,
+            ciphertext_end,
+            mac_len,
+        }
     }
 
     /// Decodes a normal message.
@@ -217,7 +226,8 @@ pub struct PreKeyMessage {
 
 impl PreKeyMessage {
     pub(crate) fn new(keys: SessionKeys, message: Message) -> Self {
-        let mut bytes = Vec::with_capacity(1 + 3 * 34 + 1 + varint_len(message.bytes.len() as u64) + message.bytes.len());
+        let mut bytes =
+            Vec::with_capacity(1 + 3 * 34 + 1 + varint_len(message.bytes.len() as u64) + message.bytes.len());
         bytes.push(PRE_KEY_VERSION);
         write_bytes_field(&mut bytes, 0x0A, keys.one_time_key.as_bytes());
         write_bytes_field(&mut bytes, 0x12, keys.base_key.as_bytes());
@@ -480,7 +490,10 @@ mod tests {
         assert_eq!(Message::from_bytes(&no_key), Err(DecodeError::MissingField("ratchet key")));
         let mut short_key = vec![3, 0x0A, 0x01, 0x05, 0x10, 0x00, 0x22, 0x00];
         short_key.extend_from_slice(&[0; 8]);
-        assert_eq!(Message::from_bytes(&short_key), Err(DecodeError::InvalidKeyLength { field: "ratchet key", len: 1 }));
+        assert_eq!(
+            Message::from_bytes(&short_key),
+            Err(DecodeError::InvalidKeyLength { field: "ratchet key", len: 1 })
+        );
         assert_eq!(PreKeyMessage::from_bytes(&[4]), Err(DecodeError::UnknownVersion(4)));
         assert_eq!(PreKeyMessage::from_bytes(&[3]), Err(DecodeError::MissingField("one-time key")));
         assert_eq!(MessageType::try_from(2), Err(DecodeError::UnknownMessageType(2)));

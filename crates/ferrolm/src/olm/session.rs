@@ -139,7 +139,12 @@ pub struct Session {
 
 impl Session {
     /// Alice's side, from the 3DH secret and her first ratchet key.
-    pub(crate) fn new_outbound(config: SessionConfig, keys: SessionKeys, shared: &[u8; 96], ratchet: Curve25519Keypair) -> Self {
+    pub(crate) fn new_outbound(
+        config: SessionConfig,
+        keys: SessionKeys,
+        shared: &[u8; 96],
+        ratchet: Curve25519Keypair,
+    ) -> Self {
         let (root_key, chain_key) = derive_initial(shared);
         Self {
             config,
@@ -241,7 +246,8 @@ impl Session {
             }
         };
         let keys = message_key.cipher_keys();
-        let message = Message::encrypt(self.config.message_version(), &ratchet_key, message_key.index, &keys, plaintext);
+        let message =
+            Message::encrypt(self.config.message_version(), &ratchet_key, message_key.index, &keys, plaintext);
         if self.received_message {
             OlmMessage::Normal(message)
         } else {
@@ -273,7 +279,8 @@ impl Session {
                 // They cannot step again before we have sent on a new chain (libolm refuses too).
                 return Err(DecryptionError::UnexpectedRatchetKey);
             };
-            let shared = ratchet.secret.diffie_hellman(&ratchet_key).map_err(|_| DecryptionError::NonContributoryKey)?;
+            let shared =
+                ratchet.secret.diffie_hellman(&ratchet_key).map_err(|_| DecryptionError::NonContributoryKey)?;
             let (root_key, chain_key) = ratchet_step(&self.root_key, &shared);
             let mut chain = ReceiverChain::new(ratchet_key, chain_key);
             let plaintext = chain.decrypt(message)?;
@@ -357,7 +364,10 @@ impl Session {
             1 => {
                 let public = r.array::<32>()?;
                 let secret = r.secret::<32>()?;
-                SendingChain::Active { ratchet: Curve25519Keypair::from_pickled(&secret, public), chain_key: read_chain_key(&mut r)? }
+                SendingChain::Active {
+                    ratchet: Curve25519Keypair::from_pickled(&secret, public),
+                    chain_key: read_chain_key(&mut r)?,
+                }
             }
             0 => SendingChain::Pending { their_ratchet_key: Curve25519PublicKey::from_bytes(r.array()?) },
             _ => return Err(PickleError::Corrupted("unknown sending chain state")),
@@ -459,7 +469,8 @@ impl Session {
         }
         let mut receiving = VecDeque::with_capacity(count);
         for _ in 0..count {
-            receiving.push_back(ReceiverChain::new(Curve25519PublicKey::from_bytes(r.array()?), read_chain_key(&mut r)?));
+            receiving
+                .push_back(ReceiverChain::new(Curve25519PublicKey::from_bytes(r.array()?), read_chain_key(&mut r)?));
         }
         let skipped = r.u32()? as usize;
         if skipped > LIBOLM_MAX_SKIPPED_KEYS {
@@ -548,7 +559,8 @@ mod tests {
         let mut bob = Account::new();
         bob.generate_one_time_keys(1);
         let otk = *bob.one_time_keys().values().next().unwrap_or_else(|| unreachable!());
-        let mut outbound = alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk).unwrap();
+        let mut outbound =
+            alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk).unwrap();
         let OlmMessage::PreKey(first) = outbound.encrypt(b"1") else { unreachable!() };
         let mut inbound = bob.create_inbound_session(alice.curve25519_key(), &first).unwrap().session;
         let messages: Vec<OlmMessage> = (0..MAX_MESSAGE_GAP as usize + 5).map(|_| outbound.encrypt(b"m")).collect();

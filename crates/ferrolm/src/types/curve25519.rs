@@ -73,8 +73,7 @@ impl Curve25519PublicKey {
 fn small_order_points() -> &'static [[u8; 32]] {
     static POINTS: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
     POINTS.get_or_init(|| {
-        let mut points: Vec<[u8; 32]> =
-            EIGHT_TORSION.iter().map(|p| p.to_montgomery().to_bytes()).collect();
+        let mut points: Vec<[u8; 32]> = EIGHT_TORSION.iter().map(|p| p.to_montgomery().to_bytes()).collect();
         // p - 1, p, p + 1 with p = 2^255 - 19: low bytes 0xec, 0xed, 0xee, then 0xff…, 0x7f.
         for low in [0xec_u8, 0xed, 0xee] {
             let mut bytes = [0xff_u8; 32];
@@ -246,10 +245,18 @@ mod tests {
             let v: Vec<u8> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
             v.try_into().unwrap()
         };
-        let alice = Curve25519SecretKey::from_bytes(&hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"));
-        let bob = Curve25519SecretKey::from_bytes(&hex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"));
-        assert_eq!(alice.public_key().to_bytes(), hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"));
-        assert_eq!(bob.public_key().to_bytes(), hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"));
+        let alice =
+            Curve25519SecretKey::from_bytes(&hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"));
+        let bob =
+            Curve25519SecretKey::from_bytes(&hex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"));
+        assert_eq!(
+            alice.public_key().to_bytes(),
+            hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+        );
+        assert_eq!(
+            bob.public_key().to_bytes(),
+            hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+        );
         let shared = alice.diffie_hellman(&bob.public_key()).unwrap();
         assert_eq!(*shared.as_bytes(), hex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"));
     }
@@ -265,10 +272,7 @@ mod tests {
 
     #[test]
     fn wrong_lengths_are_typed_errors() {
-        assert_eq!(
-            Curve25519PublicKey::from_slice(&[0; 31]),
-            Err(KeyError::InvalidLength { expected: 32, got: 31 })
-        );
+        assert_eq!(Curve25519PublicKey::from_slice(&[0; 31]), Err(KeyError::InvalidLength { expected: 32, got: 31 }));
         assert!(matches!(Curve25519PublicKey::from_base64("!!"), Err(KeyError::Base64(_))));
     }
 }

@@ -282,9 +282,17 @@ mod tests {
     #[test]
     fn rfc8032_test_1() {
         let pair = Ed25519Keypair::from_seed(&hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"));
-        assert_eq!(pair.public_key().as_bytes(), &hex::<32>("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"));
+        assert_eq!(
+            pair.public_key().as_bytes(),
+            &hex::<32>("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        );
         let sig = pair.sign(b"");
-        assert_eq!(sig.to_bytes(), hex::<64>("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"));
+        assert_eq!(
+            sig.to_bytes(),
+            hex::<64>(
+                "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+            )
+        );
         pair.public_key().verify(b"", &sig).unwrap();
     }
 
@@ -314,7 +322,9 @@ mod tests {
         }
         assert!(pair.public_key().verify(b"m", &Ed25519Signature::from_bytes(&malleated)).is_err());
         // A small-order public key is refused by strict verification.
-        let identity = Ed25519PublicKey::from_bytes(&hex("0100000000000000000000000000000000000000000000000000000000000000")).unwrap();
+        let identity =
+            Ed25519PublicKey::from_bytes(&hex("0100000000000000000000000000000000000000000000000000000000000000"))
+                .unwrap();
         assert!(identity.verify(b"m", &Ed25519Signature::from_bytes(&[0; 64])).is_err());
     }
 

@@ -1,0 +1,55 @@
+//! `ferrolm`: the command-line tool.
+//!
+//! - `ferrolm demo [--dir DIR]`: two devices establish an Olm session, talk both ways, pickle
+//!   to disk and restore, printing each step.
+//! - `ferrolm inspect [--type 0|1] BASE64`: decode an Olm message without any key.
+
+mod demo;
+mod inspect;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+ferrolm: end-to-end encryption for Matrix
+
+USAGE:
+    ferrolm demo [--dir DIR]            two devices talk over Olm, pickle to DIR and restore
+    ferrolm inspect [--type 0|1] B64    decode an Olm message (0 = pre-key, 1 = normal)
+    ferrolm help                        this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo::run(args.get(1..).unwrap_or_default()),
+        Some("inspect") => inspect::run(args.get(1..).unwrap_or_default()),
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+        None => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The value after `flag` in `args`, and the remaining arguments.
+fn take_option(args: &[String], flag: &str) -> Result<(Option<String>, Vec<String>), String> {
+    let mut value = None;
+    let mut rest = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == flag {
+            value = Some(iter.next().ok_or_else(|| format!("{flag} needs a value"))?.clone());
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    Ok((value, rest))
+}
