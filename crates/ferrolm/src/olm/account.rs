@@ -8,8 +8,8 @@ use zeroize::Zeroizing;
 use crate::codec::{PickleReader, PickleWriter};
 use crate::pickle::{PickleError, PickleKey, PickleKind};
 use crate::types::{
-    Curve25519Keypair, Curve25519PublicKey, Ed25519Keypair, Ed25519PublicKey, Ed25519SecretKey, Ed25519Signature,
-    KeyError, KeyId,
+    Curve25519Keypair, Curve25519PublicKey, Curve25519SecretKey, Ed25519Keypair, Ed25519PublicKey, Ed25519SecretKey,
+    Ed25519Signature, KeyError, KeyId,
 };
 
 use super::{DecryptionError, PreKeyMessage, Session, SessionConfig, SessionKeys};
@@ -291,7 +291,7 @@ impl Account {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Session, SessionCreationError> {
         let base_key = Curve25519Keypair::generate(rng);
-        let ratchet_key = Curve25519Keypair::generate(rng);
+        let ratchet_key = Curve25519SecretKey::generate(rng);
         let mut shared = Zeroizing::new([0u8; 96]);
         let parts = [
             self.identity_key.secret.diffie_hellman(&one_time_key)?,

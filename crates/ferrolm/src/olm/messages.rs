@@ -103,9 +103,8 @@ impl Message {
         bytes.push(0x22);
         write_varint(&mut bytes, ct_len as u64);
         let ciphertext_start = bytes.len();
-        keys.encrypt_into(plaintext, &mut bytes);
+        let mac = keys.encrypt_then_mac_into(plaintext, &mut bytes);
         let ciphertext_end = bytes.len();
-        let mac = keys.mac(&bytes);
         bytes.extend_from_slice(mac.get(..mac_len).unwrap_or(&mac));
         Self {
             bytes,

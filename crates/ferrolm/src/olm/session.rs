@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use crate::codec::{PickleReader, PickleWriter};
 use crate::crypto::CipherError;
 use crate::pickle::{PickleError, PickleKey, PickleKind};
-use crate::types::{Curve25519Keypair, Curve25519PublicKey};
+use crate::types::{Curve25519Keypair, Curve25519PublicKey, Curve25519SecretKey};
 
 use super::messages::{Message, OlmMessage, PreKeyMessage, VERSION_FULL_MAC, VERSION_TRUNCATED_MAC};
 use super::ratchet::{ChainKey, MessageKey, RootKey, derive_initial, ratchet_step};
@@ -24,12 +24,38 @@ pub const MAX_MESSAGE_GAP: u64 = 2000;
 /// libolm keeps this many skipped message keys per session, across all chains.
 const LIBOLM_MAX_SKIPPED_KEYS: usize = 40;
 
+/// Our ratchet key. Its public key is computed at most once per chain and then kept, so that
+/// encrypting never multiplies: at creation for chains we start while encrypting, at the
+/// first encryption for the initiator's first chain (creating a session does not need it).
+#[derive(Clone)]
+struct RatchetKey {
+    secret: Curve25519SecretKey,
+    public: Option<Curve25519PublicKey>,
+}
+
+impl RatchetKey {
+    fn public(&mut self) -> Curve25519PublicKey {
+        let Self { secret, public } = self;
+        *public.get_or_insert_with(|| secret.public_key())
+    }
+
+    /// The public key without caching it (for pickling through `&self`).
+    fn public_now(&self) -> Curve25519PublicKey {
+        self.public.unwrap_or_else(|| self.secret.public_key())
+    }
+}
+
+impl From<Curve25519Keypair> for RatchetKey {
+    fn from(pair: Curve25519Keypair) -> Self {
+        Self { secret: pair.secret, public: Some(pair.public) }
+    }
+}
+
 /// Our sending side of the ratchet.
 #[derive(Clone)]
 enum SendingChain {
-    /// Our current ratchet key pair (its public key kept so encrypting never multiplies) and
-    /// chain key.
-    Active { ratchet: Curve25519Keypair, chain_key: ChainKey },
+    /// Our current ratchet key and chain key.
+    Active { ratchet: RatchetKey, chain_key: ChainKey },
     /// We have received a new ratchet key and not sent since: the next message starts a new
     /// sending chain against `their_ratchet_key` (a key already checked not to be of small
     /// order, so the exchange with it is contributory for every private key).
@@ -143,7 +169,7 @@ impl Session {
         config: SessionConfig,
         keys: SessionKeys,
         shared: &[u8; 96],
-        ratchet: Curve25519Keypair,
+        ratchet: Curve25519SecretKey,
     ) -> Self {
         let (root_key, chain_key) = derive_initial(shared);
         Self {
@@ -151,7 +177,7 @@ impl Session {
             keys,
             received_message: false,
             root_key,
-            sending: SendingChain::Active { ratchet, chain_key },
+            sending: SendingChain::Active { ratchet: RatchetKey { secret: ratchet, public: None }, chain_key },
             receiving: VecDeque::new(),
         }
     }
@@ -205,10 +231,11 @@ impl Session {
     /// Encrypts `plaintext`.
     ///
     /// Within a sending chain this costs two HMACs, an HKDF, AES-CBC and one more HMAC: no
-    /// scalar multiplication, because the ratchet's public key is kept beside its secret.
-    /// The first message after receiving a new ratchet key from the other side starts a new
-    /// chain, which generates a key pair and does one Diffie-Hellman exchange (the ratchet
-    /// step itself, at the point where libolm does it).
+    /// scalar multiplication, because the ratchet's public key is computed once per chain and
+    /// kept beside its secret. The first message after receiving a new ratchet key from the
+    /// other side starts a new chain, which generates a key pair and does one Diffie-Hellman
+    /// exchange (the ratchet step itself, at the point where libolm does it); the
+    /// initiator's very first message computes its first ratchet public key.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> OlmMessage {
         self.encrypt_inner(plaintext, &mut crate::rng::os_rng())
     }
@@ -231,7 +258,7 @@ impl Session {
 
     fn encrypt_inner(&mut self, plaintext: &[u8], rng: &mut impl CryptoRngCore) -> OlmMessage {
         let (ratchet_key, message_key) = match &mut self.sending {
-            SendingChain::Active { ratchet, chain_key } => (ratchet.public, chain_key.next_message_key()),
+            SendingChain::Active { ratchet, chain_key } => (ratchet.public(), chain_key.next_message_key()),
             SendingChain::Pending { their_ratchet_key } => {
                 let their_ratchet_key = *their_ratchet_key;
                 let ratchet = Curve25519Keypair::generate(rng);
@@ -241,7 +268,7 @@ impl Session {
                 let message_key = chain_key.next_message_key();
                 let public = ratchet.public;
                 self.root_key = root_key;
-                self.sending = SendingChain::Active { ratchet, chain_key };
+                self.sending = SendingChain::Active { ratchet: ratchet.into(), chain_key };
                 (public, message_key)
             }
         };
@@ -328,7 +355,7 @@ impl Session {
         match &self.sending {
             SendingChain::Active { ratchet, chain_key } => {
                 w.u8(1);
-                w.bytes(ratchet.public.as_bytes());
+                w.bytes(ratchet.public_now().as_bytes());
                 w.bytes(ratchet.secret.to_bytes().as_ref());
                 write_chain_key(&mut w, chain_key);
             }
@@ -365,7 +392,7 @@ impl Session {
                 let public = r.array::<32>()?;
                 let secret = r.secret::<32>()?;
                 SendingChain::Active {
-                    ratchet: Curve25519Keypair::from_pickled(&secret, public),
+                    ratchet: Curve25519Keypair::from_pickled(&secret, public).into(),
                     chain_key: read_chain_key(&mut r)?,
                 }
             }
@@ -420,7 +447,7 @@ impl Session {
         match &self.sending {
             SendingChain::Active { ratchet, chain_key } => {
                 w.u32(1);
-                w.bytes(ratchet.public.as_bytes());
+                w.bytes(ratchet.public_now().as_bytes());
                 w.bytes(ratchet.secret.to_bytes().as_ref());
                 write_chain_key(&mut w, chain_key);
             }
@@ -492,7 +519,7 @@ impl Session {
             return Err(PickleError::Corrupted("trailing bytes"));
         }
         let sending = match sender {
-            Some((ratchet, chain_key)) => SendingChain::Active { ratchet, chain_key },
+            Some((ratchet, chain_key)) => SendingChain::Active { ratchet: ratchet.into(), chain_key },
             None => SendingChain::Pending {
                 their_ratchet_key: receiving
                     .front()

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Turns criterion's results into the Markdown table in benches/README.md.
+
+Reads <target>/criterion/<group>/<implementation>/new/estimates.json for every group whose
+name starts with one of the given prefixes, and prints one row per operation: the median of
+each implementation and the ratio vodozemac / ferrolm (> 1 means ferrolm is faster).
+Usage: report.py TARGET_DIR [PREFIX ...]
+"""
+import json
+import os
+import sys
+
+IMPLEMENTATIONS = ["ferrolm", "vodozemac"]
+
+
+def median_ns(path):
+    with open(path) as f:
+        return json.load(f)["median"]["point_estimate"]
+
+
+def fmt(ns):
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}" if ns / scale < 100 else f"{ns / scale:.0f} {unit}"
+    return f"{ns:.0f} ns"
+
+
+def main():
+    target = sys.argv[1]
+    prefixes = sys.argv[2:] or [""]
+    root = os.path.join(target, "criterion")
+    rows = []
+    for group in sorted(os.listdir(root)):
+        if group == "report" or not any(group.startswith(p) for p in prefixes):
+            continue
+        medians = {}
+        for impl in IMPLEMENTATIONS:
+            path = os.path.join(root, group, impl, "new", "estimates.json")
+            if os.path.exists(path):
+                medians[impl] = median_ns(path)
+        if "ferrolm" not in medians:
+            continue
+        ratio = medians["vodozemac"] / medians["ferrolm"] if "vodozemac" in medians else None
+        rows.append((group.replace("_", " ", 1).replace("olm ", "olm/", 1), medians, ratio))
+    print("| operation | ferrolm | vodozemac | speed ratio (vodozemac time / ferrolm time) |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, medians, ratio in rows:
+        cells = [fmt(medians[i]) if i in medians else "–" for i in IMPLEMENTATIONS]
+        print(f"| {name} | {' | '.join(cells)} | {f'{ratio:.2f}×' if ratio else '–'} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every benchmark (ferrolm and vodozemac in the same run) and rewrites the results
+# table in benches/README.md between the BEGIN/END markers.
+# Usage: benches/run.sh            (takes about 2 minutes; run it on an idle machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FERROLM_CACHE:-$HOME/.cache/ferrolm}/target}"
+
+cargo bench -p ferrolm-benches --bench olm -- --noplot
+
+table=$(python3 benches/report.py "$CARGO_TARGET_DIR" olm)
+machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores, $(uname -sr), $(rustc --version)"
+python3 - "$table" "$machine" "$(date -u +%Y-%m-%d)" <<'PY'
+import re, sys
+table, machine, day = sys.argv[1:]
+path = "benches/README.md"
+text = open(path).read()
+block = f"<!-- BEGIN RESULTS -->\nOne run on {day}: {machine}.\n\n{table}\n<!-- END RESULTS -->"
+text = re.sub(r"<!-- BEGIN RESULTS -->.*<!-- END RESULTS -->", lambda _: block, text, flags=re.S)
+open(path, "w").write(text)
+PY
+echo "benches/README.md updated"
