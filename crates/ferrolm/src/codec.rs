@@ -15,6 +15,17 @@ pub(crate) enum CodecError {
     UnsupportedWireType(u8),
 }
 
+impl CodecError {
+    /// A short description, for the decode errors of each protocol.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::Truncated => "a field is truncated",
+            Self::VarintOverflow => "a varint overflows 64 bits",
+            Self::UnsupportedWireType(_) => "a field has an unsupported wire type",
+        }
+    }
+}
+
 /// Appends `value` as a protobuf varint.
 pub(crate) fn write_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {

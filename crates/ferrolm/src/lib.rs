@@ -43,6 +43,7 @@ mod codec;
 mod crypto;
 mod rng;
 
+pub mod megolm;
 pub mod olm;
 pub mod pickle;
 pub mod types;

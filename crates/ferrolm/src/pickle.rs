@@ -26,9 +26,9 @@
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
-use crate::codec::CodecError;
+use crate::codec::{CodecError, PickleReader, PickleWriter};
 use crate::crypto::{CipherError, CipherKeys};
-use crate::types::{base64_decode, base64_encode};
+use crate::types::{Ed25519Keypair, Ed25519PublicKey, Ed25519SecretKey, base64_decode, base64_encode};
 
 /// A 32-byte key that encrypts ferrolm pickles. Zeroized on drop; `Debug` is redacted.
 #[derive(Clone)]
@@ -122,6 +122,8 @@ impl From<CipherError> for PickleError {
 pub(crate) enum PickleKind {
     Account = 1,
     Session = 2,
+    GroupSession = 3,
+    InboundGroupSession = 4,
 }
 
 impl PickleKind {
@@ -129,9 +131,40 @@ impl PickleKind {
         match byte {
             1 => "account",
             2 => "session",
+            3 => "group session",
+            4 => "inbound group session",
             _ => "unknown object",
         }
     }
+}
+
+/// ferrolm's layout for an Ed25519 key pair: form (0 = seed, 1 = libolm's expanded key),
+/// the secret, then the public key (kept, so restoring does not multiply).
+pub(crate) fn write_ed25519(w: &mut PickleWriter, pair: &Ed25519Keypair) {
+    match pair.secret_key().seed() {
+        Some(seed) => {
+            w.u8(0);
+            w.bytes(seed.as_ref());
+        }
+        None => {
+            w.u8(1);
+            w.bytes(pair.secret_key().to_expanded().as_ref());
+        }
+    }
+    w.bytes(pair.public_key().as_bytes());
+}
+
+pub(crate) fn read_ed25519(r: &mut PickleReader<'_>) -> Result<Ed25519Keypair, PickleError> {
+    let secret = match r.u8()? {
+        0 => Ed25519SecretKey::from_seed(&*r.secret::<32>()?),
+        1 => Ed25519SecretKey::from_expanded(&*r.secret::<64>()?),
+        _ => return Err(PickleError::Corrupted("unknown Ed25519 key form")),
+    };
+    Ok(Ed25519Keypair::from_pickled(secret, read_ed25519_public(r)?))
+}
+
+pub(crate) fn read_ed25519_public(r: &mut PickleReader<'_>) -> Result<Ed25519PublicKey, PickleError> {
+    Ed25519PublicKey::from_bytes(&r.array()?).map_err(|_| PickleError::Corrupted("invalid Ed25519 key"))
 }
 
 const ENVELOPE_VERSION: u8 = 1;

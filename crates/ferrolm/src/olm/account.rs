@@ -6,7 +6,7 @@ use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 use crate::codec::{PickleReader, PickleWriter};
-use crate::pickle::{PickleError, PickleKey, PickleKind};
+use crate::pickle::{PickleError, PickleKey, PickleKind, read_ed25519, read_ed25519_public, write_ed25519};
 use crate::types::{
     Curve25519Keypair, Curve25519PublicKey, Curve25519SecretKey, Ed25519Keypair, Ed25519PublicKey, Ed25519SecretKey,
     Ed25519Signature, KeyError, KeyId,
@@ -388,18 +388,7 @@ impl Account {
     fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut w = PickleWriter::new();
         w.u8(FORMAT_VERSION);
-        let secret = self.signing_key.secret_key();
-        match secret.seed() {
-            Some(seed) => {
-                w.u8(0);
-                w.bytes(seed.as_ref());
-            }
-            None => {
-                w.u8(1);
-                w.bytes(secret.to_expanded().as_ref());
-            }
-        }
-        w.bytes(self.signing_key.public_key().as_bytes());
+        write_ed25519(&mut w, &self.signing_key);
         write_keypair(&mut w, &self.identity_key);
         w.u32(self.next_key_id);
         w.u32(self.one_time_keys.len() as u32);
@@ -421,14 +410,7 @@ impl Account {
         if version != FORMAT_VERSION {
             return Err(PickleError::UnknownVersion(u32::from(version)));
         }
-        let secret = match r.u8()? {
-            0 => Ed25519SecretKey::from_seed(&*r.secret::<32>()?),
-            1 => Ed25519SecretKey::from_expanded(&*r.secret::<64>()?),
-            _ => return Err(PickleError::Corrupted("unknown Ed25519 key form")),
-        };
-        let public =
-            Ed25519PublicKey::from_bytes(&r.array()?).map_err(|_| PickleError::Corrupted("invalid Ed25519 key"))?;
-        let signing_key = Ed25519Keypair::from_pickled(secret, public);
+        let signing_key = read_ed25519(&mut r)?;
         let identity_key = read_keypair(&mut r)?;
         let next_key_id = r.u32()?;
         let count = r.u32()? as usize;
@@ -481,8 +463,7 @@ impl Account {
         if !(2..=4).contains(&version) {
             return Err(PickleError::UnknownVersion(version));
         }
-        let public =
-            Ed25519PublicKey::from_bytes(&r.array()?).map_err(|_| PickleError::Corrupted("invalid Ed25519 key"))?;
+        let public = read_ed25519_public(&mut r)?;
         let secret = Ed25519SecretKey::from_expanded(&*r.secret::<64>()?);
         let signing_key = Ed25519Keypair::from_pickled(secret, public);
         let identity_key = read_keypair(&mut r)?;

@@ -62,11 +62,7 @@ pub enum DecodeError {
 
 impl From<CodecError> for DecodeError {
     fn from(error: CodecError) -> Self {
-        Self::Malformed(match error {
-            CodecError::Truncated => "a field is truncated",
-            CodecError::VarintOverflow => "a varint overflows 64 bits",
-            CodecError::UnsupportedWireType(_) => "a field has an unsupported wire type",
-        })
+        Self::Malformed(error.describe())
     }
 }
 

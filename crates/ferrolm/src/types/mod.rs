@@ -11,6 +11,7 @@ mod key_id;
 pub use self::base64::{Base64DecodeError, base64_decode, base64_encode};
 pub(crate) use curve25519::{Curve25519Keypair, SharedSecret};
 pub use curve25519::{Curve25519PublicKey, Curve25519SecretKey};
+pub(crate) use ed25519::verify_batch;
 pub use ed25519::{Ed25519Keypair, Ed25519PublicKey, Ed25519SecretKey, Ed25519Signature};
 pub use key_id::KeyId;
 

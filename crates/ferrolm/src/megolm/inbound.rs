@@ -1,0 +1,380 @@
+//! A recipient's side of a Megolm session.
+
+use subtle::ConstantTimeEq;
+
+use super::group_session::{MEGOLM_KEYS_INFO, read_ratchet, write_ratchet};
+use super::message::MegolmMessage;
+use super::ratchet::Ratchet;
+use super::{DecryptedMessage, DecryptionError, ExportedSessionKey, SessionConfig, SessionKey, SessionOrdering};
+use crate::codec::{PickleReader, PickleWriter};
+use crate::crypto::{CipherError, CipherKeys};
+use crate::pickle::{PickleError, PickleKey, PickleKind, read_ed25519_public};
+use crate::types::{Ed25519PublicKey, verify_batch};
+
+/// An inbound Megolm session: decrypts a room's messages from one sender's session.
+///
+/// It keeps the earliest ratchet it knows (so older messages still decrypt) and a cached later
+/// one (so decrypting messages in order does not re-hash from the start each time).
+///
+/// ```
+/// use ferrolm::megolm::{GroupSession, InboundGroupSession, SessionConfig, SessionOrdering};
+/// let mut outbound = GroupSession::new(SessionConfig::version_1());
+/// let early = InboundGroupSession::new(&outbound.session_key(), SessionConfig::version_1());
+/// outbound.encrypt(b"first");
+/// let late = InboundGroupSession::new(&outbound.session_key(), SessionConfig::version_1());
+/// assert_eq!(late.first_known_index(), 1);
+/// assert_eq!(early.compare(&late), SessionOrdering::Better);
+/// // A key exported at index 1 can be imported elsewhere (no signature: unverified).
+/// let exported = early.export_at(1).unwrap();
+/// let imported = InboundGroupSession::import(&exported, SessionConfig::version_1());
+/// assert!(!imported.is_verified());
+/// assert_eq!(imported.compare(&late), SessionOrdering::Equal);
+/// ```
+#[derive(Clone)]
+pub struct InboundGroupSession {
+    initial: Ratchet,
+    latest: Ratchet,
+    signing_key: Ed25519PublicKey,
+    verified: bool,
+    config: SessionConfig,
+}
+
+impl InboundGroupSession {
+    /// A session from a signed session key (an `m.room_key`), whose signature was checked
+    /// when it was decoded. The session counts as verified: the key came from its creator.
+    pub fn new(key: &SessionKey, config: SessionConfig) -> Self {
+        Self::from_parts(key.ratchet.clone(), key.signing_key, true, config)
+    }
+
+    /// A session from an exported key (forwarded keys, backups, key export files). There is
+    /// no signature, so the session is not verified until merged with a verified one.
+    pub fn import(key: &ExportedSessionKey, config: SessionConfig) -> Self {
+        Self::from_parts(key.ratchet.clone(), key.signing_key, false, config)
+    }
+
+    fn from_parts(ratchet: Ratchet, signing_key: Ed25519PublicKey, verified: bool, config: SessionConfig) -> Self {
+        Self { initial: ratchet.clone(), latest: ratchet, signing_key, verified, config }
+    }
+
+    /// The session id: the sender's signing key in base64.
+    pub fn session_id(&self) -> String {
+        self.signing_key.to_base64()
+    }
+
+    /// The sender session's Ed25519 signing key.
+    pub fn signing_key(&self) -> Ed25519PublicKey {
+        self.signing_key
+    }
+
+    /// The first message index this session can decrypt.
+    pub fn first_known_index(&self) -> u32 {
+        self.initial.index()
+    }
+
+    /// Whether the session comes from a signed session key (directly or by merging), rather
+    /// than only from an unsigned export.
+    pub fn is_verified(&self) -> bool {
+        self.verified
+    }
+
+    /// The session's configuration.
+    pub fn config(&self) -> SessionConfig {
+        self.config
+    }
+
+    /// The ratchet at `index`, if this session knows it: from the cached later ratchet when it
+    /// is not past `index`, otherwise from the earliest one.
+    fn ratchet_at(&self, index: u32) -> Option<Ratchet> {
+        if index < self.initial.index() {
+            return None;
+        }
+        let mut ratchet = if self.latest.index() <= index { self.latest.clone() } else { self.initial.clone() };
+        ratchet.advance_to(index);
+        Some(ratchet)
+    }
+
+    /// Decrypts a message: checks its signature, then its MAC, then decrypts.
+    pub fn decrypt(&mut self, message: &MegolmMessage) -> Result<DecryptedMessage, DecryptionError> {
+        self.check_version(message)?;
+        self.signing_key
+            .verify(message.signed_part(), message.signature())
+            .map_err(|_| DecryptionError::InvalidSignature)?;
+        let ratchet = self.ratchet_at(message.message_index()).ok_or(self.unknown_index(message))?;
+        let plaintext = decrypt_with(&ratchet, message)?;
+        self.cache(ratchet);
+        Ok(DecryptedMessage { plaintext, message_index: message.message_index() })
+    }
+
+    /// Decrypts a batch of messages of this session, such as a timeline being back-filled,
+    /// faster than one by one: the signatures are checked together (see below) and the
+    /// ratchet is walked forward once, in index order, instead of once per message.
+    ///
+    /// Returns one result per message, in the input order. A bad message fails alone: a
+    /// forged signature, a wrong MAC or an index before the first known one is reported for
+    /// that message, and the others decrypt. Signatures are checked with a randomized batch
+    /// equation; if the batch does not hold, each signature is checked on its own, which
+    /// attributes a forgery to its message.
+    ///
+    /// ```
+    /// use ferrolm::megolm::{GroupSession, InboundGroupSession, MegolmMessage, SessionConfig, DecryptionError};
+    /// let mut outbound = GroupSession::new(SessionConfig::version_1());
+    /// let mut inbound = InboundGroupSession::new(&outbound.session_key(), SessionConfig::version_1());
+    /// let mut messages: Vec<MegolmMessage> = (0..10).map(|i| outbound.encrypt(format!("{i}").as_bytes())).collect();
+    /// let impostor = GroupSession::new(SessionConfig::version_1()).encrypt(b"forged");
+    /// messages[3] = impostor;
+    /// let results = inbound.decrypt_batch(&messages);
+    /// assert_eq!(results[3], Err(DecryptionError::InvalidSignature));
+    /// assert_eq!(results[9].as_ref().unwrap().plaintext, b"9");
+    /// ```
+    pub fn decrypt_batch(&mut self, messages: &[MegolmMessage]) -> Vec<Result<DecryptedMessage, DecryptionError>> {
+        let mut results: Vec<Result<DecryptedMessage, DecryptionError>> = messages
+            .iter()
+            .map(|m| Err(self.check_version(m).err().unwrap_or(DecryptionError::InvalidSignature)))
+            .collect();
+
+        let candidates: Vec<usize> =
+            (0..messages.len()).filter(|&i| messages.get(i).is_some_and(|m| self.check_version(m).is_ok())).collect();
+        let items: Vec<(&[u8], &crate::types::Ed25519Signature)> =
+            candidates.iter().filter_map(|&i| messages.get(i)).map(|m| (m.signed_part(), m.signature())).collect();
+        let verdicts = verify_batch(&self.signing_key, &items);
+
+        let mut signed: Vec<usize> =
+            candidates.into_iter().zip(verdicts).filter(|(_, ok)| *ok).map(|(i, _)| i).collect();
+        signed.sort_by_key(|&i| messages.get(i).map(MegolmMessage::message_index));
+
+        let mut walker: Option<Ratchet> = None;
+        for i in signed {
+            let (Some(message), Some(result)) = (messages.get(i), results.get_mut(i)) else { continue };
+            let index = message.message_index();
+            let ratchet = match walker.take() {
+                Some(mut ratchet) if ratchet.index() <= index => {
+                    ratchet.advance_to(index);
+                    Some(ratchet)
+                }
+                _ => self.ratchet_at(index),
+            };
+            let Some(ratchet) = ratchet else {
+                *result = Err(self.unknown_index(message));
+                continue;
+            };
+            *result =
+                decrypt_with(&ratchet, message).map(|plaintext| DecryptedMessage { plaintext, message_index: index });
+            walker = Some(ratchet);
+        }
+        if let Some(ratchet) = walker {
+            self.cache(ratchet);
+        }
+        results
+    }
+
+    fn check_version(&self, message: &MegolmMessage) -> Result<(), DecryptionError> {
+        let expected = self.config.message_version();
+        if message.version() == expected {
+            Ok(())
+        } else {
+            Err(DecryptionError::VersionMismatch { expected, got: message.version() })
+        }
+    }
+
+    fn unknown_index(&self, message: &MegolmMessage) -> DecryptionError {
+        DecryptionError::UnknownMessageIndex { first_known: self.initial.index(), requested: message.message_index() }
+    }
+
+    /// Keeps `ratchet` as the cached later ratchet if it is further along.
+    fn cache(&mut self, ratchet: Ratchet) {
+        if ratchet.index() > self.latest.index() {
+            self.latest = ratchet;
+        }
+    }
+
+    /// The session key at `index`, if this session knows that index.
+    pub fn export_at(&self, index: u32) -> Option<ExportedSessionKey> {
+        self.ratchet_at(index).map(|ratchet| ExportedSessionKey::new(&ratchet, self.signing_key))
+    }
+
+    /// The session key at the first known index.
+    pub fn export_at_first_known_index(&self) -> ExportedSessionKey {
+        ExportedSessionKey::new(&self.initial, self.signing_key)
+    }
+
+    /// Forgets every message key before `index` (the session can no longer decrypt them).
+    /// Returns false, changing nothing, if `index` is before the first known index.
+    pub fn advance_to(&mut self, index: u32) -> bool {
+        match self.ratchet_at(index) {
+            Some(ratchet) => {
+                self.initial = ratchet.clone();
+                if self.latest.index() < index {
+                    self.latest = ratchet;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the two sessions are the same ratchet: the same configuration and signing key,
+    /// and the earlier one, advanced to the other's first index, equals it (compared in
+    /// constant time).
+    fn connected(&self, other: &Self) -> bool {
+        if self.config != other.config || self.signing_key != other.signing_key {
+            return false;
+        }
+        let (earlier, later) =
+            if self.first_known_index() <= other.first_known_index() { (self, other) } else { (other, self) };
+        earlier.ratchet_at(later.first_known_index()).is_some_and(|r| bool::from(r.ct_eq(&later.initial)))
+    }
+
+    /// How this session relates to `other` (another session with the same session id).
+    pub fn compare(&self, other: &Self) -> SessionOrdering {
+        if !self.connected(other) {
+            return SessionOrdering::Unconnected;
+        }
+        match self.first_known_index().cmp(&other.first_known_index()) {
+            core::cmp::Ordering::Less => SessionOrdering::Better,
+            core::cmp::Ordering::Equal => SessionOrdering::Equal,
+            core::cmp::Ordering::Greater => SessionOrdering::Worse,
+        }
+    }
+
+    /// Merges two connected sessions into one with the earlier first index, verified if
+    /// either is. `None` if they are not connected.
+    pub fn merge(&self, other: &Self) -> Option<Self> {
+        let best = match self.compare(other) {
+            SessionOrdering::Equal | SessionOrdering::Better => self,
+            SessionOrdering::Worse => other,
+            SessionOrdering::Unconnected => return None,
+        };
+        Some(Self::from_parts(best.initial.clone(), self.signing_key, self.verified || other.verified, self.config))
+    }
+
+    /// Encrypts the session into ferrolm's pickle format under `key`.
+    pub fn pickle(&self, key: &PickleKey) -> String {
+        let mut w = PickleWriter::new();
+        w.u8(FORMAT_VERSION);
+        w.u8(self.config.version());
+        write_ratchet(&mut w, &self.initial);
+        write_ratchet(&mut w, &self.latest);
+        w.bytes(self.signing_key.as_bytes());
+        w.bool(self.verified);
+        crate::pickle::seal(PickleKind::InboundGroupSession, &w.finish(), key, &mut crate::rng::os_rng())
+    }
+
+    /// Restores a session from [`InboundGroupSession::pickle`]'s output.
+    pub fn from_pickle(pickle: &str, key: &PickleKey) -> Result<Self, PickleError> {
+        let bytes = crate::pickle::open(PickleKind::InboundGroupSession, pickle, key)?;
+        let mut r = PickleReader::new(&bytes);
+        let version = r.u8()?;
+        if version != FORMAT_VERSION {
+            return Err(PickleError::UnknownVersion(u32::from(version)));
+        }
+        let config = SessionConfig::from_version(r.u8()?).ok_or(PickleError::Corrupted("unknown session config"))?;
+        Self::read_body(&mut r, config, true)
+    }
+
+    /// Encrypts the session into libolm's inbound group session pickle (version 2).
+    pub fn to_libolm_pickle(&self, key: &[u8]) -> Result<String, PickleError> {
+        if self.config != SessionConfig::version_1() {
+            return Err(PickleError::UnsupportedByLibolm("only version 1 sessions exist in libolm"));
+        }
+        let mut w = PickleWriter::new();
+        w.u32(LIBOLM_VERSION);
+        write_ratchet(&mut w, &self.initial);
+        write_ratchet(&mut w, &self.latest);
+        w.bytes(self.signing_key.as_bytes());
+        w.bool(self.verified);
+        Ok(crate::pickle::seal_libolm(&w.finish(), key))
+    }
+
+    /// Restores a session from libolm's inbound group session pickle (versions 1 and 2;
+    /// version 1 sessions, which predate unsigned imports, count as verified).
+    pub fn from_libolm_pickle(pickle: &str, key: &[u8]) -> Result<Self, PickleError> {
+        let bytes = crate::pickle::open_libolm(pickle, key)?;
+        let mut r = PickleReader::new(&bytes);
+        match r.u32()? {
+            1 => Self::read_body(&mut r, SessionConfig::version_1(), false),
+            LIBOLM_VERSION => Self::read_body(&mut r, SessionConfig::version_1(), true),
+            other => Err(PickleError::UnknownVersion(other)),
+        }
+    }
+
+    /// initial ratchet ‖ latest ratchet ‖ signing key ‖ [verified flag]: libolm's layout.
+    fn read_body(r: &mut PickleReader<'_>, config: SessionConfig, has_flag: bool) -> Result<Self, PickleError> {
+        let initial = read_ratchet(r)?;
+        let latest = read_ratchet(r)?;
+        let signing_key = read_ed25519_public(r)?;
+        let verified = if has_flag { r.bool()? } else { true };
+        if !r.is_empty() {
+            return Err(PickleError::Corrupted("trailing bytes"));
+        }
+        // The later ratchet must descend from the earlier one, or decryption would use keys
+        // the sender never made.
+        let session = Self { initial, latest, signing_key, verified, config };
+        let consistent = session.latest.index() >= session.initial.index() && {
+            let mut check = session.initial.clone();
+            check.advance_to(session.latest.index());
+            bool::from(check.ct_eq(&session.latest))
+        };
+        if consistent {
+            Ok(session)
+        } else {
+            Err(PickleError::Corrupted("the cached ratchet does not match the initial one"))
+        }
+    }
+}
+
+fn decrypt_with(ratchet: &Ratchet, message: &MegolmMessage) -> Result<Vec<u8>, DecryptionError> {
+    let keys = CipherKeys::derive(ratchet.to_bytes().as_ref(), MEGOLM_KEYS_INFO);
+    keys.verify_mac(message.mac_input(), message.mac()).map_err(|_| DecryptionError::InvalidMac)?;
+    keys.decrypt(message.ciphertext()).map_err(|error| match error {
+        CipherError::Mac => DecryptionError::InvalidMac,
+        CipherError::Padding => DecryptionError::InvalidPadding,
+    })
+}
+
+const FORMAT_VERSION: u8 = 1;
+const LIBOLM_VERSION: u32 = 2;
+
+impl core::fmt::Debug for InboundGroupSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InboundGroupSession")
+            .field("session_id", &self.session_id())
+            .field("first_known_index", &self.first_known_index())
+            .field("verified", &self.verified)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::megolm::GroupSession;
+
+    /// A message the session's key signed, but whose MAC is wrong (a broken sender).
+    #[test]
+    fn a_signed_message_with_a_bad_mac_is_an_invalid_mac() {
+        let mut outbound = GroupSession::new(SessionConfig::version_1());
+        let mut inbound = InboundGroupSession::new(&outbound.session_key(), SessionConfig::version_1());
+        let message = outbound.encrypt(b"hello");
+        let mut bytes = message.signed_part().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1; // the MAC's last byte
+        let signature = outbound.signing_key_for_tests().sign(&bytes);
+        bytes.extend_from_slice(&signature.to_bytes());
+        let broken = MegolmMessage::from_bytes(&bytes).unwrap();
+        assert_eq!(inbound.decrypt(&broken), Err(DecryptionError::InvalidMac));
+        assert_eq!(inbound.decrypt_batch(&[broken, message.clone()])[0], Err(DecryptionError::InvalidMac));
+        assert_eq!(inbound.decrypt(&message).unwrap().plaintext, b"hello");
+    }
+
+    #[test]
+    fn libolm_pickles_with_an_unrelated_cached_ratchet_are_refused() {
+        let outbound = GroupSession::new(SessionConfig::version_1());
+        let other = GroupSession::new(SessionConfig::version_1());
+        let mut session = InboundGroupSession::new(&outbound.session_key(), SessionConfig::version_1());
+        session.latest = InboundGroupSession::new(&other.session_key(), SessionConfig::version_1()).initial;
+        session.latest.advance_to(5);
+        let pickle = session.to_libolm_pickle(b"key").unwrap();
+        assert!(matches!(InboundGroupSession::from_libolm_pickle(&pickle, b"key"), Err(PickleError::Corrupted(_))));
+    }
+}
