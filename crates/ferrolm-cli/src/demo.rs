@@ -2,8 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use ferrolm::megolm::{self, GroupSession, InboundGroupSession, SessionKey};
 use ferrolm::olm::{Account, OlmMessage, Session, SessionConfig};
 use ferrolm::pickle::PickleKey;
+use ferrolm::zeroize::Zeroizing;
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let (dir, rest) = crate::take_option(args, "--dir")?;
@@ -133,7 +135,82 @@ pub(crate) fn demo(dir: &Path, out: &mut impl std::io::Write) -> Result<(), Stri
     }
     let plaintext = bob_session.decrypt(&message).map_err(|e| e.to_string())?;
     step(out, format!("   original: \"{}\"", text(&plaintext)))?;
+
+    room(out, &alice, &mut alice_session, &mut bob_session)?;
     step(out, "== Done.")
+}
+
+/// Shares a Megolm session key over an Olm session and builds the receiver's inbound session.
+fn share_room_key(
+    sender: &mut Session,
+    receiver: &mut Session,
+    room_key: &SessionKey,
+) -> Result<InboundGroupSession, String> {
+    let olm_message = sender.encrypt(room_key.to_base64().as_bytes());
+    let received = Zeroizing::new(receiver.decrypt(&olm_message).map_err(|e| e.to_string())?);
+    let text = core::str::from_utf8(&received).map_err(|e| e.to_string())?;
+    let key = SessionKey::from_base64(text).map_err(|e| e.to_string())?;
+    Ok(InboundGroupSession::new(&key, megolm::SessionConfig::version_1()))
+}
+
+fn room(
+    out: &mut impl std::io::Write,
+    alice: &Account,
+    alice_to_bob: &mut Session,
+    bob_from_alice: &mut Session,
+) -> Result<(), String> {
+    step(out, "== 9. A room: Alice starts a Megolm session and shares its key with Bob over Olm")?;
+    let mut room = GroupSession::new(megolm::SessionConfig::version_1());
+    let mut bob_room = share_room_key(alice_to_bob, bob_from_alice, &room.session_key())?;
+    step(
+        out,
+        format!("   session id {}; Bob can decrypt from index {}", room.session_id(), bob_room.first_known_index()),
+    )?;
+    let mut history = Vec::new();
+    for line in ["Welcome to the room.", "Megolm encrypts once for everyone.", "Each message is signed."] {
+        let message = room.encrypt(line.as_bytes());
+        let decrypted = bob_room.decrypt(&message).map_err(|e| e.to_string())?;
+        step(
+            out,
+            format!("   [{}] Alice: \"{}\"  (Bob decrypts it)", decrypted.message_index, text(&decrypted.plaintext)),
+        )?;
+        history.push(message);
+    }
+
+    step(out, "== 10. Carol joins late: she gets the key at the current index")?;
+    let mut carol = Account::new();
+    carol.generate_one_time_keys(1);
+    let otk = *carol.one_time_keys().values().next().ok_or("no one-time key")?;
+    carol.mark_keys_as_published();
+    let mut alice_to_carol = alice
+        .create_outbound_session(SessionConfig::version_1(), carol.curve25519_key(), otk)
+        .map_err(|e| e.to_string())?;
+    let key_message = alice_to_carol.encrypt(room.session_key().to_base64().as_bytes());
+    let OlmMessage::PreKey(pre_key) = &key_message else { return Err("expected a pre-key message".into()) };
+    let created = carol.create_inbound_session(alice.curve25519_key(), pre_key).map_err(|e| e.to_string())?;
+    let plaintext = Zeroizing::new(created.plaintext);
+    let key = SessionKey::from_base64(core::str::from_utf8(&plaintext).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let mut carol_room = InboundGroupSession::new(&key, megolm::SessionConfig::version_1());
+    step(out, format!("   Carol can decrypt from index {}", carol_room.first_known_index()))?;
+    let message = room.encrypt(b"Hello Carol!");
+    for (who, session) in [("Bob", &mut bob_room), ("Carol", &mut carol_room)] {
+        let decrypted = session.decrypt(&message).map_err(|e| e.to_string())?;
+        step(out, format!("   [{}] {who} reads: \"{}\"", decrypted.message_index, text(&decrypted.plaintext)))?;
+    }
+    if let Some(first) = history.first() {
+        match carol_room.decrypt(first) {
+            Err(error) => step(out, format!("   Carol and message 0: {error}"))?,
+            Ok(_) => return Err("a late joiner decrypted history it was not given".into()),
+        }
+    }
+    step(
+        out,
+        format!(
+            "   Bob's session compared with Carol's: {:?} (it knows earlier messages)",
+            bob_room.compare(&carol_room)
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -147,6 +224,9 @@ mod tests {
         assert!(out.contains("Hello Bob, this is Alice."), "{out}");
         assert!(out.contains("Still here after a restart."));
         assert!(out.contains("MAC does not match"));
+        assert!(out.contains("[3] Carol reads: \"Hello Carol!\""), "{out}");
+        assert!(out.contains("Carol and message 0: the message has index 0, before"), "{out}");
+        assert!(out.contains("compared with Carol's: Better"));
         assert!(dir.join("bob-session").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }

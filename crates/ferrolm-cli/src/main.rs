@@ -2,7 +2,8 @@
 //!
 //! - `ferrolm demo [--dir DIR]`: two devices establish an Olm session, talk both ways, pickle
 //!   to disk and restore, printing each step.
-//! - `ferrolm inspect [--type 0|1] BASE64`: decode an Olm message without any key.
+//! - `ferrolm inspect [--type 0|1] BASE64`: decode an Olm or Megolm message, or a Megolm
+//!   session key, without any key.
 
 mod demo;
 mod inspect;
@@ -13,8 +14,10 @@ const USAGE: &str = "\
 ferrolm: end-to-end encryption for Matrix
 
 USAGE:
-    ferrolm demo [--dir DIR]            two devices talk over Olm, pickle to DIR and restore
-    ferrolm inspect [--type 0|1] B64    decode an Olm message (0 = pre-key, 1 = normal)
+    ferrolm demo [--dir DIR]            two devices talk over Olm, pickle to DIR and restore,
+                                        then a room over Megolm with a late joiner
+    ferrolm inspect [--type 0|1] B64    decode an Olm message (0 = pre-key, 1 = normal), a
+                                        Megolm message or a Megolm session key
     ferrolm help                        this text
 ";
 

@@ -49,6 +49,8 @@ pub mod pickle;
 pub mod types;
 
 pub use rng::CryptoRngCore;
+/// Re-exported: secret outputs (session keys, pickled bytes) come in `zeroize::Zeroizing` buffers.
+pub use zeroize;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

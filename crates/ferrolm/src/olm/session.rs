@@ -458,10 +458,14 @@ impl Session {
             w.bytes(chain.ratchet_key.as_bytes());
             write_chain_key(&mut w, &chain.chain_key);
         }
-        // Oldest chain first, each chain's keys oldest first; libolm keeps the newest 40.
-        let skipped: Vec<(&Curve25519PublicKey, &MessageKey)> =
-            self.receiving.iter().rev().flat_map(|c| c.skipped.iter().map(move |k| (&c.ratchet_key, k))).collect();
-        let newest = skipped.get(skipped.len().saturating_sub(LIBOLM_MAX_SKIPPED_KEYS)..).unwrap_or_default();
+        // libolm keeps one list for the session, newest first (it inserts at the front and
+        // evicts from the back): newest chain first, each chain's keys newest first, 40 at most.
+        let newest: Vec<(&Curve25519PublicKey, &MessageKey)> = self
+            .receiving
+            .iter()
+            .flat_map(|c| c.skipped.iter().rev().map(move |k| (&c.ratchet_key, k)))
+            .take(LIBOLM_MAX_SKIPPED_KEYS)
+            .collect();
         w.u32(newest.len() as u32);
         for (ratchet_key, key) in newest {
             w.bytes(ratchet_key.as_bytes());
@@ -509,7 +513,8 @@ impl Session {
             let index = r.u32()?;
             // libolm never looks up a skipped key whose chain is gone, so neither do we.
             if let Some(chain) = receiving.iter_mut().find(|c| c.ratchet_key == ratchet_key) {
-                chain.skipped.push_back(MessageKey { key, index });
+                // libolm's list is newest first; each chain here keeps its keys oldest first.
+                chain.skipped.push_front(MessageKey { key, index });
             }
         }
         if includes_chain_index {
