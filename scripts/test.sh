@@ -18,6 +18,10 @@ echo "== clippy (workspace lints, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 echo "== tests"
-cargo test --workspace --all-features --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --all-features --locked 2>&1 | tee "$log"
 
-echo "== all tests passed"
+# One closing line for the whole run (cargo prints one per test binary, the last of which
+# may be a crate with no doc tests).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

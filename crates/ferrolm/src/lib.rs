@@ -43,9 +43,13 @@ mod codec;
 mod crypto;
 mod rng;
 
+pub mod key_export;
 pub mod megolm;
 pub mod olm;
 pub mod pickle;
+pub mod pk;
+pub mod sas;
+pub mod secret_storage;
 pub mod types;
 
 pub use rng::CryptoRngCore;

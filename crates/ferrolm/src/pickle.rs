@@ -124,6 +124,7 @@ pub(crate) enum PickleKind {
     Session = 2,
     GroupSession = 3,
     InboundGroupSession = 4,
+    PkDecryption = 5,
 }
 
 impl PickleKind {
@@ -133,6 +134,7 @@ impl PickleKind {
             2 => "session",
             3 => "group session",
             4 => "inbound group session",
+            5 => "PK decryption key",
             _ => "unknown object",
         }
     }

@@ -1,0 +1,401 @@
+//! Public-key encryption and signing as libolm's `olm_pk_*` API does it.
+//!
+//! - [`PkEncryption`] / [`PkDecryption`]: the `m.megolm_backup.v1.curve25519-aes-sha2` scheme
+//!   server-side key backups use. An ephemeral X25519 key and the backup's public key give a
+//!   shared secret; `HKDF(salt = 0, secret, info = "", 80)` gives an AES-256-CBC key, an
+//!   HMAC-SHA-256 key and an IV.
+//! - [`PkSigning`]: Ed25519 keys from a 32-byte seed, as cross-signing keys are made.
+//!
+//! **libolm's MAC defect, kept on purpose.** libolm computes the backup MAC over an *empty*
+//! input instead of the ciphertext, so the 8-byte MAC authenticates nothing about the message;
+//! every existing backup carries such MACs, and every client checks them that way. ferrolm
+//! does the same so it can read and write real backups. The scheme is therefore
+//! unauthenticated encryption: anyone who knows the backup's public key (the server does) can
+//! make a message that decrypts. The layer above must treat backed-up room keys as
+//! unverified (as the specification says) and check what it can, such as session ids and
+//! signing keys against the keys inside. See SECURITY.md.
+//!
+//! ```
+//! use ferrolm::pk::{PkDecryption, PkEncryption};
+//! let backup_key = PkDecryption::new();
+//! let message = PkEncryption::from_key(backup_key.public_key())?.encrypt(b"{\"session_key\":\"...\"}");
+//! assert_eq!(backup_key.decrypt(&message)?, b"{\"session_key\":\"...\"}");
+//! # Ok::<(), ferrolm::pk::PkError>(())
+//! ```
+
+use rand_core::CryptoRngCore;
+use zeroize::Zeroizing;
+
+use crate::codec::{PickleReader, PickleWriter};
+use crate::crypto::{CipherError, CipherKeys};
+use crate::pickle::{PickleError, PickleKey, PickleKind};
+use crate::types::{
+    Curve25519Keypair, Curve25519PublicKey, Curve25519SecretKey, Ed25519Keypair, Ed25519PublicKey, Ed25519Signature,
+    base64_decode, base64_encode,
+};
+
+const MAC_LENGTH: usize = 8;
+
+/// Why a PK message could not be decoded or decrypted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PkError {
+    /// A field is not valid base64.
+    #[error("the {0} is not valid base64")]
+    Base64(&'static str),
+    /// The ephemeral key is not 32 bytes.
+    #[error("the ephemeral key is {0} bytes long, not 32")]
+    InvalidKeyLength(usize),
+    /// The MAC is not 8 bytes.
+    #[error("the MAC is {0} bytes long, not 8")]
+    InvalidMacLength(usize),
+    /// The ephemeral key is of small order.
+    #[error("the ephemeral key is of small order (non-contributory)")]
+    NonContributoryKey,
+    /// The MAC does not match: the message was made for another backup key (the MAC covers
+    /// no message content; see the module documentation).
+    #[error("the MAC does not match (wrong backup key)")]
+    InvalidMac,
+    /// The ciphertext decrypted to invalid padding (wrong key, or a corrupted ciphertext).
+    #[error("the ciphertext's padding is invalid (corrupted ciphertext)")]
+    InvalidPadding,
+}
+
+/// An encrypted backup message: ciphertext, the (8-byte) MAC and the ephemeral key, each sent
+/// as unpadded base64 in `session_data`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PkMessage {
+    /// The AES-256-CBC ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// libolm's MAC (over an empty input: see the module documentation).
+    pub mac: [u8; MAC_LENGTH],
+    /// The sender's ephemeral Curve25519 key.
+    pub ephemeral_key: Curve25519PublicKey,
+}
+
+impl PkMessage {
+    /// Reads a message from its three base64 fields.
+    pub fn from_base64(ciphertext: &str, mac: &str, ephemeral_key: &str) -> Result<Self, PkError> {
+        let ciphertext = base64_decode(ciphertext).map_err(|_| PkError::Base64("ciphertext"))?;
+        let mac = base64_decode(mac).map_err(|_| PkError::Base64("MAC"))?;
+        let mac = <[u8; MAC_LENGTH]>::try_from(mac.as_slice()).map_err(|_| PkError::InvalidMacLength(mac.len()))?;
+        let key = base64_decode(ephemeral_key).map_err(|_| PkError::Base64("ephemeral key"))?;
+        let ephemeral_key = Curve25519PublicKey::from_slice(&key).map_err(|_| PkError::InvalidKeyLength(key.len()))?;
+        Ok(Self { ciphertext, mac, ephemeral_key })
+    }
+
+    /// The three fields as unpadded base64: (ciphertext, MAC, ephemeral key).
+    pub fn to_base64(&self) -> (String, String, String) {
+        (base64_encode(&self.ciphertext), base64_encode(self.mac), self.ephemeral_key.to_base64())
+    }
+}
+
+impl core::fmt::Debug for PkMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PkMessage")
+            .field("ciphertext_len", &self.ciphertext.len())
+            .field("ephemeral_key", &self.ephemeral_key)
+            .finish_non_exhaustive()
+    }
+}
+
+fn libolm_mac(keys: &CipherKeys) -> [u8; MAC_LENGTH] {
+    // The defect, on purpose: the MAC of an empty input (see the module documentation).
+    let full = keys.mac(&[]);
+    let mut mac = [0u8; MAC_LENGTH];
+    mac.copy_from_slice(full.get(..MAC_LENGTH).unwrap_or(&[0; MAC_LENGTH]));
+    mac
+}
+
+/// Encrypts to a backup's public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PkEncryption {
+    /// Checked not to be of small order, so every exchange with it is contributory.
+    recipient: Curve25519PublicKey,
+}
+
+impl PkEncryption {
+    /// Encryption to `recipient` (the backup's `auth_data.public_key`). A key of small order
+    /// is refused: messages to it would be readable by anyone.
+    pub fn from_key(recipient: Curve25519PublicKey) -> Result<Self, PkError> {
+        if recipient.is_small_order() { Err(PkError::NonContributoryKey) } else { Ok(Self { recipient }) }
+    }
+
+    /// The recipient's public key.
+    pub fn recipient(&self) -> Curve25519PublicKey {
+        self.recipient
+    }
+
+    /// Encrypts `plaintext` under a fresh ephemeral key.
+    pub fn encrypt(&self, plaintext: &[u8]) -> PkMessage {
+        self.encrypt_inner(plaintext, &mut crate::rng::os_rng())
+    }
+
+    /// [`PkEncryption::encrypt`] with the caller's randomness: 32 bytes for the ephemeral key
+    /// (libolm's `olm_pk_encrypt`).
+    #[cfg(feature = "caller-supplied-randomness")]
+    pub fn encrypt_with_rng(&self, plaintext: &[u8], rng: &mut impl CryptoRngCore) -> PkMessage {
+        self.encrypt_inner(plaintext, rng)
+    }
+
+    fn encrypt_inner(&self, plaintext: &[u8], rng: &mut impl CryptoRngCore) -> PkMessage {
+        let ephemeral = Curve25519Keypair::generate(rng);
+        let shared = ephemeral.secret.diffie_hellman_unchecked(&self.recipient);
+        let keys = CipherKeys::derive(shared.as_bytes(), b"");
+        PkMessage { ciphertext: keys.encrypt(plaintext), mac: libolm_mac(&keys), ephemeral_key: ephemeral.public }
+    }
+}
+
+/// A backup's private key: decrypts what [`PkEncryption`] encrypted to its public key.
+/// Zeroized on drop; `Debug` redacted.
+#[derive(Clone)]
+pub struct PkDecryption {
+    key: Curve25519Keypair,
+}
+
+impl PkDecryption {
+    /// A new random key.
+    pub fn new() -> Self {
+        Self::new_inner(&mut crate::rng::os_rng())
+    }
+
+    /// [`PkDecryption::new`] with the caller's randomness: 32 bytes (libolm's
+    /// `olm_pk_key_from_private`).
+    #[cfg(feature = "caller-supplied-randomness")]
+    pub fn new_with_rng(rng: &mut impl CryptoRngCore) -> Self {
+        Self::new_inner(rng)
+    }
+
+    fn new_inner(rng: &mut impl CryptoRngCore) -> Self {
+        Self { key: Curve25519Keypair::generate(rng) }
+    }
+
+    /// The key from its 32 secret bytes (a backup recovery key decodes to these).
+    pub fn from_bytes(secret: &[u8; 32]) -> Self {
+        Self { key: Curve25519Keypair::from_secret(Curve25519SecretKey::from_bytes(secret)) }
+    }
+
+    /// The 32 secret bytes.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        self.key.secret.to_bytes()
+    }
+
+    /// The public key, published in the backup's `auth_data`.
+    pub fn public_key(&self) -> Curve25519PublicKey {
+        self.key.public
+    }
+
+    /// Decrypts one message: checks the MAC (libolm's way), then decrypts.
+    pub fn decrypt(&self, message: &PkMessage) -> Result<Vec<u8>, PkError> {
+        let shared = self.key.secret.diffie_hellman(&message.ephemeral_key).map_err(|_| PkError::NonContributoryKey)?;
+        let keys = CipherKeys::derive(shared.as_bytes(), b"");
+        if !crate::crypto::ct_eq(&libolm_mac(&keys), &message.mac) {
+            return Err(PkError::InvalidMac);
+        }
+        keys.decrypt(&message.ciphertext).map_err(|e| match e {
+            CipherError::Mac => PkError::InvalidMac,
+            CipherError::Padding => PkError::InvalidPadding,
+        })
+    }
+
+    /// Decrypts many messages (restoring a backup) on every core, in order; one result per
+    /// message. Each decryption is independent (one X25519 exchange each), so this scales
+    /// with the number of cores.
+    pub fn decrypt_many(&self, messages: &[PkMessage]) -> Vec<Result<Vec<u8>, PkError>> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if threads < 2 || messages.len() < 64 {
+            return messages.iter().map(|m| self.decrypt(m)).collect();
+        }
+        let chunk = messages.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = messages
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(|m| self.decrypt(m)).collect::<Vec<_>>()))
+                .collect();
+            // A worker only panics if `decrypt` does, which it never does; report such a
+            // message as undecryptable rather than propagate.
+            workers
+                .into_iter()
+                .zip(messages.chunks(chunk))
+                .flat_map(|(worker, part)| {
+                    worker.join().unwrap_or_else(|_| vec![Err(PkError::InvalidPadding); part.len()])
+                })
+                .collect()
+        })
+    }
+
+    /// Encrypts the key into ferrolm's pickle format.
+    pub fn pickle(&self, key: &PickleKey) -> String {
+        let mut w = PickleWriter::new();
+        w.u8(FORMAT_VERSION);
+        self.write_key_pair(&mut w);
+        crate::pickle::seal(PickleKind::PkDecryption, &w.finish(), key, &mut crate::rng::os_rng())
+    }
+
+    /// Restores a key from [`PkDecryption::pickle`]'s output.
+    pub fn from_pickle(pickle: &str, key: &PickleKey) -> Result<Self, PickleError> {
+        let bytes = crate::pickle::open(PickleKind::PkDecryption, pickle, key)?;
+        let mut r = PickleReader::new(&bytes);
+        let version = r.u8()?;
+        if version != FORMAT_VERSION {
+            return Err(PickleError::UnknownVersion(u32::from(version)));
+        }
+        Self::read_key_pair(&mut r)
+    }
+
+    /// Encrypts the key into libolm's `PkDecryption` pickle (version 1).
+    pub fn to_libolm_pickle(&self, key: &[u8]) -> String {
+        let mut w = PickleWriter::new();
+        w.u32(LIBOLM_VERSION);
+        self.write_key_pair(&mut w);
+        crate::pickle::seal_libolm(&w.finish(), key)
+    }
+
+    /// Restores a key from libolm's `PkDecryption` pickle (version 1).
+    pub fn from_libolm_pickle(pickle: &str, key: &[u8]) -> Result<Self, PickleError> {
+        let bytes = crate::pickle::open_libolm(pickle, key)?;
+        let mut r = PickleReader::new(&bytes);
+        let version = r.u32()?;
+        if version != LIBOLM_VERSION {
+            return Err(PickleError::UnknownVersion(version));
+        }
+        Self::read_key_pair(&mut r)
+    }
+
+    /// The key pair as both formats lay it out: public ‖ secret.
+    fn write_key_pair(&self, w: &mut PickleWriter) {
+        w.bytes(self.key.public.as_bytes());
+        w.bytes(self.key.secret.to_bytes().as_ref());
+    }
+
+    fn read_key_pair(r: &mut PickleReader<'_>) -> Result<Self, PickleError> {
+        let public = r.array::<32>()?;
+        let secret = r.secret::<32>()?;
+        if !r.is_empty() {
+            return Err(PickleError::Corrupted("trailing bytes"));
+        }
+        Ok(Self { key: Curve25519Keypair::from_pickled(&secret, public) })
+    }
+}
+
+const FORMAT_VERSION: u8 = 1;
+const LIBOLM_VERSION: u32 = 1;
+
+impl Default for PkDecryption {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for PkDecryption {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PkDecryption").field("public_key", &self.key.public).finish_non_exhaustive()
+    }
+}
+
+/// An Ed25519 signing key from a 32-byte seed (libolm's `olm_pk_signing`), as the master,
+/// self-signing and user-signing cross-signing keys are.
+///
+/// ```
+/// use ferrolm::pk::PkSigning;
+/// let key = PkSigning::from_seed(&[1; 32]);
+/// let signature = key.sign(b"{}");
+/// assert!(key.public_key().verify(b"{}", &signature).is_ok());
+/// ```
+#[derive(Clone)]
+pub struct PkSigning {
+    pair: Ed25519Keypair,
+}
+
+impl PkSigning {
+    /// A new random key.
+    pub fn new() -> Self {
+        Self { pair: Ed25519Keypair::new() }
+    }
+
+    /// The key of a 32-byte seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self { pair: Ed25519Keypair::from_seed(seed) }
+    }
+
+    /// The seed (what secret storage keeps for cross-signing keys).
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        self.pair.secret_key().seed().unwrap_or_else(|| Zeroizing::new([0; 32]))
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> Ed25519PublicKey {
+        self.pair.public_key()
+    }
+
+    /// Signs `message`.
+    pub fn sign(&self, message: &[u8]) -> Ed25519Signature {
+        self.pair.sign(message)
+    }
+}
+
+impl Default for PkSigning {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for PkSigning {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PkSigning").field("public_key", &self.public_key()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_typed_errors() {
+        let backup = PkDecryption::new();
+        let message = PkEncryption::from_key(backup.public_key()).unwrap().encrypt(b"room key");
+        let (c, m, e) = message.to_base64();
+        assert_eq!(backup.decrypt(&PkMessage::from_base64(&c, &m, &e).unwrap()).unwrap(), b"room key");
+        assert_eq!(PkDecryption::new().decrypt(&message), Err(PkError::InvalidMac));
+        let mut corrupted = message.clone();
+        corrupted.ciphertext[0] ^= 1; // the MAC does not cover it: caught by the padding, if at all
+        assert!(backup.decrypt(&corrupted).map(|p| p != b"room key").unwrap_or(true));
+        assert_eq!(PkMessage::from_base64(&c, "AAAA", &e), Err(PkError::InvalidMacLength(3)));
+        assert_eq!(PkMessage::from_base64("!", &m, &e), Err(PkError::Base64("ciphertext")));
+        assert_eq!(PkMessage::from_base64(&c, &m, "AAAA"), Err(PkError::InvalidKeyLength(3)));
+        let small = PkMessage { ephemeral_key: Curve25519PublicKey::from_bytes([0; 32]), ..message };
+        assert_eq!(backup.decrypt(&small), Err(PkError::NonContributoryKey));
+        assert_eq!(PkEncryption::from_key(Curve25519PublicKey::from_bytes([0; 32])), Err(PkError::NonContributoryKey));
+    }
+
+    #[test]
+    fn parallel_decryption_keeps_order_and_isolates_failures() {
+        let backup = PkDecryption::new();
+        let encryption = PkEncryption::from_key(backup.public_key()).unwrap();
+        let mut messages: Vec<PkMessage> = (0..200u32).map(|i| encryption.encrypt(&i.to_be_bytes())).collect();
+        messages[77].mac[0] ^= 1;
+        let results = backup.decrypt_many(&messages);
+        assert_eq!(results.len(), 200);
+        for (i, result) in results.iter().enumerate() {
+            if i == 77 {
+                assert_eq!(result, &Err(PkError::InvalidMac));
+            } else {
+                assert_eq!(result.as_ref().unwrap(), &(i as u32).to_be_bytes().to_vec());
+            }
+        }
+    }
+
+    #[test]
+    fn pickles_in_both_formats() {
+        let backup = PkDecryption::new();
+        let key = PickleKey::new();
+        assert_eq!(PkDecryption::from_pickle(&backup.pickle(&key), &key).unwrap().public_key(), backup.public_key());
+        let libolm = PkDecryption::from_libolm_pickle(&backup.to_libolm_pickle(b"k"), b"k").unwrap();
+        assert_eq!(*libolm.to_bytes(), *backup.to_bytes());
+        assert_eq!(
+            PkDecryption::from_libolm_pickle(&backup.to_libolm_pickle(b"k"), b"j").unwrap_err(),
+            PickleError::Mac
+        );
+        assert!(PkDecryption::from_pickle(&backup.to_libolm_pickle(b"k"), &key).is_err());
+        assert!(!format!("{backup:?}").contains(&base64_encode(*backup.to_bytes())));
+    }
+}
