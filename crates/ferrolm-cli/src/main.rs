@@ -4,8 +4,11 @@
 //!   to disk and restore, printing each step.
 //! - `ferrolm inspect [--type 0|1] BASE64`: decode an Olm or Megolm message, or a Megolm
 //!   session key, without any key.
+//! - `ferrolm export decrypt|encrypt …`: key export files.
+//! - `ferrolm recovery-key check [KEY]`: check a secret storage recovery key.
 
 mod demo;
+mod export;
 mod inspect;
 
 use std::process::ExitCode;
@@ -18,7 +21,15 @@ USAGE:
                                         then a room over Megolm with a late joiner
     ferrolm inspect [--type 0|1] B64    decode an Olm message (0 = pre-key, 1 = normal), a
                                         Megolm message or a Megolm session key
+    ferrolm export decrypt FILE [--show-keys]
+                                        decrypt a key export file and summarize it (rooms,
+                                        session ids, algorithms, counts); keys only on request
+    ferrolm export encrypt [--rounds N] [--in FILE] [--out FILE]
+                                        encrypt a JSON array of room keys into a key export file
+    ferrolm recovery-key check [KEY]    check a recovery key's prefix, length and parity
     ferrolm help                        this text
+
+Passphrases are read from the terminal without echo, or from $FERROLM_PASSPHRASE.
 ";
 
 fn main() -> ExitCode {
@@ -26,6 +37,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo::run(args.get(1..).unwrap_or_default()),
         Some("inspect") => inspect::run(args.get(1..).unwrap_or_default()),
+        Some("export") => export::run(args.get(1..).unwrap_or_default()),
+        Some("recovery-key") => export::recovery_key(args.get(1..).unwrap_or_default()),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())
