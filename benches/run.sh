@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs every benchmark (ferrolm and vodozemac in the same run) and rewrites the results
 # table in benches/README.md between the BEGIN/END markers.
-# Usage: benches/run.sh            (takes about 2 minutes; run it on an idle machine)
+# Usage: benches/run.sh            (takes about 8 minutes; run it on an idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FERROLM_CACHE:-$HOME/.cache/ferrolm}/target}"
 
-cargo bench -p ferrolm-benches --bench olm -- --noplot
+for bench in olm megolm pk; do
+    cargo bench -p ferrolm-benches --bench "$bench" -- --noplot
+done
 
-table=$(python3 benches/report.py "$CARGO_TARGET_DIR" olm)
+table=$(python3 benches/report.py "$CARGO_TARGET_DIR" olm megolm pk)
 machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores, $(uname -sr), $(rustc --version)"
 python3 - "$table" "$machine" "$(date -u +%Y-%m-%d)" <<'PY'
 import re, sys
