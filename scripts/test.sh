@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test ferrolm has: formatting, clippy under the workspace lints, unit,
-# behaviour, property, doc and interop tests (against libolm and vodozemac).
+# behaviour, property, doc and interop tests (against libolm and vodozemac), and a fuzz smoke
+# run of every fuzz target (FUZZ_SECONDS each, default 10; 0 skips it).
 # Installs what it needs first (idempotent). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,14 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"
 
+fuzz_seconds=${FUZZ_SECONDS:-10}
+if [ "$fuzz_seconds" -gt 0 ]; then
+    echo "== fuzz smoke (${fuzz_seconds}s per target)"
+    fuzz/run.sh "$fuzz_seconds" | tee -a "$log"
+fi
+
 # One closing line for the whole run (cargo prints one per test binary, the last of which
-# may be a crate with no doc tests).
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+# may be a crate with no doc tests; the fuzz smoke counts one per target).
+awk '/^test result:/ { passed += $4; failed += $6 }
+     /^fuzz: / { passed += $2; failed += $4 }
+     END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

@@ -43,6 +43,9 @@ mod codec;
 mod crypto;
 mod rng;
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod key_export;
 pub mod megolm;
 pub mod olm;
