@@ -20,6 +20,7 @@ import sys
 from cryptography.hazmat.primitives.asymmetric import ed25519 as py_ed25519
 from cryptography.hazmat.primitives.asymmetric import x25519 as py_x25519
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF as PyHKDF
 
 import capi
@@ -100,8 +101,8 @@ PLAINTEXTS = [
     "ünïcödé ✓ 🔐 ½",
     "\u0000\u0001\u0002 control characters \t\n\r",
     "x" * 255,
-    "lorem ipsum dolor sit amet " * 40,
-    "A" * 4096,
+    "lorem ipsum dolor sit amet " * 12,
+    "A" * 1500,
 ]
 
 
@@ -249,7 +250,7 @@ def primitives():
     utility = capi.Utility()
     for name, seed, public, message, signature in rfc8032:
         key = py_ed25519.Ed25519PrivateKey.from_private_bytes(hx(seed))
-        assert key.public_key().public_bytes_raw() == hx(public), name
+        assert key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw) == hx(public), name
         assert key.sign(hx(message)) == hx(signature), name
         # libolm agrees: olm_pk_signing_key_from_seed and olm_pk_sign.
         signing = capi.PkSigning(hx(seed))
@@ -440,7 +441,8 @@ def olm_accounts():
         ([], 3, True, False, 0),
         ([2], 2, True, True, 1),
         ([50], 0, False, False, 0),
-        ([100], 1, False, True, 0),
+        ([100], 1, False, False, 0),
+        ([98], 1, False, True, 0),
         ([4], 1, False, True, 4),
         ([7], 2, False, False, 1),
         ([1], 1, True, True, 2),
@@ -454,6 +456,9 @@ def olm_accounts():
         ([3], 0, False, False, 4),
         ([8], 2, True, True, 0),
         ([30], 1, False, False, 1),
+        ([1, 2, 3, 4, 5], 3, True, True, 2),
+        ([64], 2, False, True, 1),
+        ([2], 3, True, False, 3),
     ]
     for n, (batches, fallbacks, forget, publish, signs) in enumerate(plans, 1):
         vid = f"olm/account/{n:03}"
@@ -686,6 +691,30 @@ def ping_pong(rounds, start=0):
     return script
 
 
+def gap_script(gaps):
+    """Bursts of gap + 1 messages, alternately from Alice and Bob, each answered by its last
+    message only (so the receiver stores gap skipped keys), with a pickle after each."""
+    script = []
+    a_sent = b_sent = 0
+    for turn, gap in enumerate(gaps):
+        if turn % 2 == 0:
+            script += [f"A {k}" for k in range(gap + 1)]
+            script += [f">B {a_sent + gap}"]
+            a_sent += gap + 1
+        else:
+            script += [f"B {k}" for k in range(gap + 1)]
+            script += [f">A {b_sent + gap}"]
+            b_sent += gap + 1
+        script += ["P"]
+        if turn % 2 == 0:
+            script += ["B 1", f">A {b_sent}"]
+            b_sent += 1
+        else:
+            script += ["A 1", f">B {a_sent}"]
+            a_sent += 1
+    return script + ["P"]
+
+
 def olm_sessions():
     vectors = []
     scenarios = []
@@ -720,28 +749,23 @@ def olm_sessions():
         script += ["A 9", f">B {max(order_a) + 1}", "P"]
         scenarios.append((f"out-of-order delivery: Bob receives {order_a}, Alice receives {order_b}", {}, script))
     # Skipped keys across several chains, then pickled (libolm keeps 40 per session).
-    for gaps in [(10, 10), (25, 20), (39, 1), (30, 30, 5)]:
-        script = []
-        a_sent = b_sent = 0
-        for turn, gap in enumerate(gaps):
-            if turn % 2 == 0:
-                script += [f"A {k}" for k in range(gap + 1)]
-                script += [f">B {a_sent + gap}"]
-                a_sent += gap + 1
-            else:
-                script += [f"B {k}" for k in range(gap + 1)]
-                script += [f">A {b_sent + gap}"]
-                b_sent += gap + 1
-            script += ["P"]
-            if turn % 2 == 0:
-                script += ["B 1", f">A {b_sent}"]
-                b_sent += 1
-            else:
-                script += ["A 1", f">B {a_sent}"]
-                a_sent += 1
-        script += ["P", f">B 0"]
+    # (30, 1, 30): Bob skips 30 keys in each of two chains; libolm keeps the 40 newest of the
+    # session, ferrolm 40 per chain and writes the 40 newest to libolm's pickle, which is then
+    # libolm's pickle too (using a skipped key afterwards would not be: see the probes).
+    for gaps, last in [
+        ((10, 10), [">B 0"]),
+        ((25, 20), [">B 0"]),
+        ((39, 1), [">B 0"]),
+        ((30, 30, 5), [">B 0"]),
+        ((30, 1, 30), []),
+    ]:
         scenarios.append(
-            (f"skipped message keys across chains (gaps {gaps}), pickled, then a skipped key used", {}, script)
+            (
+                f"skipped message keys across chains (gaps {gaps}), pickled"
+                + (", then a skipped key used" if last else ""),
+                {},
+                gap_script(gaps) + last,
+            )
         )
     # Several pre-key messages before the first reply; a late pre-key message after it.
     scenarios.append(("three pre-key messages, delivered in order, then a reply", {}, ["A 1", "A 2", "A 3", ">B 0", ">B 1", ">B 2", "B 4", ">A 0", "A 5", ">B 3", "P"]))
@@ -852,7 +876,7 @@ def inbound_verified(v, name, inbound):
 
 def megolm_outbound():
     vectors = []
-    plans = [0, 1, 2, 3, 5, 8, 10, 12, 16, 20, 1, 4, 7, 11, 30, 2, 6, 9, 13, 25]
+    plans = [0, 1, 2, 3, 5, 8, 10, 12, 16, 20, 1, 4, 7, 11, 30, 2, 6, 9, 13, 25, 3, 14, 17, 19, 22, 40, 64, 5, 1, 0]
     for n, count in enumerate(plans, 1):
         vid = f"megolm/outbound/{n:03}"
         v = Vector(vid, "megolm_outbound", f"An outbound session from fixed randomness encrypts {count} message(s); a receiver decrypts them")
@@ -872,10 +896,10 @@ def megolm_outbound():
         order = order[count // 2 :] + order[: count // 2]
         for i in order:
             inbound_decrypt(v, "inbound", inbound, *messages[i])
-        for index in sorted({0, count // 2, count, count + 3}):
-            inbound_export(v, "inbound", inbound, index)
         inbound_verified(v, "inbound", inbound)
         v.step("inbound.pickle", inbound="inbound", pickle_key=pickle_key_for(vid, n + 1).hex(), pickle=inbound.pickle(pickle_key_for(vid, n + 1)))
+        for index in sorted({0, count // 2, count, count + 3}):
+            inbound_export(v, "inbound", inbound, index)
         vectors.append(v.data)
     return vectors
 
@@ -893,12 +917,13 @@ def megolm_inbound():
         late = [(group_encrypt(v, "group", group, plaintext(before + i)), plaintext(before + i)) for i in range(after)]
         for message, text in late + early:
             inbound_decrypt(v, "inbound", inbound, message, text)
+        v.step("inbound.pickle", inbound="inbound", pickle_key=pickle_key_for(vid, n).hex(), pickle=inbound.pickle(pickle_key_for(vid, n)))
         try:
             inbound_export(v, "inbound", inbound, 0)
+            raise AssertionError("libolm exported an index before the first known one")
         except capi.OlmError as error:
             v.step("inbound.export", inbound="inbound", message_index=0, error=str(error))
         inbound_export(v, "inbound", inbound, before + after)
-        v.step("inbound.pickle", inbound="inbound", pickle_key=pickle_key_for(vid, n).hex(), pickle=inbound.pickle(pickle_key_for(vid, n)))
         vectors.append(v.data)
     # Forged and altered messages.
     for n in range(1, 5):
@@ -921,13 +946,15 @@ def megolm_inbound():
         v = Vector(vid, "megolm_inbound", f"A key exported at index {export_at} and imported decrypts from there on")
         group = create_group(v, "group")
         messages = [(group_encrypt(v, "group", group, plaintext(i)), plaintext(i)) for i in range(count + export_at)]
-        original = inbound_create(v, "original", group.session_key() if False else None) if False else None
-        del original
         inbound = inbound_create(v, "original", capi_group_key_at_zero(v))
         exported = inbound_export(v, "original", inbound, export_at)
         imported = inbound_import(v, "imported", exported)
         inbound_verified(v, "imported", imported)
         v.step("inbound.pickle", inbound="imported", pickle_key=pickle_key_for(vid, n).hex(), pickle=imported.pickle(pickle_key_for(vid, n)))
+        for message, text in messages[export_at:]:
+            inbound_decrypt(v, "imported", imported, message, text)
+        if export_at:
+            inbound_decrypt(v, "imported", imported, messages[0][0])
         inbound_export(v, "imported", imported, export_at + 1)
         vectors.append(v.data)
     return vectors
@@ -942,7 +969,7 @@ def megolm_import_decrypt():
     """libolm marks an imported session verified once a message decrypts with it."""
     vectors = []
     for n, (export_at, count) in enumerate([(0, 2), (2, 3)], 1):
-        vid = f"megolm/inbound/import-decrypt-{n:03}"
+        vid = f"probe/megolm/import-decrypt-{n:03}"
         v = Vector(vid, "megolm_inbound", f"A key exported at index {export_at}, imported, then decrypting {count} message(s): libolm then reports the session as verified")
         group = create_group(v, "group")
         messages = [(group_encrypt(v, "group", group, plaintext(i)), plaintext(i)) for i in range(count + export_at)]
@@ -959,31 +986,45 @@ def megolm_import_decrypt():
 
 
 def megolm_high_index():
-    """The ratchet's turnovers: part 2 at 2^8, part 1 at 2^16, part 0 at 2^24, and the top."""
+    """The ratchet's turnovers: part 2 at 2^8, part 1 at 2^16, part 0 at 2^24, and the top.
+
+    libolm cannot encrypt at index 2^24 without 2^24 encryptions, so the outbound session is
+    moved there: libolm exports the ratchet at the start index from an inbound session
+    (`olm_export_inbound_group_session`, libolm's own `megolm_advance_to`), and that ratchet
+    replaces the one in libolm's pickle of the outbound session (see libolm_pickle.py).
+    libolm then unpickles it and encrypts with single `megolm_advance` steps across the
+    turnover, so the two ways libolm moves its ratchet check each other.
+    """
     vectors = []
     turnovers = [
-        (1 << 8, 2), (1 << 8, 40), (2 << 8, 3), (1 << 16, 2), (1 << 16, 300), (3 << 16, 2),
-        (1 << 24, 2), (1 << 24, 257), (2 << 24, 2), ((1 << 24) + (1 << 16), 2), (0xFFFFFFFE, 0),
-        (1 << 31, 2),
+        (1 << 8, 2), (1 << 8, 40), (2 << 8, 3), (1 << 16, 2), (1 << 16, 300), (3 << 16, 1),
+        (1 << 24, 2), (1 << 24, 257), (2 << 24, 3), ((1 << 24) + (1 << 16), 2), (1 << 31, 2),
+        (0xFFFFFFFE, 0),
     ]
     for n, (turnover, before) in enumerate(turnovers, 1):
         start = turnover - before
+        top = turnover == 0xFFFFFFFE
+        count = 2 if top else min(before + 2, 5)
         vid = f"megolm/high-index/{n:03}"
         v = Vector(
             vid,
             "megolm_high_index",
-            f"Around index {turnover:#x}: an outbound session moved to index {start:#x} (libolm's pickle, ratchet from libolm's own export) encrypts across the turnover; receivers from index 0 and from the new index decrypt",
+            f"Around index {turnover:#x}: an outbound session moved to index {start:#x} encrypts "
+            f"{count} message(s) from there; receivers from index 0 and from index {start:#x} decrypt them",
         )
         group = create_group(v, "group")
-        receiver = inbound_create(v, "from_zero", group.session_key())
-        exports = sorted({i for i in [start, turnover - 1, turnover, turnover + 1] if 0 <= i <= 0xFFFFFFFF and i < (1 << 31) + 8})
-        exported_at_start = None
+        exporter = inbound_create(v, "exporter", group.session_key())
+        receiver = inbound_create(v, "from_zero", group.session_key()) if not top else None
+        exports = {start, turnover - 1, turnover, turnover + 1, start + count}
+        exports = sorted(i for i in exports if 0 <= i <= 0xFFFFFFFF)
+        if exports[0] >= 1 << 31:
+            # libolm exports at most 2^31 - 1 past its cached ratchet: step there first.
+            exports.insert(0, (1 << 31) - 1)
+        exported_at = {}
         for index in exports:
-            exported = inbound_export(v, "from_zero", receiver, index)
-            if index == start:
-                exported_at_start = exported
+            exported_at[index] = inbound_export(v, "exporter", exporter, index)
         key = pickle_key_for(vid, n)
-        moved = libolm_pickle.outbound_group_at(group.pickle(key), key, exported_at_start)
+        moved = libolm_pickle.outbound_group_at(group.pickle(key), key, exported_at[start])
         group = capi.OutboundGroupSession.unpickle(key, moved)
         assert group.message_index() == start
         v.step(
@@ -992,38 +1033,29 @@ def megolm_high_index():
             pickle_key=key.hex(),
             pickle=moved,
             session_id=group.session_id(),
-            message_index=group.message_index(),
-            note="libolm's own pickle of this session with the ratchet and counter replaced by the key libolm exported at this index (see generator/libolm_pickle.py); libolm accepted it",
+            message_index=start,
+            note="libolm's pickle of this session with its ratchet and counter replaced by those libolm "
+            "exported at this index (generator/libolm_pickle.py); libolm unpickled it",
         )
         v.step("group.pickle", group="group", pickle_key=key.hex(), pickle=group.pickle(key))
-        messages = []
-        count = min(before + 2, 4) if turnover < 0xFFFFFFFE else 2
-        for i in range(count):
-            messages.append((group_encrypt(v, "group", group, plaintext(i)), plaintext(i)))
+        signed_at_start = group.session_key()
+        v.step("group.session_key", group="group", message_index=start, session_key=signed_at_start)
+        messages = [(group_encrypt(v, "group", group, plaintext(i)), plaintext(i)) for i in range(count)]
         group_session_key(v, "group", group)
-        late = inbound_create(v, "late", group.session_key())
-        for message, text in messages:
-            if start < (1 << 31):
+        v.step("group.pickle", group="group", pickle_key=key.hex(), pickle=group.pickle(key))
+        if not top:
+            late = inbound_create(v, "late", group.session_key())
+            v.step("inbound.pickle", inbound="late", pickle_key=key.hex(), pickle=late.pickle(key))
+            inbound_export(v, "late", late, start + count)
+            for message, text in messages:
                 inbound_decrypt(v, "from_zero", receiver, message, text)
-        v.step("inbound.pickle", inbound="from_zero", pickle_key=key.hex(), pickle=receiver.pickle(key))
-        at_start = inbound_create(v, "at_start", capi_key_signed_at(group, start, v, key, moved))
-        for message, text in messages:
+            v.step("inbound.pickle", inbound="from_zero", pickle_key=key.hex(), pickle=receiver.pickle(key))
+        at_start = inbound_create(v, "at_start", signed_at_start)
+        for message, text in reversed(messages):
             inbound_decrypt(v, "at_start", at_start, message, text)
-        inbound_export(v, "at_start", at_start, start + count - 1 if start + count - 1 <= 0xFFFFFFFF else start)
         v.step("inbound.pickle", inbound="at_start", pickle_key=key.hex(), pickle=at_start.pickle(key))
-        del late
         vectors.append(v.data)
     return vectors
-
-
-def capi_key_signed_at(group, start, v, key, moved):
-    """The signed session key at `start`, from a fresh libolm unpickle of the moved session."""
-    fresh = capi.OutboundGroupSession.unpickle(key, moved)
-    assert fresh.message_index() == start
-    session_key = fresh.session_key()
-    v.step("group.unpickle", group="fresh", pickle_key=key.hex(), pickle=moved, session_id=fresh.session_id(), message_index=start)
-    v.step("group.session_key", group="fresh", message_index=start, session_key=session_key)
-    return session_key
 
 
 def megolm_stepped_turnover():
@@ -1035,11 +1067,11 @@ def megolm_stepped_turnover():
     messages = [(group_encrypt(v, "group", group, f"message {i}"), f"message {i}") for i in range(260)]
     for message, text in messages[-5:] + messages[:2]:
         inbound_decrypt(v, "receiver", receiver, message, text)
-    for index in [254, 255, 256, 257, 260]:
-        inbound_export(v, "receiver", receiver, index)
     group_session_key(v, "group", group)
     v.step("group.pickle", group="group", pickle_key="00", pickle=group.pickle(b"\x00"))
     v.step("inbound.pickle", inbound="receiver", pickle_key="00", pickle=receiver.pickle(b"\x00"))
+    for index in [254, 255, 256, 257, 260]:
+        inbound_export(v, "receiver", receiver, index)
     return [v.data]
 
 
@@ -1220,9 +1252,9 @@ def pickle_vectors():
         for i in range(2):
             message = group_encrypt(v, "group", group, plaintext(n + i))
             inbound_decrypt(v, "inbound", inbound, message, plaintext(n + i))
-        inbound_export(v, "inbound", inbound, 1)
         v.step("group.pickle", group="group", pickle_key=key_in.hex(), pickle=group.pickle(key_in))
         v.step("inbound.pickle", inbound="inbound", pickle_key=key_in.hex(), pickle=inbound.pickle(key_in))
+        inbound_export(v, "inbound", inbound, 1)
         vectors.append(v.data)
     # PK decryption keys.
     for n in range(1, 9):
@@ -1271,27 +1303,250 @@ def pickle_vectors():
 
 
 # ---------------------------------------------------------------------------------------------
+# Olm: more than one session between the same two devices
+# ---------------------------------------------------------------------------------------------
+
+
+def olm_parallel_sessions():
+    """Two sessions from Alice to Bob (two one-time keys): messages find their own session."""
+    vectors = []
+    for n in range(1, 7):
+        vid = f"olm/parallel/{n:03}"
+        v = Vector(vid, "olm_session", "Alice opens two sessions to Bob with two one-time keys; each pre-key message matches only its own session, and both sessions work side by side")
+        alice = create_account(v, "alice")
+        bob = create_account(v, "bob")
+        generate_otks(v, "bob", bob, 3 + n % 3)
+        otks = list(keys_json(bob.one_time_keys()).values())
+        bob.mark_keys_as_published()
+        v.step("account.mark_keys_as_published", account="bob")
+        alice_key = json.loads(alice.identity_keys())["curve25519"]
+        bob_key = json.loads(bob.identity_keys())["curve25519"]
+        outbound, inbound, first = {}, {}, {}
+        for k in (1, 2):
+            random = v.random(64)
+            outbound[k] = capi.Session.outbound(alice, bob_key, otks[k - 1 + (n % 2)], random)
+            v.step("session.create_outbound", account="alice", session=f"alice_{k}", their_identity_key=bob_key, their_one_time_key=otks[k - 1 + (n % 2)], random=random.hex(), session_id=outbound[k].session_id())
+        for k in (2, 1):
+            random = v.random(outbound[k].encrypt_random_length())
+            text = plaintext(n + k)
+            message_type, body = outbound[k].encrypt(text, random)
+            v.step("session.encrypt", session=f"alice_{k}", plaintext=text, random=random.hex(), message_type=message_type, message=body)
+            first[k] = body
+            session = capi.Session.inbound(bob, body, alice_key)
+            assert text_of(session.decrypt(message_type, body)) == text
+            bob.remove_one_time_keys(session)
+            inbound[k] = session
+            v.step("session.create_inbound", account="bob", session=f"bob_{k}", their_identity_key=alice_key, message=body, plaintext=text, session_id=session.session_id())
+        for k in (1, 2):
+            for j in (1, 2):
+                v.step("session.matches_inbound", session=f"bob_{k}", message=first[j], matches=inbound[k].matches_inbound(first[j]))
+        for k in (1, 2):
+            random = v.random(inbound[k].encrypt_random_length())
+            message_type, body = inbound[k].encrypt(f"reply on session {k}", random)
+            v.step("session.encrypt", session=f"bob_{k}", plaintext=f"reply on session {k}", random=random.hex(), message_type=message_type, message=body)
+            assert text_of(outbound[k].decrypt(message_type, body)) == f"reply on session {k}"
+            v.step("session.decrypt", session=f"alice_{k}", message_type=message_type, message=body, plaintext=f"reply on session {k}")
+        key = pickle_key_for(vid, n)
+        for name, session in [("alice_1", outbound[1]), ("alice_2", outbound[2]), ("bob_1", inbound[1]), ("bob_2", inbound[2])]:
+            v.step("session.pickle", session=name, pickle_key=key.hex(), pickle=session.pickle(key))
+        pickle_account(v, "bob", bob, key)
+        vectors.append(v.data)
+    return vectors
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrix formats outside libolm: key export files, secret storage, recovery keys
+# ---------------------------------------------------------------------------------------------
+#
+# libolm has none of these, so these vectors come from an independent implementation of the
+# Matrix specification written here with hashlib, hmac and python3-cryptography. Where the
+# specification leaves a choice open, Element's (matrix-react-sdk's MegolmExportEncryption and
+# matrix-js-sdk's secret storage) is taken; the README says which.
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+import base64 as _base64
+
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def aes_ctr(key, iv, data):
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+    return encryptor.update(data) + encryptor.finalize()
+
+
+def base58(data):
+    number = int.from_bytes(data, "big")
+    out = ""
+    while number:
+        number, digit = divmod(number, 58)
+        out = BASE58[digit] + out
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
+
+
+def key_export_file(payload):
+    """Element's armour: 96 payload bytes (128 base64 characters) per line, a final newline."""
+    lines = ["-----BEGIN MEGOLM SESSION DATA-----"]
+    for i in range(0, len(payload), 96):
+        lines.append(_base64.b64encode(payload[i : i + 96]).decode())
+    lines += ["-----END MEGOLM SESSION DATA-----", ""]
+    return "\n".join(lines)
+
+
+def matrix_vectors():
+    vectors = []
+    room_keys = [
+        "[]",
+        '[{"algorithm":"m.megolm.v1.aes-sha2","room_id":"!room:example.org","sender_key":"key","session_id":"id","session_key":"AQAAAAA","sender_claimed_keys":{},"forwarding_curve25519_key_chain":[]}]',
+        "x" * 300,
+        "ünïcödé",
+    ]
+    for n, (passphrase, rounds) in enumerate([("correct horse battery staple", 10), ("p", 1), ("ünïcode pass", 100), ("", 1000), ("long " * 30, 2), ("pass", 5000), ("x", 3), ("y", 7)], 1):
+        vid = f"matrix/key-export/{n:03}"
+        v = Vector(vid, "key_export", f"A key export file ({rounds} PBKDF2 rounds) from a fixed salt and IV")
+        plain = room_keys[n % len(room_keys)]
+        random = v.random(32)
+        salt, iv = random[:16], bytearray(random[16:])
+        iv[8] &= 0x7F
+        keys = hashlib.pbkdf2_hmac("sha512", passphrase.encode(), salt, rounds, 64)
+        body = b"\x01" + salt + bytes(iv) + rounds.to_bytes(4, "big") + aes_ctr(keys[:32], bytes(iv), plain.encode())
+        payload = body + hmac.new(keys[32:], body, hashlib.sha256).digest()
+        v.step("key_export.encrypt", passphrase=passphrase, rounds=rounds, plaintext=plain, random=random.hex(), payload=b64encode(payload), file=key_export_file(payload))
+        vectors.append(v.data)
+    for n in range(1, 13):
+        vid = f"matrix/secret-storage/{n:03}"
+        v = Vector(vid, "secret_storage", "A secret encrypted under a secret storage key (m.secret_storage.v1.aes-hmac-sha2) with a fixed IV, and the key's check")
+        key = Rng(f"{SCHEMA} key {vid}").take(32)
+        name = ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing", "m.megolm_backup.v1", "", "ünïcode.secret"][n % 6]
+        secret = b64encode(Rng(f"{SCHEMA} secret {vid}").take(32)) if n % 3 else "a longer secret " * (n + 1)
+        okm = libolm_pickle.hkdf_sha256(bytes(32), key, name.encode(), 64)
+        random = v.random(16)
+        iv = bytearray(random)
+        iv[8] &= 0x7F
+        ciphertext = aes_ctr(okm[:32], bytes(iv), secret.encode())
+        mac = hmac.new(okm[32:], ciphertext, hashlib.sha256).digest()
+        v.step("secret_storage.encrypt", key=key.hex(), name=name, secret=secret, random=random.hex(), iv=b64encode(bytes(iv)), ciphertext=b64encode(ciphertext), mac=b64encode(mac))
+        random = v.random(16)
+        iv = bytearray(random)
+        iv[8] &= 0x7F
+        okm = libolm_pickle.hkdf_sha256(bytes(32), key, b"", 64)
+        mac = hmac.new(okm[32:], aes_ctr(okm[:32], bytes(iv), bytes(32)), hashlib.sha256).digest()
+        v.step("secret_storage.key_check", key=key.hex(), random=random.hex(), iv=b64encode(bytes(iv)), mac=b64encode(mac))
+        raw = b"\x8b\x01" + key
+        parity = 0
+        for b in raw:
+            parity ^= b
+        encoded = base58(raw + bytes([parity]))
+        recovery = " ".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
+        v.step("secret_storage.recovery_key", key=key.hex(), recovery_key=recovery)
+        vectors.append(v.data)
+    for n, (passphrase, salt, iterations) in enumerate([("correct horse", "salt", 1), ("pässphrase", "0123456789abcdef0123456789abcdef", 1000), ("", "s", 10), ("x" * 100, "long salt " * 5, 2)], 1):
+        vid = f"matrix/passphrase/{n:03}"
+        v = Vector(vid, "secret_storage", "A secret storage key from a passphrase (m.pbkdf2: PBKDF2-HMAC-SHA-512, 256 bits)")
+        key = hashlib.pbkdf2_hmac("sha512", passphrase.encode(), salt.encode(), iterations, 32)
+        v.step("secret_storage.from_passphrase", passphrase=passphrase, salt=salt, iterations=iterations, key=key.hex())
+        vectors.append(v.data)
+    return vectors
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes: libolm behaviour ferrolm deliberately does not reproduce (not part of the suite)
+# ---------------------------------------------------------------------------------------------
+
+
+def probe_vectors():
+    vectors = list(megolm_import_decrypt())
+    # libolm keeps at most 100 one-time keys and evicts the oldest; ferrolm keeps up to 5000
+    # and refuses to write more than 100 into a libolm pickle.
+    vid = "probe/account/101-one-time-keys"
+    v = Vector(vid, "probe", "libolm evicts the oldest one-time key past 100; its pickle then holds the 100 newest")
+    account = create_account(v, "account")
+    generate_otks(v, "account", account, 100)
+    account.mark_keys_as_published()
+    v.step("account.mark_keys_as_published", account="account")
+    generate_otks(v, "account", account, 2)
+    pickle_account(v, "account", account, b"probe")
+    vectors.append(v.data)
+    # libolm's export moves the inbound session's cached ratchet forward (and so its pickle).
+    vid = "probe/megolm/export-moves-the-cached-ratchet"
+    v = Vector(vid, "probe", "libolm's olm_export_inbound_group_session advances the session's latest (cached) ratchet, which its pickle then shows")
+    group = create_group(v, "group")
+    inbound = inbound_create(v, "inbound", group.session_key())
+    inbound_export(v, "inbound", inbound, 5)
+    v.step("inbound.pickle", inbound="inbound", pickle_key="70726f6265", pickle=inbound.pickle(b"probe"))
+    vectors.append(v.data)
+    # libolm refuses to export or decrypt 2^31 or more indices past what it knows.
+    vid = "probe/megolm/more-than-2^31-ahead"
+    v = Vector(vid, "probe", "libolm refuses to export an index 2^31 or more past the session's ratchets; ferrolm exports it")
+    group = create_group(v, "group")
+    inbound = inbound_create(v, "inbound", group.session_key())
+    try:
+        inbound.export(1 << 31)
+        raise AssertionError("libolm exported 2^31 ahead")
+    except capi.OlmError as error:
+        v.step("inbound.export", inbound="inbound", message_index=1 << 31, error=str(error))
+    vectors.append(v.data)
+    # libolm keeps 40 skipped message keys per session, ferrolm 40 per receiving chain.
+    vid = "probe/olm/skipped-keys-pickled-after-use"
+    v = Vector(vid, "probe", "After 30 + 30 skipped keys in two chains libolm holds the 40 newest; once two are used, libolm's pickle holds 38 and ferrolm's the 40 newest of the 58 it still has")
+    c = Conversation(v)
+    run_script(c, gap_script((30, 1, 30)) + [">B 25", ">B 40", "P"])
+    vectors.append(v.data)
+    vid = "probe/olm/skipped-keys-per-session"
+    v = Vector(vid, "probe", "libolm keeps 40 skipped message keys per session: skipping 30 in each of two chains evicts the oldest of the first")
+    c = Conversation(v)
+    run_script(c, ["A 1", ">B 0", "B 1", ">A 0"] + [f"A {k}" for k in range(30)] + [">B 30", "B 2", ">A 1"] + [f"A {k}" for k in range(30)] + [">B 60", ">B 1"])
+    vectors.append(v.data)
+    return vectors
+
+
+# ---------------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------------
 
 
 FILES = {
     "primitives.json": ("primitives", "RFC 7748 (X25519), RFC 8032 (Ed25519), RFC 5869 (HKDF-SHA-256) and RFC 4231 (HMAC-SHA-256) test vectors, copied from the RFCs and checked by computation", [primitives]),
-    "olm.json": ("olm", "libolm accounts (identity, one-time and fallback keys, signatures) and Olm sessions (pre-key and normal messages, ratchet steps, out-of-order delivery, errors)", [olm_accounts, olm_sessions]),
-    "megolm.json": ("megolm", "libolm outbound and inbound Megolm sessions: creation, encryption, decryption, session keys, exports and imports, the 2^8, 2^16 and 2^24 turnovers", [megolm_outbound, megolm_inbound, megolm_import_decrypt, megolm_stepped_turnover, megolm_high_index]),
+    "olm.json": ("olm", "libolm accounts (identity, one-time and fallback keys, signatures) and Olm sessions (pre-key and normal messages, ratchet steps, out-of-order delivery, errors)", [olm_accounts, olm_sessions, olm_parallel_sessions]),
+    "megolm.json": ("megolm", "libolm outbound and inbound Megolm sessions: creation, encryption, decryption, session keys, exports and imports, the 2^8, 2^16 and 2^24 turnovers", [megolm_outbound, megolm_inbound, megolm_stepped_turnover, megolm_high_index]),
     "sas.json": ("sas", "libolm SAS: ephemeral keys, generated bytes, hkdf-hmac-sha256.v2 MACs and the legacy hkdf-hmac-sha256 MACs", [sas_vectors]),
     "pk.json": ("pk", "libolm PK encryption (megolm_backup.v1) and PK signing", [pk_vectors]),
+    "matrix.json": ("matrix", "Matrix formats libolm does not have (key export files, secret storage, recovery keys, passphrase keys), from an independent Python implementation of the specification", [matrix_vectors]),
     "pickles.json": ("pickles", "libolm pickles of every type read back, written again under other keys, and used; refused when the key is wrong or the pickle altered", [pickle_vectors]),
 }
 
 
+def write(path, category, description, source, vectors):
+    document = {
+        "schema": SCHEMA,
+        "category": category,
+        "description": description,
+        "source": source,
+        "generator": "test-vectors/generator/generate.py",
+        "vector_count": len(vectors),
+        "vectors": vectors,
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: generate.py OUTPUT_DIR")
-    out_dir = sys.argv[1]
+    args = sys.argv[1:]
+    probes_dir = None
+    if len(args) == 3 and args[1] == "--probes":
+        probes_dir = args[2]
+        args = args[:1]
+    if len(args) != 1:
+        sys.exit("usage: generate.py OUTPUT_DIR [--probes PROBES_DIR]")
+    out_dir = args[0]
     version = capi.library_version()
     if version != EXPECTED_LIBOLM:
         sys.exit(f"libolm {version} found, {EXPECTED_LIBOLM} expected")
+    libolm_source = f"libolm {version} C API (Debian libolm3 3.2.13~dfsg-1, through python3-olm's cffi module)"
+    sources = {
+        "primitives": "RFC 7748, RFC 8032, RFC 5869, RFC 4231 (values copied from the RFCs, checked by computation)",
+        "matrix": "the Matrix specification, implemented independently in the generator (hashlib, hmac, python3-cryptography)",
+    }
     total = 0
     ids = set()
     for file_name, (category, description, builders) in FILES.items():
@@ -1299,23 +1554,20 @@ def main():
         for vector in vectors:
             assert vector["id"] not in ids, vector["id"]
             ids.add(vector["id"])
-        document = {
-            "schema": SCHEMA,
-            "category": category,
-            "description": description,
-            "source": f"libolm {version} C API (Debian libolm3 3.2.13~dfsg-1, through python3-olm's cffi module)"
-            if category != "primitives"
-            else "RFC 7748, RFC 8032, RFC 5869, RFC 4231",
-            "generator": "test-vectors/generator/generate.py",
-            "vector_count": len(vectors),
-            "vectors": vectors,
-        }
-        with open(os.path.join(out_dir, file_name), "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1, ensure_ascii=False)
-            f.write("\n")
+        write(os.path.join(out_dir, file_name), category, description, sources.get(category, libolm_source), vectors)
         total += len(vectors)
         print(f"{file_name}: {len(vectors)} vectors")
     print(f"total: {total} vectors")
+    if probes_dir is not None:
+        vectors = probe_vectors()
+        write(
+            os.path.join(probes_dir, "probes.json"),
+            "probes",
+            "libolm behaviour that ferrolm deliberately does not reproduce: NOT part of the suite; replaying these shows the differences",
+            libolm_source,
+            vectors,
+        )
+        print(f"probes.json: {len(vectors)} probes (in {probes_dir})")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 mod demo;
 mod export;
 mod inspect;
+mod vectors;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ USAGE:
     ferrolm export encrypt [--rounds N] [--in FILE] [--out FILE]
                                         encrypt a JSON array of room keys into a key export file
     ferrolm recovery-key check [KEY]    check a recovery key's prefix, length and parity
+    ferrolm vectors DIR                 replay the known-answer test vectors in DIR byte for byte
     ferrolm help                        this text
 
 Passphrases are read from the terminal without echo, or from $FERROLM_PASSPHRASE.
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Some("inspect") => inspect::run(args.get(1..).unwrap_or_default()),
         Some("export") => export::run(args.get(1..).unwrap_or_default()),
         Some("recovery-key") => export::recovery_key(args.get(1..).unwrap_or_default()),
+        Some("vectors") => vectors::run(args.get(1..).unwrap_or_default()),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())

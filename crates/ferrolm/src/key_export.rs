@@ -40,7 +40,8 @@ const FOOTER: &str = "-----END MEGOLM SESSION DATA-----";
 const VERSION: u8 = 1;
 const HEADER_LENGTH: usize = 1 + 16 + 16 + 4;
 const MAC_LENGTH: usize = 32;
-const LINE_LENGTH: usize = 96;
+/// Characters per armoured line, as Element writes them (96 payload bytes).
+const LINE_LENGTH: usize = 128;
 
 /// Why a key export file could not be written or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

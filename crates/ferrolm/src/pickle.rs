@@ -162,8 +162,11 @@ pub(crate) fn read_ed25519(r: &mut PickleReader<'_>) -> Result<Ed25519Keypair, P
         1 => Ed25519SecretKey::from_expanded(&*r.secret::<64>()?),
         _ => return Err(PickleError::Corrupted("unknown Ed25519 key form")),
     };
-    Ok(Ed25519Keypair::from_pickled(secret, read_ed25519_public(r)?))
+    Ed25519Keypair::from_pickled(secret, read_ed25519_public(r)?).ok_or(MISMATCHED_KEY)
 }
+
+/// A pickle's public key is not its secret key's.
+pub(crate) const MISMATCHED_KEY: PickleError = PickleError::Corrupted("a public key does not match its secret key");
 
 pub(crate) fn read_ed25519_public(r: &mut PickleReader<'_>) -> Result<Ed25519PublicKey, PickleError> {
     Ed25519PublicKey::from_bytes(&r.array()?).map_err(|_| PickleError::Corrupted("invalid Ed25519 key"))
@@ -272,6 +275,47 @@ mod tests {
             assert_eq!(open_libolm(&sealed, key).unwrap().as_slice(), b"libolm state");
             assert_eq!(open_libolm(&sealed, b"other"), Err(PickleError::Mac));
         }
+    }
+
+    /// Re-seals a libolm pickle with the 32 bytes at `offset` replaced by another valid public
+    /// key (a valid MAC, as if made by someone holding the pickle key).
+    fn substituted(pickle: &str, key: &[u8], offset: usize, other: &[u8; 32]) -> String {
+        let mut plaintext = open_libolm(pickle, key).unwrap().to_vec();
+        plaintext[offset..offset + 32].copy_from_slice(other);
+        seal_libolm(&plaintext, key)
+    }
+
+    #[test]
+    fn public_keys_that_do_not_match_their_secret_are_refused() {
+        let other_ed25519 = *Ed25519Keypair::new().public_key().as_bytes();
+        let other_curve25519 = crate::types::Curve25519SecretKey::new().public_key().to_bytes();
+
+        let account = crate::olm::Account::new();
+        let pickle = account.to_libolm_pickle(b"k").unwrap();
+        // version (4) ‖ Ed25519 public (32) ‖ Ed25519 secret (64) ‖ Curve25519 public (32) ‖ …
+        for (offset, other) in [(4, &other_ed25519), (4 + 32 + 64, &other_curve25519)] {
+            let error =
+                crate::olm::Account::from_libolm_pickle(&substituted(&pickle, b"k", offset, other), b"k").unwrap_err();
+            assert_eq!(error, MISMATCHED_KEY, "offset {offset}");
+        }
+        // The same account's ferrolm pickle, seed form: tag (1) after the version, seed (32),
+        // then the public key.
+        let key = PickleKey::from_bytes([1; 32]);
+        let mut plaintext = open(PickleKind::Account, &account.pickle(&key), &key).unwrap().to_vec();
+        plaintext[2 + 32..2 + 64].copy_from_slice(&other_ed25519);
+        let resealed = seal(PickleKind::Account, &plaintext, &key, &mut crate::rng::os_rng());
+        assert_eq!(crate::olm::Account::from_pickle(&resealed, &key).unwrap_err(), MISMATCHED_KEY);
+
+        let group = crate::megolm::GroupSession::new(crate::megolm::SessionConfig::version_1());
+        let pickle = group.to_libolm_pickle(b"k").unwrap();
+        // version (4) ‖ ratchet (128) ‖ counter (4) ‖ Ed25519 public (32) ‖ secret (64)
+        let tampered = substituted(&pickle, b"k", 4 + 128 + 4, &other_ed25519);
+        assert_eq!(crate::megolm::GroupSession::from_libolm_pickle(&tampered, b"k").unwrap_err(), MISMATCHED_KEY);
+
+        let backup = crate::pk::PkDecryption::new();
+        let pickle = backup.to_libolm_pickle(b"k");
+        let tampered = substituted(&pickle, b"k", 4, &other_curve25519);
+        assert_eq!(crate::pk::PkDecryption::from_libolm_pickle(&tampered, b"k").unwrap_err(), MISMATCHED_KEY);
     }
 
     #[test]

@@ -273,7 +273,13 @@ impl PkDecryption {
         if !r.is_empty() {
             return Err(PickleError::Corrupted("trailing bytes"));
         }
-        Ok(Self { key: Curve25519Keypair::from_pickled(&secret, public) })
+        // The public key is what clients compare with the backup's auth_data and encrypt new
+        // backups to: recompute it rather than trust the pickle.
+        let key = Curve25519Keypair::from_secret(Curve25519SecretKey::from_bytes(&secret));
+        if key.public.as_bytes() != &public {
+            return Err(crate::pickle::MISMATCHED_KEY);
+        }
+        Ok(Self { key })
     }
 }
 

@@ -8,7 +8,9 @@ use super::ratchet::{RATCHET_LENGTH, Ratchet};
 use super::{SessionConfig, SessionKey};
 use crate::codec::{PickleReader, PickleWriter};
 use crate::crypto::CipherKeys;
-use crate::pickle::{PickleError, PickleKey, PickleKind, read_ed25519, read_ed25519_public, write_ed25519};
+use crate::pickle::{
+    MISMATCHED_KEY, PickleError, PickleKey, PickleKind, read_ed25519, read_ed25519_public, write_ed25519,
+};
 use crate::types::{Ed25519Keypair, Ed25519SecretKey};
 
 pub(crate) const MEGOLM_KEYS_INFO: &[u8] = b"MEGOLM_KEYS";
@@ -148,11 +150,8 @@ impl GroupSession {
         if !r.is_empty() {
             return Err(PickleError::Corrupted("trailing bytes"));
         }
-        Ok(Self {
-            ratchet,
-            signing_key: Ed25519Keypair::from_pickled(secret, public),
-            config: SessionConfig::version_1(),
-        })
+        let signing_key = Ed25519Keypair::from_pickled(secret, public).ok_or(MISMATCHED_KEY)?;
+        Ok(Self { ratchet, signing_key, config: SessionConfig::version_1() })
     }
 }
 

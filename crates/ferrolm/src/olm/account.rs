@@ -6,7 +6,9 @@ use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 use crate::codec::{PickleReader, PickleWriter};
-use crate::pickle::{PickleError, PickleKey, PickleKind, read_ed25519, read_ed25519_public, write_ed25519};
+use crate::pickle::{
+    MISMATCHED_KEY, PickleError, PickleKey, PickleKind, read_ed25519, read_ed25519_public, write_ed25519,
+};
 use crate::types::{
     Curve25519Keypair, Curve25519PublicKey, Curve25519SecretKey, Ed25519Keypair, Ed25519PublicKey, Ed25519SecretKey,
     Ed25519Signature, KeyError, KeyId,
@@ -411,7 +413,7 @@ impl Account {
             return Err(PickleError::UnknownVersion(u32::from(version)));
         }
         let signing_key = read_ed25519(&mut r)?;
-        let identity_key = read_keypair(&mut r)?;
+        let identity_key = read_checked_keypair(&mut r)?;
         let next_key_id = r.u32()?;
         let count = r.u32()? as usize;
         if count > MAX_STORED_ONE_TIME_KEYS {
@@ -465,8 +467,8 @@ impl Account {
         }
         let public = read_ed25519_public(&mut r)?;
         let secret = Ed25519SecretKey::from_expanded(&*r.secret::<64>()?);
-        let signing_key = Ed25519Keypair::from_pickled(secret, public);
-        let identity_key = read_keypair(&mut r)?;
+        let signing_key = Ed25519Keypair::from_pickled(secret, public).ok_or(MISMATCHED_KEY)?;
+        let identity_key = read_checked_keypair(&mut r)?;
         let count = r.u32()? as usize;
         if count > LIBOLM_MAX_ONE_TIME_KEYS {
             return Err(PickleError::Corrupted("too many one-time keys"));
@@ -532,6 +534,14 @@ fn read_keypair(r: &mut PickleReader<'_>) -> Result<Curve25519Keypair, PickleErr
     let public = r.array::<32>()?;
     let secret = r.secret::<32>()?;
     Ok(Curve25519Keypair::from_pickled(&secret, public))
+}
+
+/// A long-lived key pair (the identity key), with its public key recomputed and compared:
+/// one scalar multiplication, paid once per account restore. One-time keys are not checked,
+/// to keep restoring fast; a wrong one only makes the sessions that use it fail.
+fn read_checked_keypair(r: &mut PickleReader<'_>) -> Result<Curve25519Keypair, PickleError> {
+    let pair = read_keypair(r)?;
+    if pair.secret.public_key() == pair.public { Ok(pair) } else { Err(MISMATCHED_KEY) }
 }
 
 fn write_one_time_key(w: &mut PickleWriter, key: &OneTimeKey) {

@@ -237,9 +237,13 @@ impl Ed25519Keypair {
         Self { secret, public }
     }
 
-    /// Rebuilds a key pair from an authenticated pickle without recomputing the public key.
-    pub(crate) fn from_pickled(secret: Ed25519SecretKey, public: Ed25519PublicKey) -> Self {
-        Self { secret, public }
+    /// Rebuilds a key pair from a pickle, refusing one whose stored public key is not the
+    /// secret's. A wrong public key is not merely wrong: Ed25519 signing hashes the public key
+    /// but derives its nonce without it, so signing one message under two public keys would
+    /// reveal the secret scalar. Costs nothing for seed keys (the public key is derived with
+    /// the seed); one scalar multiplication for libolm's expanded keys.
+    pub(crate) fn from_pickled(secret: Ed25519SecretKey, public: Ed25519PublicKey) -> Option<Self> {
+        (secret.public_key() == public).then_some(Self { secret, public })
     }
 
     /// The public key.
