@@ -1,4 +1,5 @@
-//! Megolm: ferrolm and vodozemac, operation by operation, in the same run.
+//! Megolm: ferrolm, vodozemac and libolm, operation by operation, in the same run. libolm's
+//! C API takes and returns base64, so its numbers include that encoding.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::hint::black_box;
@@ -6,6 +7,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ferrolm::megolm as f;
+use ferrolm_interop::libolm as l;
 use vodozemac::megolm as v;
 
 const V1F: f::SessionConfig = f::SessionConfig::version_1();
@@ -18,6 +20,7 @@ fn creation_and_encryption(c: &mut Criterion) {
     let mut g = c.benchmark_group("megolm/create");
     g.bench_function("ferrolm", |b| b.iter(|| f::GroupSession::new(V1F)));
     g.bench_function("vodozemac", |b| b.iter(|| v::GroupSession::new(v1v())));
+    g.bench_function("libolm", |b| b.iter(|| l::OutboundGroupSession::new().unwrap()));
     g.finish();
 
     for (name, len) in [("megolm/encrypt_26B", 26), ("megolm/encrypt_4KiB", 4096)] {
@@ -27,6 +30,8 @@ fn creation_and_encryption(c: &mut Criterion) {
         g.bench_function("ferrolm", |b| b.iter(|| fs.encrypt(black_box(&plaintext))));
         let mut vs = v::GroupSession::new(v1v());
         g.bench_function("vodozemac", |b| b.iter(|| vs.encrypt(black_box(&plaintext))));
+        let mut ls = l::OutboundGroupSession::new().unwrap();
+        g.bench_function("libolm", |b| b.iter(|| ls.encrypt(black_box(&plaintext)).unwrap()));
         g.finish();
     }
 }
@@ -43,6 +48,11 @@ fn decryption(c: &mut Criterion) {
     let mut vi = v::InboundGroupSession::new(&vo.session_key(), v1v());
     g.bench_function("vodozemac", |b| {
         b.iter_batched(|| vo.encrypt([0x61; 26]), |m| vi.decrypt(&m).unwrap(), BatchSize::SmallInput)
+    });
+    let mut lo = l::OutboundGroupSession::new().unwrap();
+    let mut li = l::InboundGroupSession::new(&lo.session_key().unwrap()).unwrap();
+    g.bench_function("libolm", |b| {
+        b.iter_batched(|| lo.encrypt(&[0x61; 26]).unwrap(), |m| li.decrypt(&m).unwrap(), BatchSize::SmallInput)
     });
     g.finish();
 
@@ -70,6 +80,14 @@ fn decryption(c: &mut Criterion) {
         b.iter_batched(
             || v::InboundGroupSession::new(&v_key, v1v()),
             |mut s| s.decrypt(&far_message).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    let far_base64 = far_message.to_base64();
+    g.bench_function("libolm", |b| {
+        b.iter_batched(
+            || l::InboundGroupSession::new(&key_b64).unwrap(),
+            |mut s| s.decrypt(&far_base64).unwrap(),
             BatchSize::SmallInput,
         )
     });
@@ -109,6 +127,14 @@ fn bulk(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    let l_messages: Vec<String> = v_messages.iter().map(|m| m.to_base64()).collect();
+    g.bench_function("libolm", |b| {
+        b.iter_batched(
+            || l::InboundGroupSession::new(&key_b64).unwrap(),
+            |mut s| l_messages.iter().map(|m| s.decrypt(m).unwrap()).collect::<Vec<_>>(),
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
 
@@ -127,6 +153,11 @@ fn pickles(c: &mut Criterion) {
                 v::InboundGroupSessionPickle::from_encrypted(&pickle, &[7; 32]).unwrap(),
             )
         })
+    });
+    let lo = l::OutboundGroupSession::new().unwrap();
+    let li = l::InboundGroupSession::new(&lo.session_key().unwrap()).unwrap();
+    g.bench_function("libolm", |b| {
+        b.iter(|| l::InboundGroupSession::unpickle(&li.pickle(&[7; 32]).unwrap(), &[7; 32]).unwrap())
     });
     g.finish();
 }

@@ -1,7 +1,9 @@
-//! Olm: ferrolm and vodozemac, operation by operation, in the same run.
+//! Olm: ferrolm, vodozemac and libolm, operation by operation, in the same run.
 //!
-//! Each group holds one operation with a `ferrolm` and a `vodozemac` function;
-//! `benches/report.py` turns the medians into the table in `benches/README.md`.
+//! Each group holds one operation with a `ferrolm`, a `vodozemac` and a `libolm` function;
+//! `benches/report.py` turns the medians into the table in `benches/README.md`. libolm's C
+//! API takes and returns base64, so its numbers include that encoding (as they do for every
+//! application that uses libolm).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ferrolm::olm as f;
 use ferrolm_benches::{ferrolm_pair, vodozemac_pair};
+use ferrolm_interop::libolm as l;
 use std::hint::black_box;
 use vodozemac::olm as v;
 
@@ -16,6 +19,7 @@ fn accounts(c: &mut Criterion) {
     let mut g = c.benchmark_group("olm/account_new");
     g.bench_function("ferrolm", |b| b.iter(f::Account::new));
     g.bench_function("vodozemac", |b| b.iter(v::Account::new));
+    g.bench_function("libolm", |b| b.iter(|| l::Account::new().unwrap()));
     g.finish();
 
     let mut g = c.benchmark_group("olm/one_time_keys_50");
@@ -24,6 +28,13 @@ fn accounts(c: &mut Criterion) {
     });
     g.bench_function("vodozemac", |b| {
         b.iter_batched_ref(v::Account::new, |a| black_box(a.generate_one_time_keys(50)), BatchSize::SmallInput)
+    });
+    g.bench_function("libolm", |b| {
+        b.iter_batched_ref(
+            || l::Account::new().unwrap(),
+            |a| a.generate_one_time_keys(50).unwrap(),
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }
@@ -42,6 +53,11 @@ fn session_creation(c: &mut Criterion) {
     g.bench_function("vodozemac", |b| {
         b.iter(|| va.create_outbound_session(v::SessionConfig::version_1(), vb.curve25519_key(), v_otk).unwrap())
     });
+    let (la, mut lb) = (l::Account::new().unwrap(), l::Account::new().unwrap());
+    lb.generate_one_time_keys(1).unwrap();
+    let l_otk = lb.one_time_keys().unwrap().into_values().next().unwrap();
+    let l_identity = lb.identity_keys().unwrap().curve25519;
+    g.bench_function("libolm", |b| b.iter(|| l::Session::create_outbound(&la, &l_identity, &l_otk).unwrap()));
     g.finish();
 
     // Inbound: each iteration gets a fresh copy of Bob's account (which the creation changes:
@@ -66,6 +82,23 @@ fn session_creation(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // libolm creates the session and decrypts in two calls, then removes the one-time key.
+    let mut l_out = l::Session::create_outbound(&la, &l_identity, &l_otk).unwrap();
+    let (l_type, l_msg) = l_out.encrypt(b"first message").unwrap();
+    let l_alice = la.identity_keys().unwrap().curve25519;
+    let l_pickle = lb.pickle(b"bench").unwrap();
+    g.bench_function("libolm", |b| {
+        b.iter_batched(
+            || l::Account::unpickle(&l_pickle, b"bench").unwrap(),
+            |mut bob| {
+                let mut session = l::Session::create_inbound_from(&bob, &l_alice, &l_msg).unwrap();
+                let plaintext = session.decrypt(l_type, &l_msg).unwrap();
+                bob.remove_one_time_keys(&session).unwrap();
+                (session, plaintext)
+            },
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 
@@ -77,6 +110,8 @@ fn encryption(c: &mut Criterion) {
         g.bench_function("ferrolm", |b| b.iter(|| fa.encrypt(black_box(&plaintext))));
         let (mut va, _) = vodozemac_pair();
         g.bench_function("vodozemac", |b| b.iter(|| va.encrypt(black_box(&plaintext)).unwrap()));
+        let (mut la, _) = libolm_pair();
+        g.bench_function("libolm", |b| b.iter(|| la.encrypt(black_box(&plaintext)).unwrap()));
         g.finish();
     }
 
@@ -91,7 +126,26 @@ fn encryption(c: &mut Criterion) {
     g.bench_function("vodozemac", |b| {
         b.iter_batched(|| va.encrypt([0x61; 26]).unwrap(), |m| vb.decrypt(&m).unwrap(), BatchSize::SmallInput)
     });
+    let (mut la, mut lb) = libolm_pair();
+    g.bench_function("libolm", |b| {
+        b.iter_batched(|| la.encrypt(&[0x61; 26]).unwrap(), |(t, m)| lb.decrypt(t, &m).unwrap(), BatchSize::SmallInput)
+    });
     g.finish();
+}
+
+/// Two libolm sessions that have each sent and received, like `ferrolm_pair`.
+fn libolm_pair() -> (l::Session, l::Session) {
+    let alice = l::Account::new().unwrap();
+    let mut bob = l::Account::new().unwrap();
+    bob.generate_one_time_keys(1).unwrap();
+    let otk = bob.one_time_keys().unwrap().into_values().next().unwrap();
+    let mut a = l::Session::create_outbound(&alice, &bob.identity_keys().unwrap().curve25519, &otk).unwrap();
+    let (t, first) = a.encrypt(b"hello").unwrap();
+    let mut b = l::Session::create_inbound(&bob, &first).unwrap();
+    b.decrypt(t, &first).unwrap();
+    let (t, reply) = b.encrypt(b"reply").unwrap();
+    a.decrypt(t, &reply).unwrap();
+    (a, b)
 }
 
 fn pickles(c: &mut Criterion) {
@@ -106,6 +160,8 @@ fn pickles(c: &mut Criterion) {
             v::Session::from_pickle(v::SessionPickle::from_encrypted(&pickle, &[7; 32]).unwrap())
         })
     });
+    let (la, _) = libolm_pair();
+    g.bench_function("libolm", |b| b.iter(|| l::Session::unpickle(&la.pickle(&[7; 32]).unwrap(), &[7; 32]).unwrap()));
     g.finish();
 }
 

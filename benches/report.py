@@ -3,14 +3,15 @@
 
 Reads <target>/criterion/<group>/<implementation>/new/estimates.json for every group whose
 name starts with one of the given prefixes, and prints one row per operation: the median of
-each implementation and the ratio vodozemac / ferrolm (> 1 means ferrolm is faster).
+each implementation and the ratios of vodozemac's and libolm's medians to ferrolm's
+(above 1: ferrolm is faster).
 Usage: report.py TARGET_DIR [PREFIX ...]
 """
 import json
 import os
 import sys
 
-IMPLEMENTATIONS = ["ferrolm", "vodozemac"]
+IMPLEMENTATIONS = ["ferrolm", "vodozemac", "libolm"]
 
 
 def median_ns(path):
@@ -40,15 +41,16 @@ def main():
                 medians[impl] = median_ns(path)
         if "ferrolm" not in medians:
             continue
-        ratio = medians["vodozemac"] / medians["ferrolm"] if "vodozemac" in medians else None
+        ratios = [medians[peer] / medians["ferrolm"] if peer in medians else None for peer in ("vodozemac", "libolm")]
         with open(os.path.join(root, group, "ferrolm", "new", "benchmark.json")) as f:
             name = json.load(f)["group_id"]  # criterion's folder names replace '/' and '^'
-        rows.append((name, medians, ratio))
-    print("| operation | ferrolm | vodozemac | speed ratio (vodozemac time / ferrolm time) |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, medians, ratio in rows:
+        rows.append((name, medians, ratios))
+    print("| operation | ferrolm | vodozemac | libolm | vs vodozemac | vs libolm |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, medians, ratios in rows:
         cells = [fmt(medians[i]) if i in medians else "–" for i in IMPLEMENTATIONS]
-        print(f"| {name} | {' | '.join(cells)} | {f'{ratio:.2f}×' if ratio else '–'} |")
+        cells += [f"{r:.2f}×" if r else "–" for r in ratios]
+        print(f"| {name} | {' | '.join(cells)} |")
     # Derived: how much faster ferrolm's parallel backup restore is than its own sequential one.
     by_name = {name: medians for name, medians, _ in rows}
     sequential = by_name.get("pk/restore_100000_sequential", {}).get("ferrolm")

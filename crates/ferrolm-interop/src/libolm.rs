@@ -1,9 +1,10 @@
 //! A small safe wrapper over the system libolm's C API (`olm/olm.h`, libolm 3.2).
 //!
 //! Only what the interop tests need is wrapped: [`Account`], [`Session`] and [`Utility`]
-//! (SHA-256, Ed25519 verification). The plumbing is generic — every libolm object is a
-//! [`Handle`] over caller-allocated memory described by an [`ObjectKind`] — so the group
-//! session, SAS and PK objects can be added later with a few lines each.
+//! (SHA-256, Ed25519 verification) for Olm, and [`OutboundGroupSession`] and
+//! [`InboundGroupSession`] for Megolm. The plumbing is generic — every libolm object is a
+//! [`Handle`] over caller-allocated memory described by an [`ObjectKind`] — so the SAS and PK
+//! objects can be added later with a few lines each.
 //!
 //! Rules the wrapper enforces:
 //!
@@ -16,8 +17,10 @@
 //!   reports `NOT_ENOUGH_RANDOM` when they are too few), for reproducible test vectors.
 //! - Objects are cleared with `olm_clear_*` and their memory zeroed before it is freed.
 //!
-//! Messages cross the boundary as a [`MessageType`] and an unpadded base64 body, as in
-//! Matrix `m.room.encrypted` events.
+//! Olm messages cross the boundary as a [`MessageType`] and an unpadded base64 body, as in
+//! Matrix `m.room.encrypted` events; Megolm messages and session keys as unpadded base64.
+//! Session keys are secret: they come back in buffers that zero themselves
+//! ([`Zeroizing`]), and the wrapper zeroes its own copies.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::marker::{PhantomData, PhantomPinned};
@@ -29,7 +32,8 @@ use std::ffi::CStr;
 use rand_core::RngCore;
 use zeroize::{Zeroize, Zeroizing};
 
-/// The raw C API, declared by hand from `olm/olm.h` and `olm/error.h` (libolm 3.2.13).
+/// The raw C API, declared by hand from `olm/olm.h`, `olm/error.h`,
+/// `olm/outbound_group_session.h` and `olm/inbound_group_session.h` (libolm 3.2.13).
 #[allow(missing_docs)]
 pub mod ffi {
     use core::ffi::{c_char, c_int, c_void};
@@ -52,6 +56,20 @@ pub mod ffi {
     /// `OlmUtility` (opaque).
     #[repr(C)]
     pub struct OlmUtility {
+        _private: [u8; 0],
+        _marker: PhantomData<(*mut u8, PhantomPinned)>,
+    }
+
+    /// `OlmOutboundGroupSession` (opaque).
+    #[repr(C)]
+    pub struct OlmOutboundGroupSession {
+        _private: [u8; 0],
+        _marker: PhantomData<(*mut u8, PhantomPinned)>,
+    }
+
+    /// `OlmInboundGroupSession` (opaque).
+    #[repr(C)]
+    pub struct OlmInboundGroupSession {
         _private: [u8; 0],
         _marker: PhantomData<(*mut u8, PhantomPinned)>,
     }
@@ -249,6 +267,118 @@ pub mod ffi {
             message_length: usize,
             signature: *mut c_void,
             signature_length: usize,
+        ) -> usize;
+
+        // Megolm: olm/outbound_group_session.h
+        pub fn olm_outbound_group_session_size() -> usize;
+        pub fn olm_outbound_group_session(memory: *mut c_void) -> *mut OlmOutboundGroupSession;
+        pub fn olm_outbound_group_session_last_error(session: *const OlmOutboundGroupSession) -> *const c_char;
+        pub fn olm_outbound_group_session_last_error_code(session: *const OlmOutboundGroupSession) -> c_int;
+        pub fn olm_clear_outbound_group_session(session: *mut OlmOutboundGroupSession) -> usize;
+        pub fn olm_pickle_outbound_group_session_length(session: *const OlmOutboundGroupSession) -> usize;
+        pub fn olm_pickle_outbound_group_session(
+            session: *mut OlmOutboundGroupSession,
+            key: *const c_void,
+            key_length: usize,
+            pickled: *mut c_void,
+            pickled_length: usize,
+        ) -> usize;
+        pub fn olm_unpickle_outbound_group_session(
+            session: *mut OlmOutboundGroupSession,
+            key: *const c_void,
+            key_length: usize,
+            pickled: *mut c_void,
+            pickled_length: usize,
+        ) -> usize;
+        pub fn olm_init_outbound_group_session_random_length(session: *const OlmOutboundGroupSession) -> usize;
+        pub fn olm_init_outbound_group_session(
+            session: *mut OlmOutboundGroupSession,
+            random: *mut u8,
+            random_length: usize,
+        ) -> usize;
+        pub fn olm_group_encrypt_message_length(
+            session: *mut OlmOutboundGroupSession,
+            plaintext_length: usize,
+        ) -> usize;
+        pub fn olm_group_encrypt(
+            session: *mut OlmOutboundGroupSession,
+            plaintext: *const u8,
+            plaintext_length: usize,
+            message: *mut u8,
+            message_length: usize,
+        ) -> usize;
+        pub fn olm_outbound_group_session_id_length(session: *const OlmOutboundGroupSession) -> usize;
+        pub fn olm_outbound_group_session_id(
+            session: *mut OlmOutboundGroupSession,
+            id: *mut u8,
+            id_length: usize,
+        ) -> usize;
+        pub fn olm_outbound_group_session_message_index(session: *mut OlmOutboundGroupSession) -> u32;
+        pub fn olm_outbound_group_session_key_length(session: *const OlmOutboundGroupSession) -> usize;
+        pub fn olm_outbound_group_session_key(
+            session: *mut OlmOutboundGroupSession,
+            key: *mut u8,
+            key_length: usize,
+        ) -> usize;
+
+        // Megolm: olm/inbound_group_session.h
+        pub fn olm_inbound_group_session_size() -> usize;
+        pub fn olm_inbound_group_session(memory: *mut c_void) -> *mut OlmInboundGroupSession;
+        pub fn olm_inbound_group_session_last_error(session: *const OlmInboundGroupSession) -> *const c_char;
+        pub fn olm_inbound_group_session_last_error_code(session: *const OlmInboundGroupSession) -> c_int;
+        pub fn olm_clear_inbound_group_session(session: *mut OlmInboundGroupSession) -> usize;
+        pub fn olm_pickle_inbound_group_session_length(session: *const OlmInboundGroupSession) -> usize;
+        pub fn olm_pickle_inbound_group_session(
+            session: *mut OlmInboundGroupSession,
+            key: *const c_void,
+            key_length: usize,
+            pickled: *mut c_void,
+            pickled_length: usize,
+        ) -> usize;
+        pub fn olm_unpickle_inbound_group_session(
+            session: *mut OlmInboundGroupSession,
+            key: *const c_void,
+            key_length: usize,
+            pickled: *mut c_void,
+            pickled_length: usize,
+        ) -> usize;
+        pub fn olm_init_inbound_group_session(
+            session: *mut OlmInboundGroupSession,
+            session_key: *const u8,
+            session_key_length: usize,
+        ) -> usize;
+        pub fn olm_import_inbound_group_session(
+            session: *mut OlmInboundGroupSession,
+            session_key: *const u8,
+            session_key_length: usize,
+        ) -> usize;
+        pub fn olm_group_decrypt_max_plaintext_length(
+            session: *mut OlmInboundGroupSession,
+            message: *mut u8,
+            message_length: usize,
+        ) -> usize;
+        pub fn olm_group_decrypt(
+            session: *mut OlmInboundGroupSession,
+            message: *mut u8,
+            message_length: usize,
+            plaintext: *mut u8,
+            max_plaintext_length: usize,
+            message_index: *mut u32,
+        ) -> usize;
+        pub fn olm_inbound_group_session_id_length(session: *const OlmInboundGroupSession) -> usize;
+        pub fn olm_inbound_group_session_id(
+            session: *mut OlmInboundGroupSession,
+            id: *mut u8,
+            id_length: usize,
+        ) -> usize;
+        pub fn olm_inbound_group_session_first_known_index(session: *const OlmInboundGroupSession) -> u32;
+        pub fn olm_inbound_group_session_is_verified(session: *const OlmInboundGroupSession) -> c_int;
+        pub fn olm_export_inbound_group_session_length(session: *const OlmInboundGroupSession) -> usize;
+        pub fn olm_export_inbound_group_session(
+            session: *mut OlmInboundGroupSession,
+            key: *mut u8,
+            key_length: usize,
+            message_index: u32,
         ) -> usize;
     }
 }
@@ -491,6 +621,26 @@ object_kind!(
     olm_utility_last_error,
     olm_utility_last_error_code
 );
+object_kind!(
+    OutboundGroupSessionKind,
+    ffi::OlmOutboundGroupSession,
+    "outbound group session",
+    olm_outbound_group_session_size,
+    olm_outbound_group_session,
+    olm_clear_outbound_group_session,
+    olm_outbound_group_session_last_error,
+    olm_outbound_group_session_last_error_code
+);
+object_kind!(
+    InboundGroupSessionKind,
+    ffi::OlmInboundGroupSession,
+    "inbound group session",
+    olm_inbound_group_session_size,
+    olm_inbound_group_session,
+    olm_clear_inbound_group_session,
+    olm_inbound_group_session_last_error,
+    olm_inbound_group_session_last_error_code
+);
 
 /// An initialised libolm object in memory this handle owns.
 ///
@@ -592,6 +742,26 @@ fn read_output<K: ObjectKind>(
     let written = handle.check(function, call(buffer.as_mut_ptr().cast(), buffer.len()))?;
     buffer.truncate(written);
     Ok(buffer)
+}
+
+/// [`read_output`] for secrets (session keys): every copy is zeroed when dropped, on every path.
+fn read_secret<K: ObjectKind>(
+    handle: &Handle<K>,
+    function: &'static str,
+    length: usize,
+    call: impl FnOnce(*mut c_void, usize) -> usize,
+) -> Result<Zeroizing<String>> {
+    let mut buffer = Zeroizing::new(vec![0u8; length]);
+    let written = handle.check(function, call(buffer.as_mut_ptr().cast(), buffer.len()))?;
+    buffer.truncate(written);
+    // Moves the allocation out (no copy); `buffer` is left empty.
+    match String::from_utf8(core::mem::take(&mut *buffer)) {
+        Ok(string) => Ok(Zeroizing::new(string)),
+        Err(error) => {
+            error.into_bytes().zeroize();
+            Err(Error::unexpected(function, "output is not UTF-8"))
+        }
+    }
 }
 
 fn parse_json_object(function: &'static str, json: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
@@ -1150,6 +1320,253 @@ impl Utility {
     }
 }
 
+/// A libolm `OlmOutboundGroupSession`: the sender's side of a Megolm session.
+#[derive(Debug)]
+pub struct OutboundGroupSession {
+    handle: Handle<OutboundGroupSessionKind>,
+}
+
+impl OutboundGroupSession {
+    /// How many random bytes creating a session needs (160: the 128-byte ratchet, then the
+    /// 32-byte Ed25519 seed).
+    pub fn create_random_length() -> usize {
+        let handle = Handle::<OutboundGroupSessionKind>::new();
+        // SAFETY: the object is live.
+        unsafe { ffi::olm_init_outbound_group_session_random_length(handle.as_ptr()) }
+    }
+
+    /// A new session (message index 0) from the operating system's randomness.
+    pub fn new() -> Result<Self> {
+        Self::new_with_random(&os_random(Self::create_random_length()))
+    }
+
+    /// A new session from the given randomness ([`OutboundGroupSession::create_random_length`]
+    /// bytes: ratchet, then Ed25519 seed).
+    pub fn new_with_random(random: &[u8]) -> Result<Self> {
+        let handle = Handle::<OutboundGroupSessionKind>::new();
+        let mut random = random_copy(random);
+        // SAFETY: the object is live; `random` is readable and writable for its length.
+        let result =
+            unsafe { ffi::olm_init_outbound_group_session(handle.as_ptr(), random.as_mut_ptr(), random.len()) };
+        handle.check("olm_init_outbound_group_session", result)?;
+        Ok(Self { handle })
+    }
+
+    /// The raw handle, for calls this wrapper does not cover.
+    pub fn handle(&self) -> &Handle<OutboundGroupSessionKind> {
+        &self.handle
+    }
+
+    /// The session id: the Ed25519 signing key, unpadded base64.
+    pub fn session_id(&self) -> Result<String> {
+        // SAFETY: the object is live.
+        let length = unsafe { ffi::olm_outbound_group_session_id_length(self.handle.as_ptr()) };
+        let bytes = read_output(&self.handle, "olm_outbound_group_session_id", length, |out, len| {
+            // SAFETY: the object is live; `out` is writable for `len` bytes.
+            unsafe { ffi::olm_outbound_group_session_id(self.handle.as_ptr(), out.cast(), len) }
+        })?;
+        utf8("olm_outbound_group_session_id", bytes)
+    }
+
+    /// The index the next message will have.
+    pub fn message_index(&self) -> u32 {
+        // SAFETY: the object is live.
+        unsafe { ffi::olm_outbound_group_session_message_index(self.handle.as_ptr()) }
+    }
+
+    /// The signed session key at the current index (229 bytes, unpadded base64), as shared in
+    /// `m.room_key`. Secret.
+    pub fn session_key(&self) -> Result<Zeroizing<String>> {
+        // SAFETY: the object is live.
+        let length = unsafe { ffi::olm_outbound_group_session_key_length(self.handle.as_ptr()) };
+        read_secret(&self.handle, "olm_outbound_group_session_key", length, |out, len| {
+            // SAFETY: the object is live; `out` is writable for `len` bytes.
+            unsafe { ffi::olm_outbound_group_session_key(self.handle.as_ptr(), out.cast(), len) }
+        })
+    }
+
+    /// Encrypts `plaintext`, advances the ratchet, and returns the message as unpadded base64.
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<String> {
+        // SAFETY: the object is live.
+        let length = unsafe { ffi::olm_group_encrypt_message_length(self.handle.as_ptr(), plaintext.len()) };
+        let length = self.handle.check("olm_group_encrypt_message_length", length)?;
+        let bytes = read_output(&self.handle, "olm_group_encrypt", length, |out, len| {
+            // SAFETY: the object is live; `plaintext` is readable; `out` is writable for `len`.
+            unsafe {
+                ffi::olm_group_encrypt(self.handle.as_ptr(), plaintext.as_ptr(), plaintext.len(), out.cast(), len)
+            }
+        })?;
+        utf8("olm_group_encrypt", bytes)
+    }
+
+    /// Pickles the session under `key` (any length, empty included).
+    pub fn pickle(&self, key: &[u8]) -> Result<String> {
+        // SAFETY: the object is live.
+        let length = unsafe { ffi::olm_pickle_outbound_group_session_length(self.handle.as_ptr()) };
+        pickle_with(
+            &self.handle,
+            "olm_pickle_outbound_group_session",
+            length,
+            key,
+            ffi::olm_pickle_outbound_group_session,
+        )
+    }
+
+    /// Restores a session from a pickle.
+    pub fn unpickle(pickle: &str, key: &[u8]) -> Result<Self> {
+        unpickle_with("olm_unpickle_outbound_group_session", pickle, key, ffi::olm_unpickle_outbound_group_session)
+            .map(|handle| Self { handle })
+    }
+}
+
+/// A message an [`InboundGroupSession`] decrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDecrypted {
+    /// The plaintext.
+    pub plaintext: Vec<u8>,
+    /// The message's index in the ratchet.
+    pub message_index: u32,
+}
+
+/// A libolm `OlmInboundGroupSession`: a recipient's side of a Megolm session.
+#[derive(Debug)]
+pub struct InboundGroupSession {
+    handle: Handle<InboundGroupSessionKind>,
+}
+
+impl InboundGroupSession {
+    /// A session from a signed session key (`m.room_key`, unpadded base64); libolm checks the
+    /// signature (`BAD_SIGNATURE`) and marks the session verified.
+    pub fn new(session_key: &str) -> Result<Self> {
+        Self::init("olm_init_inbound_group_session", session_key, ffi::olm_init_inbound_group_session)
+    }
+
+    /// A session from an exported key (165 bytes, unpadded base64); unverified.
+    pub fn import(exported_key: &str) -> Result<Self> {
+        Self::init("olm_import_inbound_group_session", exported_key, ffi::olm_import_inbound_group_session)
+    }
+
+    fn init(
+        function: &'static str,
+        key: &str,
+        init: unsafe extern "C" fn(*mut ffi::OlmInboundGroupSession, *const u8, usize) -> usize,
+    ) -> Result<Self> {
+        let handle = Handle::<InboundGroupSessionKind>::new();
+        // The key is secret, and `olm_import_inbound_group_session` decodes it in place
+        // despite its `const` parameter: hand libolm a private copy that zeroes itself.
+        let copy = Zeroizing::new(key.as_bytes().to_vec());
+        // SAFETY: the object is live; `copy` is a private buffer readable (and writable)
+        // for its length.
+        let result = unsafe { init(handle.as_ptr(), copy.as_ptr(), copy.len()) };
+        handle.check(function, result)?;
+        Ok(Self { handle })
+    }
+
+    /// The raw handle, for calls this wrapper does not cover.
+    pub fn handle(&self) -> &Handle<InboundGroupSessionKind> {
+        &self.handle
+    }
+
+    /// The session id: the sender's Ed25519 signing key, unpadded base64.
+    pub fn session_id(&self) -> Result<String> {
+        // SAFETY: the object is live.
+        let length = unsafe { ffi::olm_inbound_group_session_id_length(self.handle.as_ptr()) };
+        let bytes = read_output(&self.handle, "olm_inbound_group_session_id", length, |out, len| {
+            // SAFETY: the object is live; `out` is writable for `len` bytes.
+            unsafe { ffi::olm_inbound_group_session_id(self.handle.as_ptr(), out.cast(), len) }
+        })?;
+        utf8("olm_inbound_group_session_id", bytes)
+    }
+
+    /// The first message index the session can decrypt.
+    pub fn first_known_index(&self) -> u32 {
+        // SAFETY: the object is live.
+        unsafe { ffi::olm_inbound_group_session_first_known_index(self.handle.as_ptr()) }
+    }
+
+    /// Whether libolm considers the signing key verified: the session came from a signed
+    /// session key, or (libolm only) has since decrypted a message.
+    pub fn is_verified(&self) -> bool {
+        // SAFETY: the object is live.
+        unsafe { ffi::olm_inbound_group_session_is_verified(self.handle.as_ptr()) != 0 }
+    }
+
+    /// Decrypts a message (unpadded base64): the plaintext and the message's index.
+    ///
+    /// libolm picks the ratchet by `(index - counter) mod 2^32 < 2^31`: its cached later
+    /// ratchet if the message is at or past it (moving the cache there), else its first known
+    /// ratchet if the message is at or past that, else `UNKNOWN_MESSAGE_INDEX`. So an index
+    /// 2^31 or more past both counts as before the session, and what decrypts depends on what
+    /// was decrypted (or exported) before.
+    pub fn decrypt(&mut self, message: &str) -> Result<GroupDecrypted> {
+        // Both calls decode the base64 in place, so each gets its own copy.
+        let mut copy = message.as_bytes().to_vec();
+        // SAFETY: the object is live; `copy` is a private, writable copy.
+        let max =
+            unsafe { ffi::olm_group_decrypt_max_plaintext_length(self.handle.as_ptr(), copy.as_mut_ptr(), copy.len()) };
+        let max = self.handle.check("olm_group_decrypt_max_plaintext_length", max)?;
+        let mut copy = message.as_bytes().to_vec();
+        let mut plaintext = vec![0u8; max];
+        let mut message_index = 0u32;
+        // SAFETY: the object is live; `copy` is a private, writable copy; `plaintext` is
+        // writable for `max` bytes; `message_index` is a valid, writable `u32`.
+        let written = unsafe {
+            ffi::olm_group_decrypt(
+                self.handle.as_ptr(),
+                copy.as_mut_ptr(),
+                copy.len(),
+                plaintext.as_mut_ptr(),
+                plaintext.len(),
+                &mut message_index,
+            )
+        };
+        match self.handle.check("olm_group_decrypt", written) {
+            Ok(written) => {
+                plaintext.truncate(written);
+                Ok(GroupDecrypted { plaintext, message_index })
+            }
+            Err(error) => {
+                plaintext.zeroize();
+                Err(error)
+            }
+        }
+    }
+
+    /// The session key at `message_index` (exported form, 165 bytes, unpadded base64); fails
+    /// with `UNKNOWN_MESSAGE_INDEX` before the first known index. Secret.
+    ///
+    /// libolm chooses the ratchet as [`InboundGroupSession::decrypt`] does, and moves its cached
+    /// ratchet too: an export is not free of side effects, and reaches an index 2^31 or more past
+    /// the first known one only in steps.
+    pub fn export_at(&self, message_index: u32) -> Result<Zeroizing<String>> {
+        // SAFETY: the object is live.
+        let length = unsafe { ffi::olm_export_inbound_group_session_length(self.handle.as_ptr()) };
+        read_secret(&self.handle, "olm_export_inbound_group_session", length, |out, len| {
+            // SAFETY: the object is live; `out` is writable for `len` bytes.
+            unsafe { ffi::olm_export_inbound_group_session(self.handle.as_ptr(), out.cast(), len, message_index) }
+        })
+    }
+
+    /// Pickles the session under `key` (any length, empty included).
+    pub fn pickle(&self, key: &[u8]) -> Result<String> {
+        // SAFETY: the object is live.
+        let length = unsafe { ffi::olm_pickle_inbound_group_session_length(self.handle.as_ptr()) };
+        pickle_with(
+            &self.handle,
+            "olm_pickle_inbound_group_session",
+            length,
+            key,
+            ffi::olm_pickle_inbound_group_session,
+        )
+    }
+
+    /// Restores a session from a pickle.
+    pub fn unpickle(pickle: &str, key: &[u8]) -> Result<Self> {
+        unpickle_with("olm_unpickle_inbound_group_session", pickle, key, ffi::olm_unpickle_inbound_group_session)
+            .map(|handle| Self { handle })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1260,5 +1677,117 @@ mod tests {
         let error = utility.ed25519_verify(&key, b"other", &signature).unwrap_err();
         assert_eq!(error.code, ErrorCode::BadMessageMac);
         assert_eq!(utility.sha256(b"").unwrap(), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU");
+    }
+
+    fn group_pair() -> (OutboundGroupSession, InboundGroupSession, Vec<String>) {
+        let mut outbound = OutboundGroupSession::new().unwrap();
+        assert_eq!(outbound.message_index(), 0);
+        let inbound = InboundGroupSession::new(&outbound.session_key().unwrap()).unwrap();
+        let messages = (0..5).map(|i| outbound.encrypt(format!("m{i}").as_bytes()).unwrap()).collect();
+        assert_eq!(outbound.message_index(), 5);
+        (outbound, inbound, messages)
+    }
+
+    #[test]
+    fn megolm_talks_to_itself() {
+        let (outbound, mut inbound, messages) = group_pair();
+        assert!(inbound.is_verified());
+        assert_eq!(inbound.first_known_index(), 0);
+        assert_eq!(inbound.session_id().unwrap(), outbound.session_id().unwrap());
+        // Out of order, and more than once.
+        for i in [4, 0, 2, 2, 4] {
+            let decrypted = inbound.decrypt(&messages[i]).unwrap();
+            assert_eq!(decrypted, GroupDecrypted { plaintext: format!("m{i}").into_bytes(), message_index: i as u32 });
+        }
+        // A late joiner cannot read what came before its key.
+        let mut late = InboundGroupSession::new(&outbound.session_key().unwrap()).unwrap();
+        assert_eq!(late.first_known_index(), 5);
+        let error = late.decrypt(&messages[1]).unwrap_err();
+        assert_eq!(error.code, ErrorCode::UnknownMessageIndex);
+        assert_eq!(error.message, "UNKNOWN_MESSAGE_INDEX");
+    }
+
+    #[test]
+    fn megolm_exports_and_imports() {
+        let (_outbound, inbound, messages) = group_pair();
+        let exported = inbound.export_at(3).unwrap();
+        assert_eq!(exported.len(), 220, "165 bytes in unpadded base64");
+        let mut imported = InboundGroupSession::import(&exported).unwrap();
+        assert!(!imported.is_verified());
+        assert_eq!(imported.first_known_index(), 3);
+        assert_eq!(imported.session_id().unwrap(), inbound.session_id().unwrap());
+        assert_eq!(*imported.export_at(3).unwrap(), *exported);
+        assert_eq!(*imported.export_at(4).unwrap(), *inbound.export_at(4).unwrap());
+        assert_eq!(imported.export_at(2).unwrap_err().code, ErrorCode::UnknownMessageIndex);
+        assert_eq!(imported.decrypt(&messages[2]).unwrap_err().code, ErrorCode::UnknownMessageIndex);
+        assert_eq!(imported.decrypt(&messages[4]).unwrap().plaintext, b"m4");
+        // libolm (unlike vodozemac and ferrolm) counts a session as verified once a message
+        // signed by its key has decrypted.
+        assert!(imported.is_verified());
+        // The input survives the call (the wrapper hands libolm a copy).
+        assert!(InboundGroupSession::import(&exported).is_ok());
+    }
+
+    #[test]
+    fn megolm_errors_carry_libolm_strings() {
+        let (outbound, mut inbound, messages) = group_pair();
+        // libolm checks the length first: 305 characters cannot be base64.
+        let error = InboundGroupSession::new(&"A".repeat(305)).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidBase64);
+        assert_eq!(InboundGroupSession::new("AAAA").unwrap_err().code, ErrorCode::BadSessionKey);
+        // An exported key is not a signed session key, and vice versa.
+        let exported = inbound.export_at(0).unwrap();
+        assert_eq!(InboundGroupSession::new(&exported).unwrap_err().code, ErrorCode::BadSessionKey);
+        let session_key = outbound.session_key().unwrap();
+        assert_eq!(InboundGroupSession::import(&session_key).unwrap_err().code, ErrorCode::BadSessionKey);
+        // A session key whose signature does not verify.
+        let mut altered = session_key.as_bytes().to_vec();
+        altered[20] = if altered[20] == b'A' { b'B' } else { b'A' };
+        let error = InboundGroupSession::new(core::str::from_utf8(&altered).unwrap()).unwrap_err();
+        assert_eq!(error.code, ErrorCode::BadSignature);
+        // A message from another session.
+        let mut other = OutboundGroupSession::new().unwrap();
+        let error = inbound.decrypt(&other.encrypt(b"forged").unwrap()).unwrap_err();
+        assert_eq!(error.code, ErrorCode::BadSignature);
+        assert_eq!(inbound.decrypt("AAAA").unwrap_err().code, ErrorCode::BadMessageVersion);
+        assert_eq!(inbound.decrypt(&messages[0]).unwrap().plaintext, b"m0");
+        let error = OutboundGroupSession::new_with_random(&[0; 159]).unwrap_err();
+        assert_eq!(error.code, ErrorCode::NotEnoughRandom);
+    }
+
+    #[test]
+    fn megolm_explicit_randomness_is_deterministic() {
+        assert_eq!(OutboundGroupSession::create_random_length(), 160);
+        let random: Vec<u8> = (0..160).map(|i| (i * 3) as u8).collect();
+        let mut a = OutboundGroupSession::new_with_random(&random).unwrap();
+        let mut b = OutboundGroupSession::new_with_random(&random).unwrap();
+        assert_eq!(a.session_id().unwrap(), b.session_id().unwrap());
+        assert_eq!(*a.session_key().unwrap(), *b.session_key().unwrap());
+        // Megolm encryption uses no randomness, and Ed25519 signatures are deterministic.
+        assert_eq!(a.encrypt(b"same").unwrap(), b.encrypt(b"same").unwrap());
+    }
+
+    #[test]
+    fn megolm_sessions_pickle_with_keys_of_any_length() {
+        let (outbound, inbound, messages) = group_pair();
+        let imported = InboundGroupSession::import(&inbound.export_at(2).unwrap()).unwrap();
+        for key in [&b""[..], b"12345", &[7; 32], &[9; 100]] {
+            let mut restored = OutboundGroupSession::unpickle(&outbound.pickle(key).unwrap(), key).unwrap();
+            assert_eq!(restored.message_index(), outbound.message_index());
+            assert_eq!(*restored.session_key().unwrap(), *outbound.session_key().unwrap());
+            let next = restored.encrypt(b"next").unwrap();
+            let decrypted = InboundGroupSession::new(&outbound.session_key().unwrap()).unwrap().decrypt(&next).unwrap();
+            assert_eq!(decrypted, GroupDecrypted { plaintext: b"next".to_vec(), message_index: 5 });
+            for session in [&inbound, &imported] {
+                let mut restored = InboundGroupSession::unpickle(&session.pickle(key).unwrap(), key).unwrap();
+                assert_eq!(restored.first_known_index(), session.first_known_index());
+                assert_eq!(restored.is_verified(), session.is_verified());
+                assert_eq!(restored.decrypt(&messages[4]).unwrap().plaintext, b"m4");
+            }
+        }
+        let pickle = outbound.pickle(b"key").unwrap();
+        assert_eq!(OutboundGroupSession::unpickle(&pickle, b"other").unwrap_err().code, ErrorCode::BadAccountKey);
+        let pickle = inbound.pickle(b"key").unwrap();
+        assert_eq!(InboundGroupSession::unpickle(&pickle, b"other").unwrap_err().code, ErrorCode::BadAccountKey);
     }
 }

@@ -463,51 +463,6 @@ pub fn decryptable(session: &dyn PeerSession, messages: &[(Wire, Vec<u8>)]) -> V
 }
 
 // ---------------------------------------------------------------------------------------------
-// Randomness for the tests
+// Randomness for the tests: the generator and seed shared with the Megolm tests.
 
-/// SplitMix64: small, seeded, good enough to drive tests reproducibly.
-#[derive(Clone, Debug)]
-pub struct TestRng(u64);
-
-impl TestRng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// True with probability `percent`/100.
-    pub fn percent(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
-    }
-}
-
-/// The seed for a randomized test: `FERROLM_INTEROP_SEED` if set, otherwise fresh. Printed,
-/// so a failure can be replayed (`FERROLM_INTEROP_SEED=<seed> cargo test -p ferrolm-interop`).
-pub fn seed(test: &str) -> u64 {
-    let seed = match std::env::var("FERROLM_INTEROP_SEED") {
-        Ok(value) => value.trim().parse().expect("FERROLM_INTEROP_SEED is a u64"),
-        Err(_) => rand_seed(),
-    };
-    eprintln!("{test}: seed {seed} (replay with FERROLM_INTEROP_SEED={seed})");
-    seed
-}
-
-fn rand_seed() -> u64 {
-    rand_core::RngCore::next_u64(&mut rand_core::OsRng)
-}
+pub use crate::rng::{TestRng, seed};

@@ -15,4 +15,6 @@ mod conversation;
 mod errors;
 mod limits;
 mod pickles;
+#[path = "../shared/rng.rs"]
+mod rng;
 mod sessions;

@@ -238,6 +238,14 @@ impl InboundGroupSession {
 
     /// Merges two connected sessions into one with the earlier first index, verified if
     /// either is. `None` if they are not connected.
+    ///
+    /// "Connected" proves that the earlier ratchet advances to the later one, and no more:
+    /// advancing re-derives the lower ratchet parts from the higher ones at each turnover, so
+    /// an export whose lower parts were altered can still connect when the other session
+    /// starts past the next turnover. Such a merged session cannot decrypt the altered range
+    /// (the MACs fail: nothing decrypts wrongly), but it denies those messages and carries
+    /// the other session's verified flag. Prefer keys from verified sources for the early
+    /// range, as the Matrix specification's forwarding rules require.
     pub fn merge(&self, other: &Self) -> Option<Self> {
         let best = match self.compare(other) {
             SessionOrdering::Equal | SessionOrdering::Better => self,
