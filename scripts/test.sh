@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test ferrolm has: formatting, clippy under the workspace lints, unit,
-# behaviour, property, doc and interop tests (against libolm and vodozemac), and a fuzz smoke
-# run of every fuzz target (FUZZ_SECONDS each, default 10; 0 skips it).
+# behaviour, property, doc and interop tests (against libolm, vodozemac and matrix-sdk-crypto),
+# the language bindings' tests in their own runtimes, and a fuzz smoke run of every fuzz
+# target (FUZZ_SECONDS each, default 10; 0 skips it).
 # Installs what it needs first (idempotent). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,11 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"
 
+echo "== bindings"
+for language in kotlin; do
+    "bindings/$language/build.sh" 2>&1 | tee -a "$log"
+done
+
 fuzz_seconds=${FUZZ_SECONDS:-10}
 if [ "$fuzz_seconds" -gt 0 ]; then
     echo "== fuzz smoke (${fuzz_seconds}s per target)"
@@ -32,5 +38,5 @@ fi
 # One closing line for the whole run (cargo prints one per test binary, the last of which
 # may be a crate with no doc tests; the fuzz smoke counts one per target).
 awk '/^test result:/ { passed += $4; failed += $6 }
-     /^fuzz: / { passed += $2; failed += $4 }
+     /^(fuzz|kotlin|swift|js): [0-9]+ passed, [0-9]+ failed/ { passed += $2; failed += $4 }
      END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

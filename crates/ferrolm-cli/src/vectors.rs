@@ -891,7 +891,8 @@ fn matrix(op: &str, step: &Step<'_>) -> Result<(), String> {
         }
         "secret_storage.from_passphrase" => {
             let derived =
-                SecretStorageKey::from_passphrase(step.str("passphrase")?, step.str("salt")?, step.u32("iterations")?);
+                SecretStorageKey::from_passphrase(step.str("passphrase")?, step.str("salt")?, step.u32("iterations")?)
+                    .map_err(|e| format!("from_passphrase: {e}"))?;
             check_bytes("key", &step.hex("key")?, derived.as_bytes())
         }
         _ => Err(format!("unknown operation {op}")),

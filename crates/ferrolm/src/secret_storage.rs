@@ -50,7 +50,16 @@ pub enum SecretStorageError {
     /// The MAC does not match: the wrong key, the wrong secret name, or altered data.
     #[error("the MAC does not match: wrong key, wrong secret name, or altered data")]
     Mac,
+    /// A passphrase key description asks for zero iterations, or more than
+    /// [`MAX_PASSPHRASE_ITERATIONS`].
+    #[error("unsupported PBKDF2 iteration count {0}")]
+    InvalidIterations(u32),
 }
+
+/// The most PBKDF2 iterations a passphrase key description may ask for. Key descriptions come
+/// from account data the server controls, and each iteration costs the client time: twenty
+/// times the 500,000 clients use.
+pub const MAX_PASSPHRASE_ITERATIONS: u32 = 10_000_000;
 
 /// Why a recovery key was refused. Each check has its own variant, so the user can be told
 /// what is wrong with what they typed.
@@ -153,11 +162,15 @@ impl SecretStorageKey {
     }
 
     /// The key of a passphrase (`m.pbkdf2`): PBKDF2-HMAC-SHA-512 with the key description's
-    /// salt and iterations, 256 bits.
-    pub fn from_passphrase(passphrase: &str, salt: &str, iterations: u32) -> Self {
+    /// salt and iterations, 256 bits. Zero iterations, or more than
+    /// [`MAX_PASSPHRASE_ITERATIONS`], are refused: the description is untrusted input.
+    pub fn from_passphrase(passphrase: &str, salt: &str, iterations: u32) -> Result<Self, SecretStorageError> {
+        if iterations == 0 || iterations > MAX_PASSPHRASE_ITERATIONS {
+            return Err(SecretStorageError::InvalidIterations(iterations));
+        }
         let mut key = Zeroizing::new([0u8; 32]);
         pbkdf2::pbkdf2_hmac::<Sha512>(passphrase.as_bytes(), salt.as_bytes(), iterations, key.as_mut());
-        Self(key)
+        Ok(Self(key))
     }
 
     /// Restores a key from a recovery key as the user typed it (spaces ignored).
@@ -422,9 +435,15 @@ mod tests {
 
     #[test]
     fn passphrase_keys_are_deterministic() {
-        let a = SecretStorageKey::from_passphrase("pass", "salt", 1000);
-        let b = SecretStorageKey::from_passphrase("pass", "salt", 1000);
+        let a = SecretStorageKey::from_passphrase("pass", "salt", 1000).unwrap();
+        let b = SecretStorageKey::from_passphrase("pass", "salt", 1000).unwrap();
         assert_eq!(a.as_bytes(), b.as_bytes());
-        assert_ne!(a.as_bytes(), SecretStorageKey::from_passphrase("pass", "salt2", 1000).as_bytes());
+        assert_ne!(a.as_bytes(), SecretStorageKey::from_passphrase("pass", "salt2", 1000).unwrap().as_bytes());
+        for bad in [0, MAX_PASSPHRASE_ITERATIONS + 1, u32::MAX] {
+            assert_eq!(
+                SecretStorageKey::from_passphrase("pass", "salt", bad).err(),
+                Some(SecretStorageError::InvalidIterations(bad))
+            );
+        }
     }
 }

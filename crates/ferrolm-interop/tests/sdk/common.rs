@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -19,14 +18,14 @@ pub const MEGOLM_V1: &str = "m.megolm.v1.aes-sha2";
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    // Bounded by a number of polls, not by time: tests never depend on the clock.
+    for _ in 0..10_000_000u32 {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return output;
         }
-        assert!(Instant::now() < deadline, "a matrix-sdk-crypto future never completed");
         std::thread::yield_now();
     }
+    panic!("a matrix-sdk-crypto future never completed");
 }
 
 /// The plaintext of a Megolm-encrypted room event, as clients encrypt it.
@@ -77,8 +76,7 @@ pub fn exported_room_key(
 
 /// Runs `f` and returns its result with the time it took (printed, for the report).
 pub fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let result = f();
-    eprintln!("{what}: {:.2?}", start.elapsed());
-    result
+    // Says what a slow step is doing; timing belongs in benches/, not in tests.
+    eprintln!("{what}…");
+    f()
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Instruction counts per operation under callgrind (valgrind), for ferrolm, vodozemac and
+# libolm: figures that do not move with machine load. Prints a Markdown table.
+# Usage: benches/callgrind.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FERROLM_CACHE:-$HOME/.cache/ferrolm}/target}"
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+cargo build --quiet --release -p ferrolm-benches --bin ferrolm-ops
+ops="$CARGO_TARGET_DIR/release/ferrolm-ops"
+
+count() { # implementation operation n -> instructions per operation
+    local out
+    out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null --collect-atstart=no \
+        --toggle-collect='*measured*' "$ops" "$1" "$2" "$3" 2>&1 >/dev/null)
+    local total
+    total=$(echo "$out" | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -1)
+    echo $(( total / $3 ))
+}
+
+printf '| operation | ferrolm | vodozemac | libolm | vodozemac / ferrolm | libolm / ferrolm |\n'
+printf '| --- | ---: | ---: | ---: | ---: | ---: |\n'
+for spec in olm_encrypt:200 olm_decrypt:200 olm_account_new:20 olm_outbound_session:20 megolm_encrypt:100 megolm_decrypt:100; do
+    op=${spec%%:*}; n=${spec##*:}
+    f=$(count ferrolm "$op" "$n"); v=$(count vodozemac "$op" "$n"); l=$(count libolm "$op" "$n")
+    awk -v op="$op" -v f="$f" -v v="$v" -v l="$l" 'BEGIN {
+        printf "| %s | %'"'"'d | %'"'"'d | %'"'"'d | %.2f× | %.2f× |\n", op, f, v, l, v / f, l / f }'
+done
+f=$(count ferrolm megolm_bulk_decrypt 1000)
+v=$(count vodozemac megolm_decrypt 1000)
+awk -v f="$f" -v v="$v" 'BEGIN { printf "| megolm_bulk_decrypt (per message, 1,000) | %'"'"'d | %'"'"'d (one by one) | – | %.2f× | – |\n", f / 1000, v, v / (f / 1000) }'

@@ -1,0 +1,149 @@
+//! `ferrolm-ops IMPLEMENTATION OPERATION N`: runs one operation N times inside `measured`, the
+//! only function `benches/callgrind.sh` collects instructions in, so set-up does not count.
+//! Instruction counts do not move with machine load, unlike wall-clock medians.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use std::hint::black_box;
+
+use ferrolm::{megolm as fm, olm as fo};
+use ferrolm_interop::libolm as l;
+use vodozemac::{megolm as vm, olm as vo};
+
+/// Everything callgrind counts happens in here.
+#[inline(never)]
+fn measured(n: usize, mut op: impl FnMut(usize)) {
+    for i in 0..n {
+        op(i);
+    }
+}
+
+fn run(implementation: &str, operation: &str, n: usize) -> Option<()> {
+    let plaintext = [0x61u8; 26];
+    match (implementation, operation) {
+        ("ferrolm", "olm_encrypt") => {
+            let (mut a, _) = ferrolm_benches::ferrolm_pair();
+            measured(n, |_| drop(black_box(a.encrypt(&plaintext))));
+        }
+        ("vodozemac", "olm_encrypt") => {
+            let (mut a, _) = ferrolm_benches::vodozemac_pair();
+            measured(n, |_| drop(black_box(a.encrypt(plaintext).unwrap())));
+        }
+        ("libolm", "olm_encrypt") => {
+            let (mut a, _) = libolm_pair();
+            measured(n, |_| drop(black_box(a.encrypt(&plaintext).unwrap())));
+        }
+        ("ferrolm", "olm_decrypt") => {
+            let (mut a, mut b) = ferrolm_benches::ferrolm_pair();
+            let messages: Vec<_> = (0..n).map(|_| a.encrypt(&plaintext)).collect();
+            measured(n, |i| drop(black_box(b.decrypt(&messages[i]).unwrap())));
+        }
+        ("vodozemac", "olm_decrypt") => {
+            let (mut a, mut b) = ferrolm_benches::vodozemac_pair();
+            let messages: Vec<_> = (0..n).map(|_| a.encrypt(plaintext).unwrap()).collect();
+            measured(n, |i| drop(black_box(b.decrypt(&messages[i]).unwrap())));
+        }
+        ("libolm", "olm_decrypt") => {
+            let (mut a, mut b) = libolm_pair();
+            let messages: Vec<_> = (0..n).map(|_| a.encrypt(&plaintext).unwrap()).collect();
+            measured(n, |i| drop(black_box(b.decrypt(messages[i].0, &messages[i].1).unwrap())));
+        }
+        ("ferrolm", "olm_account_new") => measured(n, |_| drop(black_box(fo::Account::new()))),
+        ("vodozemac", "olm_account_new") => measured(n, |_| drop(black_box(vo::Account::new()))),
+        ("libolm", "olm_account_new") => measured(n, |_| drop(black_box(l::Account::new().unwrap()))),
+        ("ferrolm", "olm_outbound_session") => {
+            let (a, mut b) = (fo::Account::new(), fo::Account::new());
+            b.generate_one_time_keys(1);
+            let otk = *b.one_time_keys().values().next()?;
+            measured(n, |_| {
+                drop(black_box(
+                    a.create_outbound_session(fo::SessionConfig::version_1(), b.curve25519_key(), otk).unwrap(),
+                ))
+            });
+        }
+        ("vodozemac", "olm_outbound_session") => {
+            let (a, mut b) = (vo::Account::new(), vo::Account::new());
+            b.generate_one_time_keys(1);
+            let otk = *b.one_time_keys().values().next()?;
+            measured(n, |_| {
+                drop(black_box(
+                    a.create_outbound_session(vo::SessionConfig::version_1(), b.curve25519_key(), otk).unwrap(),
+                ))
+            });
+        }
+        ("libolm", "olm_outbound_session") => {
+            let (a, mut b) = (l::Account::new().unwrap(), l::Account::new().unwrap());
+            b.generate_one_time_keys(1).unwrap();
+            let otk = b.one_time_keys().unwrap().into_values().next()?;
+            let identity = b.identity_keys().unwrap().curve25519;
+            measured(n, |_| drop(black_box(l::Session::create_outbound(&a, &identity, &otk).unwrap())));
+        }
+        ("ferrolm", "megolm_encrypt") => {
+            let mut s = fm::GroupSession::new(fm::SessionConfig::version_1());
+            measured(n, |_| drop(black_box(s.encrypt(&plaintext))));
+        }
+        ("vodozemac", "megolm_encrypt") => {
+            let mut s = vm::GroupSession::new(vm::SessionConfig::version_1());
+            measured(n, |_| drop(black_box(s.encrypt(plaintext))));
+        }
+        ("libolm", "megolm_encrypt") => {
+            let mut s = l::OutboundGroupSession::new().unwrap();
+            measured(n, |_| drop(black_box(s.encrypt(&plaintext).unwrap())));
+        }
+        ("ferrolm", "megolm_decrypt") => {
+            let mut s = fm::GroupSession::new(fm::SessionConfig::version_1());
+            let mut r = fm::InboundGroupSession::new(&s.session_key(), fm::SessionConfig::version_1());
+            let messages: Vec<_> = (0..n).map(|_| s.encrypt(&plaintext)).collect();
+            measured(n, |i| drop(black_box(r.decrypt(&messages[i]).unwrap())));
+        }
+        ("vodozemac", "megolm_decrypt") => {
+            let mut s = vm::GroupSession::new(vm::SessionConfig::version_1());
+            let mut r = vm::InboundGroupSession::new(&s.session_key(), vm::SessionConfig::version_1());
+            let messages: Vec<_> = (0..n).map(|_| s.encrypt(plaintext)).collect();
+            measured(n, |i| drop(black_box(r.decrypt(&messages[i]).unwrap())));
+        }
+        ("libolm", "megolm_decrypt") => {
+            let mut s = l::OutboundGroupSession::new().unwrap();
+            let mut r = l::InboundGroupSession::new(&s.session_key().unwrap()).unwrap();
+            let messages: Vec<_> = (0..n).map(|_| s.encrypt(&plaintext).unwrap()).collect();
+            measured(n, |i| drop(black_box(r.decrypt(&messages[i]).unwrap())));
+        }
+        ("ferrolm", "megolm_bulk_decrypt") => {
+            // The batch API on n messages: counted per message by the script.
+            let mut s = fm::GroupSession::new(fm::SessionConfig::version_1());
+            let r = fm::InboundGroupSession::new(&s.session_key(), fm::SessionConfig::version_1());
+            let messages: Vec<_> = (0..n).map(|_| s.encrypt(&plaintext)).collect();
+            measured(1, |_| drop(black_box(r.clone().decrypt_batch(&messages))));
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// Two libolm sessions that have each sent and received.
+fn libolm_pair() -> (l::Session, l::Session) {
+    let alice = l::Account::new().unwrap();
+    let mut bob = l::Account::new().unwrap();
+    bob.generate_one_time_keys(1).unwrap();
+    let otk = bob.one_time_keys().unwrap().into_values().next().unwrap();
+    let mut a = l::Session::create_outbound(&alice, &bob.identity_keys().unwrap().curve25519, &otk).unwrap();
+    let (t, first) = a.encrypt(b"hello").unwrap();
+    let mut b = l::Session::create_inbound(&bob, &first).unwrap();
+    b.decrypt(t, &first).unwrap();
+    let (t, reply) = b.encrypt(b"reply").unwrap();
+    a.decrypt(t, &reply).unwrap();
+    (a, b)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(implementation), Some(operation), Some(n)) =
+        (args.get(1), args.get(2), args.get(3).and_then(|n| n.parse::<usize>().ok()))
+    else {
+        eprintln!("usage: ferrolm-ops ferrolm|vodozemac|libolm OPERATION N");
+        std::process::exit(2);
+    };
+    if run(implementation, operation, n).is_none() {
+        eprintln!("unknown implementation/operation: {implementation} {operation}");
+        std::process::exit(2);
+    }
+}

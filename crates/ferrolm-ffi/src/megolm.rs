@@ -1,0 +1,400 @@
+//! Megolm: the group ratchet that encrypts room messages (`m.megolm.v1.aes-sha2`).
+//!
+//! The sender owns a [`GroupSession`] and shares its session key with each member over Olm
+//! (`m.room_key`); each member creates an [`InboundGroupSession`] from it. Messages, session
+//! keys and exported keys cross the FFI as base64.
+
+use std::sync::{Arc, Mutex};
+
+use ferrolm::megolm::{
+    self as core, DecodeError, DecryptionError, ExportedSessionKey, MegolmMessage, SessionKey,
+    SessionOrdering as CoreSessionOrdering,
+};
+use ferrolm::zeroize::Zeroizing;
+
+use crate::SessionVersion;
+use crate::convert::lock;
+use crate::pickle::{PickleError, ferrolm_key, libolm_key};
+
+/// Why a Megolm operation failed. Decryption failures leave the session unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+pub enum MegolmError {
+    /// A message or key is not valid base64.
+    #[error("invalid base64")]
+    InvalidBase64,
+    /// A session key or exported key has the wrong length.
+    #[error("invalid key length: expected {expected} bytes, got {got}")]
+    InvalidKeyLength {
+        /// The format's length.
+        expected: u32,
+        /// The input's length.
+        got: u32,
+    },
+    /// The version byte of a message or key is not one this library reads.
+    #[error("unsupported version {version}")]
+    UnknownVersion {
+        /// The version byte found.
+        version: u8,
+    },
+    /// The message cannot be decoded: empty, truncated, a missing field, an index beyond
+    /// 32 bits, or an encoding the format never uses.
+    #[error("malformed message: {reason}")]
+    Malformed {
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// The Ed25519 key inside a session key is not a valid point.
+    #[error("the session's Ed25519 key is invalid")]
+    InvalidSigningKey,
+    /// The signature of a session key, or of a message, does not verify: forged or altered.
+    #[error("the signature is invalid")]
+    InvalidSignature,
+    /// The message's MAC does not match (a signed message with a wrong MAC: a broken sender).
+    #[error("the message's MAC does not match")]
+    InvalidMac,
+    /// The MAC matched but the padding is invalid (a broken sender).
+    #[error("the message's padding is invalid")]
+    InvalidPadding,
+    /// The message's version does not match the session's configuration.
+    #[error("the message has version {got}, but this session uses version {expected}")]
+    VersionMismatch {
+        /// The version this session's messages carry.
+        expected: u8,
+        /// The version the message carries.
+        got: u8,
+    },
+    /// The message precedes the first index this session can decrypt.
+    #[error("the message has index {requested}, before this session's first known index {first_known}")]
+    UnknownMessageIndex {
+        /// The session's first known index.
+        first_known: u32,
+        /// The message's index.
+        requested: u32,
+    },
+}
+
+impl From<DecodeError> for MegolmError {
+    fn from(error: DecodeError) -> Self {
+        match error {
+            DecodeError::Base64 => Self::InvalidBase64,
+            DecodeError::UnknownVersion(version) => Self::UnknownVersion { version },
+            DecodeError::InvalidLength { expected, got } => {
+                Self::InvalidKeyLength { expected: crate::convert::len32(expected), got: crate::convert::len32(got) }
+            }
+            DecodeError::InvalidSigningKey => Self::InvalidSigningKey,
+            DecodeError::InvalidSignature => Self::InvalidSignature,
+            DecodeError::Empty
+            | DecodeError::TooShort(_)
+            | DecodeError::MissingField(_)
+            | DecodeError::InvalidIndex(_)
+            | DecodeError::Malformed(_) => Self::Malformed { reason: error.to_string() },
+        }
+    }
+}
+
+impl From<DecryptionError> for MegolmError {
+    fn from(error: DecryptionError) -> Self {
+        match error {
+            DecryptionError::VersionMismatch { expected, got } => Self::VersionMismatch { expected, got },
+            DecryptionError::InvalidSignature => Self::InvalidSignature,
+            DecryptionError::InvalidMac => Self::InvalidMac,
+            DecryptionError::InvalidPadding => Self::InvalidPadding,
+            DecryptionError::UnknownMessageIndex { first_known, requested } => {
+                Self::UnknownMessageIndex { first_known, requested }
+            }
+        }
+    }
+}
+
+/// A decrypted Megolm message.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DecryptedMessage {
+    /// The plaintext.
+    pub plaintext: Vec<u8>,
+    /// The message's index in the ratchet. The same index seen under two different event ids
+    /// is a replay: the caller must check.
+    pub message_index: u32,
+}
+
+impl From<core::DecryptedMessage> for DecryptedMessage {
+    fn from(message: core::DecryptedMessage) -> Self {
+        Self { plaintext: message.plaintext, message_index: message.message_index }
+    }
+}
+
+/// The outcome for one message of [`InboundGroupSession::decrypt_batch`].
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum BatchDecryption {
+    /// The message decrypted.
+    Decrypted {
+        /// The plaintext and index.
+        message: DecryptedMessage,
+    },
+    /// The message did not decode or decrypt; the others are unaffected.
+    Failed {
+        /// Why.
+        error: MegolmError,
+    },
+}
+
+/// How two inbound sessions with the same session id relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum SessionOrdering {
+    /// Same ratchet, same first known index.
+    Equal,
+    /// Same ratchet; this session knows earlier messages.
+    Better,
+    /// Same ratchet; the other session knows earlier messages.
+    Worse,
+    /// Not the same ratchet (different keys, or a forged session key): keep them apart.
+    Unconnected,
+}
+
+impl From<CoreSessionOrdering> for SessionOrdering {
+    fn from(ordering: CoreSessionOrdering) -> Self {
+        match ordering {
+            CoreSessionOrdering::Equal => Self::Equal,
+            CoreSessionOrdering::Better => Self::Better,
+            CoreSessionOrdering::Worse => Self::Worse,
+            CoreSessionOrdering::Unconnected => Self::Unconnected,
+        }
+    }
+}
+
+/// The secret base64 of a session key, copied out of its self-wiping buffer for the FFI.
+fn reveal(secret: Zeroizing<String>) -> String {
+    secret.as_str().to_owned()
+}
+
+/// An outbound Megolm session: the sender's ratchet and signing key for a room.
+#[derive(uniffi::Object)]
+pub struct GroupSession {
+    inner: Mutex<core::GroupSession>,
+}
+
+impl GroupSession {
+    fn wrap(session: core::GroupSession) -> Arc<Self> {
+        Arc::new(Self { inner: Mutex::new(session) })
+    }
+}
+
+#[uniffi::export]
+impl GroupSession {
+    /// A new session with a random ratchet and signing key.
+    #[uniffi::constructor]
+    pub fn new(version: SessionVersion) -> Arc<Self> {
+        Self::wrap(core::GroupSession::new(version.into()))
+    }
+
+    /// Restores a session from [`GroupSession::pickle`]'s output, under the same 32-byte key.
+    #[uniffi::constructor]
+    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+        Ok(Self::wrap(core::GroupSession::from_pickle(&pickle, &ferrolm_key(pickle_key)?)?))
+    }
+
+    /// Restores a session from libolm's outbound group session pickle.
+    #[uniffi::constructor]
+    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+        Ok(Self::wrap(core::GroupSession::from_libolm_pickle(&pickle, &libolm_key(pickle_key))?))
+    }
+
+    /// The session id: the signing key in base64.
+    pub fn session_id(&self) -> String {
+        lock(&self.inner).session_id()
+    }
+
+    /// The index the next message will have.
+    pub fn message_index(&self) -> u32 {
+        lock(&self.inner).message_index()
+    }
+
+    /// The session's message format.
+    pub fn version(&self) -> SessionVersion {
+        lock(&self.inner).config().into()
+    }
+
+    /// The signed session key at the current index (base64), for `m.room_key`. Secret.
+    pub fn session_key(&self) -> String {
+        reveal(lock(&self.inner).session_key().to_base64())
+    }
+
+    /// Encrypts `plaintext` and advances the ratchet; the message in base64.
+    pub fn encrypt(&self, plaintext: Vec<u8>) -> String {
+        lock(&self.inner).encrypt(&plaintext).to_base64()
+    }
+
+    /// Encrypts the session into ferrolm's pickle format under a 32-byte key.
+    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+        let key = ferrolm_key(pickle_key)?;
+        Ok(lock(&self.inner).pickle(&key))
+    }
+
+    /// Encrypts the session into libolm's pickle format (version 1 sessions only).
+    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+        Ok(lock(&self.inner).to_libolm_pickle(&libolm_key(pickle_key))?)
+    }
+}
+
+/// An inbound Megolm session: decrypts one sender's room messages.
+#[derive(uniffi::Object)]
+pub struct InboundGroupSession {
+    inner: Mutex<core::InboundGroupSession>,
+}
+
+impl InboundGroupSession {
+    fn wrap(session: core::InboundGroupSession) -> Arc<Self> {
+        Arc::new(Self { inner: Mutex::new(session) })
+    }
+
+    /// A copy of the state, taken under the lock and released at once, so that two sessions
+    /// (or one session and itself) are never locked together.
+    fn snapshot(&self) -> core::InboundGroupSession {
+        lock(&self.inner).clone()
+    }
+}
+
+#[uniffi::export]
+impl InboundGroupSession {
+    /// A session from a signed session key (base64, the `session_key` of `m.room_key`),
+    /// whose signature is checked. The session counts as verified.
+    #[uniffi::constructor]
+    pub fn new(session_key: String, version: SessionVersion) -> Result<Arc<Self>, MegolmError> {
+        let key = SessionKey::from_base64(&Zeroizing::new(session_key))?;
+        Ok(Self::wrap(core::InboundGroupSession::new(&key, version.into())))
+    }
+
+    /// A session from an exported key (base64: forwarded keys, backups, key export files).
+    /// There is no signature, so the session is not verified until merged with one that is.
+    #[uniffi::constructor]
+    pub fn from_exported_key(exported_key: String, version: SessionVersion) -> Result<Arc<Self>, MegolmError> {
+        let key = ExportedSessionKey::from_base64(&Zeroizing::new(exported_key))?;
+        Ok(Self::wrap(core::InboundGroupSession::import(&key, version.into())))
+    }
+
+    /// Restores a session from [`InboundGroupSession::pickle`]'s output, under the same
+    /// 32-byte key.
+    #[uniffi::constructor]
+    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+        Ok(Self::wrap(core::InboundGroupSession::from_pickle(&pickle, &ferrolm_key(pickle_key)?)?))
+    }
+
+    /// Restores a session from libolm's inbound group session pickle.
+    #[uniffi::constructor]
+    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+        Ok(Self::wrap(core::InboundGroupSession::from_libolm_pickle(&pickle, &libolm_key(pickle_key))?))
+    }
+
+    /// The session id: the sender's signing key in base64.
+    pub fn session_id(&self) -> String {
+        lock(&self.inner).session_id()
+    }
+
+    /// The sender session's Ed25519 signing key (base64).
+    pub fn signing_key(&self) -> String {
+        lock(&self.inner).signing_key().to_base64()
+    }
+
+    /// The first message index this session can decrypt.
+    pub fn first_known_index(&self) -> u32 {
+        lock(&self.inner).first_known_index()
+    }
+
+    /// Whether the session comes from a signed session key (directly or by merging).
+    pub fn is_verified(&self) -> bool {
+        lock(&self.inner).is_verified()
+    }
+
+    /// The session's message format.
+    pub fn version(&self) -> SessionVersion {
+        lock(&self.inner).config().into()
+    }
+
+    /// Decrypts a message (base64): checks its signature, then its MAC, then decrypts.
+    pub fn decrypt(&self, message: String) -> Result<DecryptedMessage, MegolmError> {
+        let message = MegolmMessage::from_base64(&message)?;
+        Ok(lock(&self.inner).decrypt(&message)?.into())
+    }
+
+    /// Decrypts many messages of this session (a timeline being back-filled) faster than one
+    /// by one. One result per message, in the input order; a bad message fails alone.
+    pub fn decrypt_batch(&self, messages: Vec<String>) -> Vec<BatchDecryption> {
+        let decoded: Vec<Result<MegolmMessage, MegolmError>> =
+            messages.iter().map(|m| MegolmMessage::from_base64(m).map_err(MegolmError::from)).collect();
+        let valid: Vec<MegolmMessage> = decoded.iter().filter_map(|m| m.as_ref().ok().cloned()).collect();
+        let mut results = lock(&self.inner).decrypt_batch(&valid).into_iter();
+        decoded
+            .into_iter()
+            .map(|decoded| match decoded {
+                Err(error) => BatchDecryption::Failed { error },
+                Ok(_) => match results.next() {
+                    Some(Ok(message)) => BatchDecryption::Decrypted { message: message.into() },
+                    Some(Err(error)) => BatchDecryption::Failed { error: error.into() },
+                    // The core returns one result per message; this arm is never taken.
+                    None => BatchDecryption::Failed { error: MegolmError::InvalidSignature },
+                },
+            })
+            .collect()
+    }
+
+    /// The exported session key at `index` (base64), if this session knows that index.
+    pub fn export_at(&self, index: u32) -> Option<String> {
+        lock(&self.inner).export_at(index).map(|key| reveal(key.to_base64()))
+    }
+
+    /// The exported session key at the first known index (base64).
+    pub fn export_at_first_known_index(&self) -> String {
+        reveal(lock(&self.inner).export_at_first_known_index().to_base64())
+    }
+
+    /// Forgets every message key before `index`. Returns false, changing nothing, if `index`
+    /// is before the first known index.
+    pub fn advance_to(&self, index: u32) -> bool {
+        lock(&self.inner).advance_to(index)
+    }
+
+    /// How this session relates to `other` (another session with the same session id).
+    pub fn compare(&self, other: Arc<InboundGroupSession>) -> SessionOrdering {
+        let other = other.snapshot();
+        lock(&self.inner).compare(&other).into()
+    }
+
+    /// Merges two connected sessions into a new one with the earlier first index, verified if
+    /// either is. `null`/`nil` if they are not connected.
+    pub fn merge(&self, other: Arc<InboundGroupSession>) -> Option<Arc<InboundGroupSession>> {
+        let other = other.snapshot();
+        lock(&self.inner).merge(&other).map(Self::wrap)
+    }
+
+    /// Encrypts the session into ferrolm's pickle format under a 32-byte key.
+    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+        let key = ferrolm_key(pickle_key)?;
+        Ok(lock(&self.inner).pickle(&key))
+    }
+
+    /// Encrypts the session into libolm's pickle format (version 1 sessions only).
+    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+        Ok(lock(&self.inner).to_libolm_pickle(&libolm_key(pickle_key))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_core_error_keeps_its_distinction() {
+        assert_eq!(MegolmError::from(DecryptionError::InvalidMac), MegolmError::InvalidMac);
+        assert_eq!(MegolmError::from(DecryptionError::InvalidPadding), MegolmError::InvalidPadding);
+        assert_eq!(MegolmError::from(DecryptionError::InvalidSignature), MegolmError::InvalidSignature);
+        assert_eq!(
+            MegolmError::from(DecryptionError::UnknownMessageIndex { first_known: 5, requested: 1 }),
+            MegolmError::UnknownMessageIndex { first_known: 5, requested: 1 }
+        );
+        assert_eq!(MegolmError::from(DecodeError::InvalidSigningKey), MegolmError::InvalidSigningKey);
+        assert_eq!(
+            MegolmError::from(DecodeError::InvalidLength { expected: 229, got: 3 }),
+            MegolmError::InvalidKeyLength { expected: 229, got: 3 }
+        );
+        assert!(matches!(MegolmError::from(DecodeError::InvalidIndex(1 << 40)), MegolmError::Malformed { .. }));
+    }
+}
