@@ -1,11 +1,12 @@
-//! Backup decryption (`m.megolm_backup.v1.curve25519-aes-sha2`): ferrolm and vodozemac in the
-//! same run, one session at a time and a whole backup of 100,000 sessions.
+//! Backup decryption (`m.megolm_backup.v1.curve25519-aes-sha2`): ferrolm, vodozemac and libolm
+//! in the same run, one session at a time and a whole backup of 100,000 sessions.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ferrolm::pk as f;
+use ferrolm_interop::libolm as l;
 use vodozemac::pk_encryption as v;
 
 /// A backed-up session as clients store it: a JSON object of a few hundred bytes.
@@ -42,6 +43,9 @@ fn one_session(c: &mut Criterion) {
     let mut g = c.benchmark_group("pk/decrypt_one_session");
     g.bench_function("ferrolm", |b| b.iter(|| f_key.decrypt(&f_messages[0]).unwrap()));
     g.bench_function("vodozemac", |b| b.iter(|| v_key.decrypt(&v_messages[0]).unwrap()));
+    let mut l_key = l::PkDecryption::from_private_key(&[0x42; 32]).unwrap();
+    let (c, m, e) = f_messages[0].to_base64();
+    g.bench_function("libolm", |b| b.iter(|| l_key.decrypt(&e, &m, &c).unwrap()));
     g.finish();
 }
 

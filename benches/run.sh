@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every benchmark (ferrolm and vodozemac in the same run) and rewrites the results
-# table in benches/README.md between the BEGIN/END markers.
+# Runs every benchmark (ferrolm, vodozemac and libolm in the same run) and the callgrind
+# instruction counts, and rewrites the results in benches/README.md between the markers.
 # Usage: benches/run.sh            (takes about 8 minutes; run it on an idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,13 +11,15 @@ for bench in olm megolm pk; do
 done
 
 table=$(python3 benches/report.py "$CARGO_TARGET_DIR" olm megolm pk)
+instructions=$(benches/callgrind.sh)
 machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores, $(uname -sr), $(rustc --version)"
-python3 - "$table" "$machine" "$(date -u +%Y-%m-%d)" <<'PY'
+python3 - "$table" "$machine" "$(date -u +%Y-%m-%d)" "$instructions" <<'PY'
 import re, sys
-table, machine, day = sys.argv[1:]
+table, machine, day, instructions = sys.argv[1:]
 path = "benches/README.md"
 text = open(path).read()
-block = f"<!-- BEGIN RESULTS -->\nOne run on {day}: {machine}.\n\n{table}\n<!-- END RESULTS -->"
+block = (f"<!-- BEGIN RESULTS -->\nOne run on {day}: {machine}.\n\n### Wall-clock medians (criterion)\n\n"
+         f"{table}\n\n### Instructions per operation (callgrind)\n\n{instructions}\n<!-- END RESULTS -->")
 text = re.sub(r"<!-- BEGIN RESULTS -->.*<!-- END RESULTS -->", lambda _: block, text, flags=re.S)
 open(path, "w").write(text)
 PY

@@ -60,6 +60,13 @@ pub mod ffi {
         _marker: PhantomData<(*mut u8, PhantomPinned)>,
     }
 
+    /// `OlmPkDecryption` (opaque).
+    #[repr(C)]
+    pub struct OlmPkDecryption {
+        _private: [u8; 0],
+        _marker: PhantomData<(*mut u8, PhantomPinned)>,
+    }
+
     /// `OlmOutboundGroupSession` (opaque).
     #[repr(C)]
     pub struct OlmOutboundGroupSession {
@@ -327,6 +334,33 @@ pub mod ffi {
         pub fn olm_inbound_group_session_last_error(session: *const OlmInboundGroupSession) -> *const c_char;
         pub fn olm_inbound_group_session_last_error_code(session: *const OlmInboundGroupSession) -> c_int;
         pub fn olm_clear_inbound_group_session(session: *mut OlmInboundGroupSession) -> usize;
+
+        // pk.h: backup decryption (m.megolm_backup.v1.curve25519-aes-sha2).
+        pub fn olm_pk_decryption_size() -> usize;
+        pub fn olm_pk_decryption(memory: *mut c_void) -> *mut OlmPkDecryption;
+        pub fn olm_pk_decryption_last_error(decryption: *const OlmPkDecryption) -> *const c_char;
+        pub fn olm_pk_decryption_last_error_code(decryption: *const OlmPkDecryption) -> c_int;
+        pub fn olm_clear_pk_decryption(decryption: *mut OlmPkDecryption) -> usize;
+        pub fn olm_pk_key_length() -> usize;
+        pub fn olm_pk_key_from_private(
+            decryption: *mut OlmPkDecryption,
+            pubkey: *mut c_void,
+            pubkey_length: usize,
+            privkey: *const c_void,
+            privkey_length: usize,
+        ) -> usize;
+        pub fn olm_pk_max_plaintext_length(decryption: *const OlmPkDecryption, ciphertext_length: usize) -> usize;
+        pub fn olm_pk_decrypt(
+            decryption: *mut OlmPkDecryption,
+            ephemeral_key: *const c_void,
+            ephemeral_key_length: usize,
+            mac: *const c_void,
+            mac_length: usize,
+            ciphertext: *mut c_void,
+            ciphertext_length: usize,
+            plaintext: *mut c_void,
+            max_plaintext_length: usize,
+        ) -> usize;
         pub fn olm_pickle_inbound_group_session_length(session: *const OlmInboundGroupSession) -> usize;
         pub fn olm_pickle_inbound_group_session(
             session: *mut OlmInboundGroupSession,
@@ -630,6 +664,16 @@ object_kind!(
     olm_clear_outbound_group_session,
     olm_outbound_group_session_last_error,
     olm_outbound_group_session_last_error_code
+);
+object_kind!(
+    PkDecryptionKind,
+    ffi::OlmPkDecryption,
+    "PK decryption",
+    olm_pk_decryption_size,
+    olm_pk_decryption,
+    olm_clear_pk_decryption,
+    olm_pk_decryption_last_error,
+    olm_pk_decryption_last_error_code
 );
 object_kind!(
     InboundGroupSessionKind,
@@ -1789,5 +1833,67 @@ mod tests {
         assert_eq!(OutboundGroupSession::unpickle(&pickle, b"other").unwrap_err().code, ErrorCode::BadAccountKey);
         let pickle = inbound.pickle(b"key").unwrap();
         assert_eq!(InboundGroupSession::unpickle(&pickle, b"other").unwrap_err().code, ErrorCode::BadAccountKey);
+    }
+}
+
+/// A libolm `OlmPkDecryption`: a backup's private key (`m.megolm_backup.v1`).
+#[derive(Debug)]
+pub struct PkDecryption {
+    handle: Handle<PkDecryptionKind>,
+    public_key: String,
+}
+
+impl PkDecryption {
+    /// The key of 32 secret bytes (`olm_pk_key_from_private`).
+    pub fn from_private_key(secret: &[u8; 32]) -> Result<Self> {
+        let handle = Handle::<PkDecryptionKind>::new();
+        // SAFETY: takes no arguments, returns a constant.
+        let length = unsafe { ffi::olm_pk_key_length() };
+        let mut public = vec![0u8; length];
+        // SAFETY: the object is live; `public` is writable for its length; `secret` is 32
+        // readable bytes.
+        let result = unsafe {
+            ffi::olm_pk_key_from_private(
+                handle.as_ptr(),
+                public.as_mut_ptr().cast(),
+                public.len(),
+                secret.as_ptr().cast(),
+                secret.len(),
+            )
+        };
+        // On success libolm returns 0, not the length: the whole buffer holds the key.
+        handle.check("olm_pk_key_from_private", result)?;
+        let public_key = utf8("olm_pk_key_from_private", public)?;
+        Ok(Self { handle, public_key })
+    }
+
+    /// The public key, unpadded base64.
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    /// Decrypts a backup message from its three unpadded base64 fields.
+    pub fn decrypt(&mut self, ephemeral_key: &str, mac: &str, ciphertext: &str) -> Result<Vec<u8>> {
+        // libolm decodes the ciphertext in place: hand it a private copy.
+        let mut ciphertext = ciphertext.as_bytes().to_vec();
+        // SAFETY: the object is live.
+        let max = unsafe { ffi::olm_pk_max_plaintext_length(self.handle.as_ptr(), ciphertext.len()) };
+        let mut plaintext = Zeroizing::new(vec![0u8; max]);
+        // SAFETY: the object is live; every pointer is valid for the length passed with it.
+        let result = unsafe {
+            ffi::olm_pk_decrypt(
+                self.handle.as_ptr(),
+                ephemeral_key.as_ptr().cast(),
+                ephemeral_key.len(),
+                mac.as_ptr().cast(),
+                mac.len(),
+                ciphertext.as_mut_ptr().cast(),
+                ciphertext.len(),
+                plaintext.as_mut_ptr().cast(),
+                plaintext.len(),
+            )
+        };
+        let written = self.handle.check("olm_pk_decrypt", result)?;
+        Ok(plaintext.get(..written).unwrap_or_default().to_vec())
     }
 }

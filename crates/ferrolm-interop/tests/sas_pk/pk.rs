@@ -233,7 +233,6 @@ fn independently_sealed_pickles_open_in_both() {
 }
 
 #[test]
-#[ignore = "ferrolm trusts the public key stored in the pickle (as libolm does); vodozemac recomputes it"]
 fn a_pickle_whose_public_key_does_not_match_its_secret() {
     // A libolm pickle stores the public key beside the secret. vodozemac ignores the stored
     // public key and recomputes it from the secret; a backup key restored from such a pickle
@@ -287,5 +286,27 @@ fn signing_keys_from_the_same_seed_sign_identically() {
             ours.public_key().verify(message, &Ed25519Signature::from_base64(&b.to_base64()).unwrap()).unwrap();
             assert!(ours.public_key().verify(b"another message", &a).is_err());
         }
+    }
+}
+
+/// ferrolm's backup messages decrypt in libolm (`olm_pk_decrypt`), and both derive the same
+/// public key from the same secret.
+#[test]
+fn ferrolm_messages_decrypt_in_libolm() {
+    use ferrolm_interop::libolm;
+    for seed in 0..8u8 {
+        let secret = [seed.wrapping_mul(37).wrapping_add(1); 32];
+        let ours = PkDecryption::from_bytes(&secret);
+        let mut theirs = libolm::PkDecryption::from_private_key(&secret).unwrap();
+        assert_eq!(theirs.public_key(), ours.public_key().to_base64());
+        let encryption = PkEncryption::from_key(ours.public_key()).unwrap();
+        for plaintext in plaintexts() {
+            let (c, m, e) = encryption.encrypt(&plaintext).to_base64();
+            assert_eq!(theirs.decrypt(&e, &m, &c).unwrap(), plaintext);
+        }
+        // libolm refuses a message for another key, as ferrolm does.
+        let other = PkEncryption::from_key(PkDecryption::new().public_key()).unwrap();
+        let (c, m, e) = other.encrypt(b"not for you").to_base64();
+        assert!(theirs.decrypt(&e, &m, &c).is_err());
     }
 }

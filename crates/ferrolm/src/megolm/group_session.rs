@@ -50,10 +50,15 @@ impl GroupSession {
     }
 
     fn new_inner(config: SessionConfig, rng: &mut impl CryptoRngCore) -> Self {
-        let mut bytes = Zeroizing::new([0u8; RATCHET_LENGTH]);
-        rng.fill_bytes(bytes.as_mut());
-        let ratchet = Ratchet::from_bytes(&bytes, 0);
-        Self { ratchet, signing_key: Ed25519Keypair::generate(rng), config }
+        // One draw for everything (one system call with the OS generator), in libolm's
+        // layout: the 128-byte ratchet, then the 32-byte Ed25519 seed.
+        let mut random = Zeroizing::new([0u8; RATCHET_LENGTH + 32]);
+        rng.fill_bytes(random.as_mut());
+        let (mut ratchet, mut seed) = (Zeroizing::new([0u8; RATCHET_LENGTH]), Zeroizing::new([0u8; 32]));
+        for (to, from) in ratchet.iter_mut().chain(seed.iter_mut()).zip(random.iter()) {
+            *to = *from;
+        }
+        Self { ratchet: Ratchet::from_bytes(&ratchet, 0), signing_key: Ed25519Keypair::from_seed(&seed), config }
     }
 
     /// The session id: the signing key in base64.
