@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used)] // set-up code: a failure here is a broken benchmark, not input
 
 use ferrolm::olm as f;
+use ferrolm_interop::libolm as l;
 use vodozemac::olm as v;
 
 /// Two ferrolm sessions that have each sent and received (normal messages from here on).
@@ -33,5 +34,21 @@ pub fn vodozemac_pair() -> (v::Session, v::Session) {
         .expect("decrypts")
         .session;
     a.decrypt(&b.encrypt(b"reply").expect("encrypts")).expect("decrypts");
+    (a, b)
+}
+
+/// Two libolm sessions in the same state as [`ferrolm_pair`].
+pub fn libolm_pair() -> (l::Session, l::Session) {
+    let alice = l::Account::new().expect("account");
+    let mut bob = l::Account::new().expect("account");
+    bob.generate_one_time_keys(1).expect("one-time key");
+    let otk = bob.one_time_keys().expect("keys").into_values().next().expect("one key");
+    let identity = bob.identity_keys().expect("identity keys").curve25519;
+    let mut a = l::Session::create_outbound(&alice, &identity, &otk).expect("valid keys");
+    let (t, first) = a.encrypt(b"hello").expect("encrypts");
+    let mut b = l::Session::create_inbound(&bob, &first).expect("pre-key message");
+    b.decrypt(t, &first).expect("decrypts");
+    let (t, reply) = b.encrypt(b"reply").expect("encrypts");
+    a.decrypt(t, &reply).expect("decrypts");
     (a, b)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ferrolm::olm as f;
-use ferrolm_benches::{ferrolm_pair, vodozemac_pair};
+use ferrolm_benches::{ferrolm_pair, libolm_pair, vodozemac_pair};
 use ferrolm_interop::libolm as l;
 use std::hint::black_box;
 use vodozemac::olm as v;
@@ -131,21 +131,6 @@ fn encryption(c: &mut Criterion) {
         b.iter_batched(|| la.encrypt(&[0x61; 26]).unwrap(), |(t, m)| lb.decrypt(t, &m).unwrap(), BatchSize::SmallInput)
     });
     g.finish();
-}
-
-/// Two libolm sessions that have each sent and received, like `ferrolm_pair`.
-fn libolm_pair() -> (l::Session, l::Session) {
-    let alice = l::Account::new().unwrap();
-    let mut bob = l::Account::new().unwrap();
-    bob.generate_one_time_keys(1).unwrap();
-    let otk = bob.one_time_keys().unwrap().into_values().next().unwrap();
-    let mut a = l::Session::create_outbound(&alice, &bob.identity_keys().unwrap().curve25519, &otk).unwrap();
-    let (t, first) = a.encrypt(b"hello").unwrap();
-    let mut b = l::Session::create_inbound(&bob, &first).unwrap();
-    b.decrypt(t, &first).unwrap();
-    let (t, reply) = b.encrypt(b"reply").unwrap();
-    a.decrypt(t, &reply).unwrap();
-    (a, b)
 }
 
 fn pickles(c: &mut Criterion) {

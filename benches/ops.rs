@@ -29,7 +29,7 @@ fn run(implementation: &str, operation: &str, n: usize) -> Option<()> {
             measured(n, |_| drop(black_box(a.encrypt(plaintext).unwrap())));
         }
         ("libolm", "olm_encrypt") => {
-            let (mut a, _) = libolm_pair();
+            let (mut a, _) = ferrolm_benches::libolm_pair();
             measured(n, |_| drop(black_box(a.encrypt(&plaintext).unwrap())));
         }
         ("ferrolm", "olm_decrypt") => {
@@ -43,7 +43,7 @@ fn run(implementation: &str, operation: &str, n: usize) -> Option<()> {
             measured(n, |i| drop(black_box(b.decrypt(&messages[i]).unwrap())));
         }
         ("libolm", "olm_decrypt") => {
-            let (mut a, mut b) = libolm_pair();
+            let (mut a, mut b) = ferrolm_benches::libolm_pair();
             let messages: Vec<_> = (0..n).map(|_| a.encrypt(&plaintext).unwrap()).collect();
             measured(n, |i| drop(black_box(b.decrypt(messages[i].0, &messages[i].1).unwrap())));
         }
@@ -117,21 +117,6 @@ fn run(implementation: &str, operation: &str, n: usize) -> Option<()> {
         _ => return None,
     }
     Some(())
-}
-
-/// Two libolm sessions that have each sent and received.
-fn libolm_pair() -> (l::Session, l::Session) {
-    let alice = l::Account::new().unwrap();
-    let mut bob = l::Account::new().unwrap();
-    bob.generate_one_time_keys(1).unwrap();
-    let otk = bob.one_time_keys().unwrap().into_values().next().unwrap();
-    let mut a = l::Session::create_outbound(&alice, &bob.identity_keys().unwrap().curve25519, &otk).unwrap();
-    let (t, first) = a.encrypt(b"hello").unwrap();
-    let mut b = l::Session::create_inbound(&bob, &first).unwrap();
-    b.decrypt(t, &first).unwrap();
-    let (t, reply) = b.encrypt(b"reply").unwrap();
-    a.decrypt(t, &reply).unwrap();
-    (a, b)
 }
 
 fn main() {
