@@ -2,7 +2,7 @@
 //! fuzzer starts from real messages, keys and pickles instead of rediscovering the formats.
 //! Run by `fuzz/run.sh --seeds` (it needs `--cfg fuzzing` for the core's pickle hooks).
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use ferrolm::megolm::{GroupSession, InboundGroupSession, SessionConfig as MegolmConfig};
 use ferrolm::olm::OlmMessage;
@@ -10,7 +10,11 @@ use ferrolm::secret_storage::SecretStorageKey;
 use ferrolm_fuzz::{megolm_fixture, olm_fixture, sas_fixture};
 
 fn write(target: &str, name: &str, bytes: impl AsRef<[u8]>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+    // Read at run time (cargo sets it), so a binary from a shared target directory writes
+    // into this checkout, not the one that compiled it.
+    let manifest_dir: PathBuf =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into);
+    let dir = manifest_dir.join("seeds").join(target);
     std::fs::create_dir_all(&dir).expect("seed folder");
     std::fs::write(dir.join(name), bytes).expect("seed file");
 }

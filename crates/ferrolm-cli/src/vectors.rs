@@ -967,8 +967,13 @@ fn primitive(op: &str, step: &Step<'_>) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// `cargo test` sets `CARGO_MANIFEST_DIR` when it runs the test binary; reading it at run
+    /// time (not with `env!`) keeps the test right when a shared target directory holds a
+    /// binary that another checkout of the same commit compiled.
     fn vectors_dir() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-vectors")
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf(), std::path::PathBuf::from);
+        manifest_dir.join("../../test-vectors")
     }
 
     #[test]
