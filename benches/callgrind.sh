@@ -18,14 +18,18 @@ count() { # implementation operation n -> instructions per operation
     echo $(( total / $3 ))
 }
 
+# Thousands separators without depending on the machine's locale (printf's %'d needs one).
+grouped() { sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta' <<<"$1"; }
+
 printf '| operation | ferrolm | vodozemac | libolm | vodozemac / ferrolm | libolm / ferrolm |\n'
 printf '| --- | ---: | ---: | ---: | ---: | ---: |\n'
-for spec in olm_encrypt:200 olm_decrypt:200 olm_account_new:20 olm_outbound_session:20 megolm_encrypt:100 megolm_decrypt:100; do
+for spec in olm_encrypt:200 olm_decrypt:200 olm_account_new:20 olm_outbound_session:20 megolm_encrypt:100 megolm_decrypt:100 pk_decrypt:50; do
     op=${spec%%:*}; n=${spec##*:}
     f=$(count ferrolm "$op" "$n"); v=$(count vodozemac "$op" "$n"); l=$(count libolm "$op" "$n")
-    awk -v op="$op" -v f="$f" -v v="$v" -v l="$l" 'BEGIN {
-        printf "| %s | %'"'"'d | %'"'"'d | %'"'"'d | %.2f× | %.2f× |\n", op, f, v, l, v / f, l / f }'
+    awk -v op="$op" -v f="$f" -v v="$v" -v l="$l" -v F="$(grouped "$f")" -v V="$(grouped "$v")" -v L="$(grouped "$l")" \
+        'BEGIN { printf "| %s | %s | %s | %s | %.2f× | %.2f× |\n", op, F, V, L, v / f, l / f }'
 done
 f=$(count ferrolm megolm_bulk_decrypt 1000) # count() already divides by the 1,000 messages
 v=$(count vodozemac megolm_decrypt 1000)
-awk -v f="$f" -v v="$v" 'BEGIN { printf "| megolm_bulk_decrypt (per message, 1,000) | %'"'"'d | %'"'"'d (one by one) | – | %.2f× | – |\n", f, v, v / f }'
+awk -v f="$f" -v v="$v" -v F="$(grouped "$f")" -v V="$(grouped "$v")" \
+    'BEGIN { printf "| megolm_bulk_decrypt (per message, 1,000) | %s | %s (one by one) | – | %.2f× | – |\n", F, V, v / f }'

@@ -52,3 +52,61 @@ pub fn libolm_pair() -> (l::Session, l::Session) {
     a.decrypt(t, &reply).expect("decrypts");
     (a, b)
 }
+
+/// A backed-up Megolm session as clients store it: a JSON object of a few hundred bytes.
+pub fn backed_up_session(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"algorithm":"m.megolm.v1.aes-sha2","forwarding_curve25519_key_chain":[],"sender_claimed_keys":{{"ed25519":"{0:0>43}"}},"sender_key":"{0:0>43}","session_key":"{1}"}}"#,
+        i,
+        "A".repeat(220)
+    )
+    .into_bytes()
+}
+
+/// The secret key of [`Backup`] in all three implementations.
+pub const BACKUP_SECRET: [u8; 32] = [0x42; 32];
+
+/// A key backup of `count` sessions, encrypted by vodozemac to [`BACKUP_SECRET`]'s public key,
+/// with the decryption key and the messages in each implementation's own types.
+pub struct Backup {
+    /// ferrolm's decryption key.
+    pub ferrolm_key: ferrolm::pk::PkDecryption,
+    /// vodozemac's decryption key.
+    pub vodozemac_key: vodozemac::pk_encryption::PkDecryption,
+    /// libolm's decryption key.
+    pub libolm_key: l::PkDecryption,
+    /// The messages as ferrolm reads them.
+    pub ferrolm: Vec<ferrolm::pk::PkMessage>,
+    /// The same messages as vodozemac reads them.
+    pub vodozemac: Vec<vodozemac::pk_encryption::Message>,
+    /// The same messages as libolm reads them: (ciphertext, MAC, ephemeral key) in base64.
+    pub libolm: Vec<(String, String, String)>,
+}
+
+impl Backup {
+    /// Encrypts `count` sessions.
+    pub fn new(count: usize) -> Self {
+        use vodozemac::pk_encryption as vp;
+        let vodozemac_key = vp::PkDecryption::from_key(vodozemac::Curve25519SecretKey::from_slice(&BACKUP_SECRET));
+        let encryption = vp::PkEncryption::from_key(vodozemac_key.public_key());
+        let vodozemac: Vec<vp::Message> =
+            (0..count).map(|i| encryption.encrypt(&backed_up_session(i)).expect("encrypts")).collect();
+        let ferrolm: Vec<ferrolm::pk::PkMessage> = vodozemac
+            .iter()
+            .map(|m| ferrolm::pk::PkMessage {
+                ciphertext: m.ciphertext.clone(),
+                mac: m.mac.as_slice().try_into().expect("an 8-byte MAC"),
+                ephemeral_key: ferrolm::types::Curve25519PublicKey::from_bytes(m.ephemeral_key.to_bytes()),
+            })
+            .collect();
+        let libolm = ferrolm.iter().map(ferrolm::pk::PkMessage::to_base64).collect();
+        Backup {
+            ferrolm_key: ferrolm::pk::PkDecryption::from_bytes(&BACKUP_SECRET),
+            vodozemac_key,
+            libolm_key: l::PkDecryption::from_private_key(&BACKUP_SECRET).expect("a valid key"),
+            ferrolm,
+            vodozemac,
+            libolm,
+        }
+    }
+}

@@ -114,6 +114,19 @@ fn run(implementation: &str, operation: &str, n: usize) -> Option<()> {
             let messages: Vec<_> = (0..n).map(|_| s.encrypt(&plaintext)).collect();
             measured(1, |_| drop(black_box(r.clone().decrypt_batch(&messages))));
         }
+        ("ferrolm", "pk_decrypt") => {
+            let b = ferrolm_benches::Backup::new(n);
+            measured(n, |i| drop(black_box(b.ferrolm_key.decrypt(&b.ferrolm[i]).unwrap())));
+        }
+        ("vodozemac", "pk_decrypt") => {
+            let b = ferrolm_benches::Backup::new(n);
+            measured(n, |i| drop(black_box(b.vodozemac_key.decrypt(&b.vodozemac[i]).unwrap())));
+        }
+        ("libolm", "pk_decrypt") => {
+            let mut b = ferrolm_benches::Backup::new(n);
+            let (key, messages) = (&mut b.libolm_key, &b.libolm);
+            measured(n, |i| drop(black_box(key.decrypt(&messages[i].2, &messages[i].1, &messages[i].0).unwrap())));
+        }
         _ => return None,
     }
     Some(())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark (ferrolm, vodozemac and libolm in the same run) and the callgrind
 # instruction counts, and rewrites the results in benches/README.md between the markers.
-# Usage: benches/run.sh            (takes about 8 minutes; run it on an idle machine)
+# Usage: benches/run.sh            (takes about 20 minutes; run it on an idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FERROLM_CACHE:-$HOME/.cache/ferrolm}/target}"
@@ -18,7 +18,10 @@ import re, sys
 table, machine, day, instructions = sys.argv[1:]
 path = "benches/README.md"
 text = open(path).read()
-block = (f"<!-- BEGIN RESULTS -->\nOne run on {day}: {machine}.\n\n### Wall-clock medians (criterion)\n\n"
+note = ("Wall-clock medians on this VM move by 10–20% between runs, and between the minutes of one run "
+        "(the groups run one after another); where two libraries do the same work (equal instruction "
+        "counts below), a ratio between 0.9× and 1.1× is that noise, not a difference.")
+block = (f"<!-- BEGIN RESULTS -->\nOne run on {day}: {machine}.\n{note}\n\n### Wall-clock medians (criterion)\n\n"
          f"{table}\n\n### Instructions per operation (callgrind)\n\n{instructions}\n<!-- END RESULTS -->")
 text = re.sub(r"<!-- BEGIN RESULTS -->.*<!-- END RESULTS -->", lambda _: block, text, flags=re.S)
 open(path, "w").write(text)

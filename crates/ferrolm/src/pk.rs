@@ -35,6 +35,9 @@ use crate::types::{
 };
 
 const MAC_LENGTH: usize = 8;
+/// How many messages a [`PkDecryption::decrypt_many`] worker takes at a time: small enough to
+/// even out the cores' shares, large enough that taking a block costs nothing.
+const DECRYPT_MANY_BLOCK: usize = 256;
 
 /// Why a PK message could not be decoded or decrypted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,27 +203,47 @@ impl PkDecryption {
     /// Decrypts many messages (restoring a backup) on every core, in order; one result per
     /// message. Each decryption is independent (one X25519 exchange each), so this scales
     /// with the number of cores.
+    ///
+    /// The calling thread works too, beside one spawned thread per further core. Workers take
+    /// blocks of 256 messages from a shared counter rather than one fixed
+    /// share each, so a core that is slowed down (another process, a noisy virtual machine)
+    /// does less of the work instead of holding up the others.
     pub fn decrypt_many(&self, messages: &[PkMessage]) -> Vec<Result<Vec<u8>, PkError>> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        if threads < 2 || messages.len() < 64 {
+        let blocks = messages.len().div_ceil(DECRYPT_MANY_BLOCK);
+        if threads < 2 || blocks < 2 {
             return messages.iter().map(|m| self.decrypt(m)).collect();
         }
-        let chunk = messages.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = messages
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(|m| self.decrypt(m)).collect::<Vec<_>>()))
-                .collect();
-            // A worker only panics if `decrypt` does, which it never does; report such a
-            // message as undecryptable rather than propagate.
-            workers
-                .into_iter()
-                .zip(messages.chunks(chunk))
-                .flat_map(|(worker, part)| {
-                    worker.join().unwrap_or_else(|_| vec![Err(PkError::InvalidPadding); part.len()])
-                })
-                .collect()
-        })
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let block = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(part) = messages.chunks(DECRYPT_MANY_BLOCK).nth(block) else { break };
+                done.push((block, part.iter().map(|m| self.decrypt(m)).collect::<Vec<_>>()));
+            }
+            done
+        };
+        let mut finished = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads.min(blocks)).map(|_| scope.spawn(work)).collect();
+            let mut finished = work();
+            // A helper only panics if `decrypt` does, which it never does; its blocks are
+            // then missing and reported as undecryptable below rather than propagated.
+            for helper in helpers {
+                finished.extend(helper.join().unwrap_or_default());
+            }
+            finished
+        });
+        finished.sort_unstable_by_key(|(block, _)| *block);
+        let mut results = Vec::with_capacity(messages.len());
+        let mut finished = finished.into_iter().peekable();
+        for (block, part) in messages.chunks(DECRYPT_MANY_BLOCK).enumerate() {
+            match finished.next_if(|(done, _)| *done == block) {
+                Some((_, decrypted)) => results.extend(decrypted),
+                None => results.extend(part.iter().map(|_| Err(PkError::InvalidPadding))),
+            }
+        }
+        results
     }
 
     /// Encrypts the key into ferrolm's pickle format.
@@ -377,17 +400,25 @@ mod tests {
     fn parallel_decryption_keeps_order_and_isolates_failures() {
         let backup = PkDecryption::new();
         let encryption = PkEncryption::from_key(backup.public_key()).unwrap();
-        let mut messages: Vec<PkMessage> = (0..200u32).map(|i| encryption.encrypt(&i.to_be_bytes())).collect();
-        messages[77].mac[0] ^= 1;
+        // Four blocks of work, the last one partial, with failures in two of them.
+        let count = 3 * DECRYPT_MANY_BLOCK + 37;
+        let mut messages: Vec<PkMessage> = (0..count as u32).map(|i| encryption.encrypt(&i.to_be_bytes())).collect();
+        let broken = [77, 2 * DECRYPT_MANY_BLOCK + 5];
+        for i in broken {
+            messages[i].mac[0] ^= 1;
+        }
         let results = backup.decrypt_many(&messages);
-        assert_eq!(results.len(), 200);
+        assert_eq!(results.len(), count);
         for (i, result) in results.iter().enumerate() {
-            if i == 77 {
+            if broken.contains(&i) {
                 assert_eq!(result, &Err(PkError::InvalidMac));
             } else {
                 assert_eq!(result.as_ref().unwrap(), &(i as u32).to_be_bytes().to_vec());
             }
         }
+        // Fewer than two blocks: decrypted on the calling thread, with the same results.
+        let few = &messages[..100];
+        assert_eq!(backup.decrypt_many(few), few.iter().map(|m| backup.decrypt(m)).collect::<Vec<_>>());
     }
 
     #[test]
