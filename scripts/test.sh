@@ -25,7 +25,7 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"
 
 echo "== bindings"
-for language in kotlin; do
+for language in kotlin swift js; do
     "bindings/$language/build.sh" 2>&1 | tee -a "$log"
 done
 

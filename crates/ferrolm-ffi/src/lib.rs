@@ -41,7 +41,10 @@
 //!
 //! uniffi generates the `extern "C"` scaffolding (exported symbols, raw pointers, `unsafe`
 //! blocks) inside its own macros; the workspace's `unsafe_code = "deny"` lint does not fire on
-//! that expansion, so it stays in force here: the hand-written code has no `unsafe`.
+//! that expansion, so it stays in force here. The one hand-written exception is compiled only
+//! for `wasm32-unknown-unknown`: the module that asks the JavaScript host for random bytes
+//! (`crypto.getRandomValues`) through one WebAssembly import, for the core's `OsRng` (see
+//! `src/wasm_random.rs`). Native builds contain no hand-written `unsafe`.
 
 uniffi::setup_scaffolding!();
 
@@ -54,6 +57,8 @@ pub mod pk;
 pub mod sas;
 pub mod secret_storage;
 pub mod utility;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod wasm_random;
 
 /// The message format of an Olm or Megolm session (the core's `SessionConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]

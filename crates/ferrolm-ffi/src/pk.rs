@@ -86,6 +86,21 @@ pub struct PkMessage {
     pub ephemeral_key: String,
 }
 
+/// The outcome for one message of [`PkDecryption::decrypt_many`].
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PkBatchDecryption {
+    /// The message decrypted.
+    Decrypted {
+        /// The plaintext (for a backup: the session's JSON).
+        plaintext: Vec<u8>,
+    },
+    /// The message did not decode or decrypt; the others are unaffected.
+    Failed {
+        /// Why.
+        error: PkError,
+    },
+}
+
 impl From<core::PkMessage> for PkMessage {
     fn from(message: core::PkMessage) -> Self {
         let (ciphertext, mac, ephemeral_key) = message.to_base64();
@@ -174,6 +189,30 @@ impl PkDecryption {
     pub fn decrypt(&self, message: PkMessage) -> Result<Vec<u8>, PkError> {
         let message = core::PkMessage::from_base64(&message.ciphertext, &message.mac, &message.ephemeral_key)?;
         Ok(self.inner.decrypt(&message)?)
+    }
+
+    /// Decrypts many messages (restoring a whole backup) on every core; one result per
+    /// message, in the input order; a bad message fails alone. On a single-threaded runtime
+    /// (WebAssembly) it decrypts one by one.
+    pub fn decrypt_many(&self, messages: Vec<PkMessage>) -> Vec<PkBatchDecryption> {
+        let decoded: Vec<Result<core::PkMessage, PkError>> = messages
+            .iter()
+            .map(|m| core::PkMessage::from_base64(&m.ciphertext, &m.mac, &m.ephemeral_key).map_err(PkError::from))
+            .collect();
+        let valid: Vec<core::PkMessage> = decoded.iter().filter_map(|m| m.as_ref().ok().cloned()).collect();
+        let mut results = self.inner.decrypt_many(&valid).into_iter();
+        decoded
+            .into_iter()
+            .map(|decoded| match decoded {
+                Err(error) => PkBatchDecryption::Failed { error },
+                Ok(_) => match results.next() {
+                    Some(Ok(plaintext)) => PkBatchDecryption::Decrypted { plaintext },
+                    Some(Err(error)) => PkBatchDecryption::Failed { error: error.into() },
+                    // The core returns one result per message; this arm is never taken.
+                    None => PkBatchDecryption::Failed { error: PkError::InvalidMac },
+                },
+            })
+            .collect()
     }
 
     /// Encrypts the key into ferrolm's pickle format under a 32-byte key.

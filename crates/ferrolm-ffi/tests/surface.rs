@@ -10,7 +10,7 @@ use ferrolm_ffi::key_export::{KeyExportError, key_export_decrypt, key_export_enc
 use ferrolm_ffi::megolm::{BatchDecryption, GroupSession, InboundGroupSession, MegolmError, SessionOrdering};
 use ferrolm_ffi::olm::{Account, MessageType, OlmError, OlmMessage, Session};
 use ferrolm_ffi::pickle::PickleError;
-use ferrolm_ffi::pk::{PkDecryption, PkEncryption, PkError, PkMessage, PkSigning};
+use ferrolm_ffi::pk::{PkBatchDecryption, PkDecryption, PkEncryption, PkError, PkMessage, PkSigning};
 use ferrolm_ffi::sas::{Sas, SasError};
 use ferrolm_ffi::secret_storage::{EncryptedSecret, KeyCheck, SecretStorageError, SecretStorageKey};
 use ferrolm_ffi::utility::{KeyError, base64_decode, base64_encode, ed25519_verify};
@@ -402,6 +402,28 @@ fn pk_backup_encryption_and_signing() {
     ed25519_verify(signing.public_key(), b"{}".to_vec(), signature).unwrap();
     assert_eq!(PkSigning::from_seed(vec![1; 64]).err(), Some(PkError::InvalidKeyLength { expected: 32, got: 64 }));
     assert_ne!(PkSigning::new().public_key(), signing.public_key());
+}
+
+#[test]
+fn pk_decrypt_many_keeps_order_and_fails_alone() {
+    let backup = PkDecryption::new();
+    let encryption = PkEncryption::from_key(backup.public_key()).unwrap();
+    // More than two of the core's blocks of work, so the parallel path runs where it can.
+    let mut messages: Vec<PkMessage> = (0..600u32).map(|i| encryption.encrypt(i.to_be_bytes().to_vec())).collect();
+    messages[3].mac = "%".into();
+    messages[400] = encryption.encrypt(b"other".to_vec());
+    messages[400].mac = messages[401].mac.clone();
+    let results = backup.decrypt_many(messages);
+    assert_eq!(results.len(), 600);
+    for (i, result) in results.into_iter().enumerate() {
+        let expected = match i {
+            3 => PkBatchDecryption::Failed { error: PkError::InvalidBase64 { field: "MAC".into() } },
+            400 => PkBatchDecryption::Failed { error: PkError::InvalidMac },
+            _ => PkBatchDecryption::Decrypted { plaintext: (i as u32).to_be_bytes().to_vec() },
+        };
+        assert_eq!(result, expected, "message {i}");
+    }
+    assert!(backup.decrypt_many(Vec::new()).is_empty());
 }
 
 #[test]

@@ -152,6 +152,19 @@ fun moduleChecks(h: Harness) {
         assertThrows<PkException.InvalidMac> { PkDecryption().decrypt(message) }
         val restored = PkDecryption.fromBytes(backup.toBytes())
         assertEquals(backup.publicKey(), restored.publicKey(), "restored backup key")
+        // A whole backup at once: one result per message, in order; a bad one fails alone.
+        val encryption = PkEncryption.fromKey(backup.publicKey())
+        val many = (0 until 600).map { encryption.encrypt("session $it".toByteArray()) }.toMutableList()
+        many[7] = many[7].copy(mac = "%")
+        val results = backup.decryptMany(many)
+        assertEquals(600, results.size, "decryptMany results")
+        results.forEachIndexed { i, result ->
+            if (i == 7) {
+                require(result is PkBatchDecryption.Failed && result.error is PkException.InvalidBase64) { "message 7: $result" }
+            } else {
+                require(result is PkBatchDecryption.Decrypted && String(result.plaintext) == "session $i") { "message $i: $result" }
+            }
+        }
         val key = "k".toByteArray()
         assertEquals(backup.publicKey(), PkDecryption.fromLibolmPickle(backup.toLibolmPickle(key), key).publicKey(), "libolm pickle")
         val signing = PkSigning.fromSeed(ByteArray(32) { 1 })
