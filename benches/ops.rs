@@ -1,9 +1,15 @@
 //! `ferrolm-ops IMPLEMENTATION OPERATION N`: runs one operation N times inside `measured`, the
 //! only function `benches/callgrind.sh` collects instructions in, so set-up does not count.
 //! Instruction counts do not move with machine load, unlike wall-clock medians.
+//!
+//! `ferrolm-ops paired ROUNDS`: backup decryption timed in ferrolm, vodozemac and libolm
+//! *interleaved* (rounds of 2,000 sessions each, the order rotating every round), for ratios
+//! that the drift of a noisy machine's clock cannot bias: criterion measures one
+//! implementation after the other, minutes apart.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use ferrolm::{megolm as fm, olm as fo};
 use ferrolm_interop::libolm as l;
@@ -132,12 +138,52 @@ fn run(implementation: &str, operation: &str, n: usize) -> Option<()> {
     Some(())
 }
 
+/// Interleaved timing of backup decryption: see the module documentation.
+fn paired(rounds: usize) {
+    const SESSIONS: usize = 2_000;
+    let mut backup = ferrolm_benches::Backup::new(SESSIONS);
+    let mut seconds = [0f64; 3];
+    for round in 0..rounds {
+        for k in 0..3 {
+            let implementation = (round + k) % 3;
+            let start = Instant::now();
+            match implementation {
+                0 => backup.ferrolm.iter().for_each(|m| drop(black_box(backup.ferrolm_key.decrypt(m).unwrap()))),
+                1 => backup.vodozemac.iter().for_each(|m| drop(black_box(backup.vodozemac_key.decrypt(m).unwrap()))),
+                _ => {
+                    let key = &mut backup.libolm_key;
+                    backup.libolm.iter().for_each(|(c, m, e)| drop(black_box(key.decrypt(e, m, c).unwrap())));
+                }
+            }
+            seconds[implementation] += start.elapsed().as_secs_f64();
+        }
+    }
+    let per_session = |s: f64| s / (rounds * SESSIONS) as f64 * 1e6;
+    println!(
+        "pk_decrypt, {rounds} interleaved rounds of {SESSIONS}: ferrolm {:.1} µs, vodozemac {:.1} µs, libolm {:.1} µs per session; \
+         vodozemac/ferrolm {:.3}, libolm/ferrolm {:.3}",
+        per_session(seconds[0]),
+        per_session(seconds[1]),
+        per_session(seconds[2]),
+        seconds[1] / seconds[0],
+        seconds[2] / seconds[0],
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("paired") {
+        let Some(rounds) = args.get(2).and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0) else {
+            eprintln!("usage: ferrolm-ops paired ROUNDS");
+            std::process::exit(2);
+        };
+        paired(rounds);
+        return;
+    }
     let (Some(implementation), Some(operation), Some(n)) =
         (args.get(1), args.get(2), args.get(3).and_then(|n| n.parse::<usize>().ok()))
     else {
-        eprintln!("usage: ferrolm-ops ferrolm|vodozemac|libolm OPERATION N");
+        eprintln!("usage: ferrolm-ops ferrolm|vodozemac|libolm OPERATION N | ferrolm-ops paired ROUNDS");
         std::process::exit(2);
     };
     if run(implementation, operation, n).is_none() {
