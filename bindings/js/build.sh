@@ -48,23 +48,9 @@ unset LD_LIBRARY_PATH RUSTC RUSTDOC RUSTC_BOOTSTRAP   # only ever set for the wa
 SUMMARY=
 trap 'rc=$?; if [ -z "$SUMMARY" ]; then echo "js: setup failed (exit status $rc)"; echo "js: 0 passed, 1 failed"; fi' EXIT
 
-BENCH=0
-for arg in "$@"; do
-    case $arg in
-        --bench) BENCH=1 ;;
-        *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
-    esac
-done
-
-START=$SECONDS
-step() { echo "== js: $* (t=$((SECONDS - START))s)"; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" || {
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-    }
-}
+LANGUAGE=js
+# shellcheck source=../common.sh
+. "$HERE/../common.sh" "$@"
 hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 # ---- 1. toolchain ---------------------------------------------------------------------------

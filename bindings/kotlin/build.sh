@@ -31,23 +31,9 @@ KOTLIN_HOME=$KOTLIN_PREFIX/node_modules/kotlin-compiler
 JNA_JAR=/usr/share/java/jna.jar
 LIB_NAME=libferrolm_ffi.so
 
-BENCH=0
-for arg in "$@"; do
-    case $arg in
-        --bench) BENCH=1 ;;
-        *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
-    esac
-done
-
-START=$SECONDS
-step() { echo "== kotlin: $* (t=$((SECONDS - START))s)"; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" || {
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-    }
-}
+LANGUAGE=kotlin
+# shellcheck source=../common.sh
+. "$HERE/../common.sh" "$@"
 
 # ---- 1. toolchain ---------------------------------------------------------------------------
 step "toolchain"

@@ -41,23 +41,9 @@ SWIFT_PACKAGES=(swiftlang libc6-dev libstdc++-14-dev)
 PKG_IN_CHROOT=/ferrolm/package
 LIB_NAME=libferrolm_ffi.so
 
-BENCH=0
-for arg in "$@"; do
-    case $arg in
-        --bench) BENCH=1 ;;
-        *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
-    esac
-done
-
-START=$SECONDS
-step() { echo "== swift: $* (t=$((SECONDS - START))s)"; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" || {
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-    }
-}
+LANGUAGE=swift
+# shellcheck source=../common.sh
+. "$HERE/../common.sh" "$@"
 
 # ---- the chroot's /proc: mounted only while a command runs in it, always unmounted ----------
 # Unmounts whatever is mounted inside the chroot (or a half-made one): our /proc, or what an
