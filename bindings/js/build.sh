@@ -195,22 +195,13 @@ if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi   # node:test f
 if [ "$BENCH" = 1 ] && [ "$failed" -eq 0 ]; then
     step "bench: FFI overhead"
     cd "$ROOT"
-    CARGO_TARGET_DIR=$NATIVE_TARGET cargo build --release --locked -p ferrolm-ffi --example megolm_loop
-    rust_out=$("$NATIVE_TARGET/release/examples/megolm_loop" 10000 5)
+    rust_out=$(CARGO_TARGET_DIR=$NATIVE_TARGET rust_megolm_loop)
     echo "$rust_out"
     js_out=$(cd "$CONSUMER" && node bench/bench.js 10000 5)
     echo "$js_out"
-    core_ms=$(sed -n 's/^rust-core ms=//p' <<<"$rust_out")
-    api_ms=$(sed -n 's/^rust-ffi-api ms=//p' <<<"$rust_out")
-    js_ms=$(sed -n 's/^js ms=//p' <<<"$js_out")
-    awk -v c="$core_ms" -v a="$api_ms" -v j="$js_ms" 'BEGIN {
-        printf "FFI overhead, 10,000 Megolm encrypt+decrypt (best of 5):\n"
-        printf "  Rust (core)            %8.1f ms\n", c
-        printf "  Rust (ferrolm-ffi API) %8.1f ms\n", a
-        printf "  JS (Node, WASM)        %8.1f ms   ratio JS/Rust core = %.2f, JS/Rust FFI API = %.2f\n", j, j / c, j / a
-        printf "  (the Rust rows are native code; the JS row runs the same Rust compiled to wasm32, so its\n"
-        printf "   ratio is WebAssembly-vs-native plus the JS<->wasm crossing, not the crossing alone)\n"
-    }'
+    ffi_overhead_table "JS (Node, WASM)" js "$rust_out" "$js_out"
+    echo "  (the Rust rows are native code; the JS row runs the same Rust compiled to wasm32, so its"
+    echo "   ratio is WebAssembly-vs-native plus the JS<->wasm crossing, not the crossing alone)"
 fi
 step "done"
 SUMMARY="js: $passed passed, $failed failed"

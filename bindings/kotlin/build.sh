@@ -60,13 +60,8 @@ STDLIB=$KOTLIN_HOME/lib/kotlin-stdlib.jar
 echo "java: $(java -version 2>&1 | head -1); kotlinc: $KOTLIN_VERSION; jna: $JNA_JAR"
 
 # ---- 2. native library and generator ---------------------------------------------------------
-step "cargo build --release (ferrolm-ffi, uniffi-bindgen)"
+build_native_library
 cd "$ROOT"
-# Two invocations, so the generator's `cli` feature never leaks into the library's build.
-cargo build --release --locked -p ferrolm-ffi --lib
-cargo build --release --locked -p ferrolm-uniffi-bindgen
-LIB=$CARGO_TARGET_DIR/release/$LIB_NAME
-BINDGEN=$CARGO_TARGET_DIR/release/uniffi-bindgen
 
 # ---- 3. generate -----------------------------------------------------------------------------
 step "generate Kotlin (uniffi library mode)"
@@ -137,19 +132,10 @@ env -u LD_LIBRARY_PATH java -cp "$CLASSPATH_RUN" ferrolm.test.MainKt
 
 if [ "$BENCH" = 1 ]; then
     step "bench: FFI overhead"
-    cargo build --release --locked -p ferrolm-ffi --example megolm_loop
-    rust_out=$("$CARGO_TARGET_DIR/release/examples/megolm_loop" 10000 5)
+    rust_out=$(rust_megolm_loop)
     echo "$rust_out"
     kotlin_out=$(env -u LD_LIBRARY_PATH java -cp "$CLASSPATH_RUN" ferrolm.bench.BenchKt 10000 5)
     echo "$kotlin_out"
-    core_ms=$(sed -n 's/^rust-core ms=//p' <<<"$rust_out")
-    api_ms=$(sed -n 's/^rust-ffi-api ms=//p' <<<"$rust_out")
-    kotlin_ms=$(sed -n 's/^kotlin ms=//p' <<<"$kotlin_out")
-    awk -v c="$core_ms" -v a="$api_ms" -v k="$kotlin_ms" 'BEGIN {
-        printf "FFI overhead, 10,000 Megolm encrypt+decrypt (best of 5):\n"
-        printf "  Rust (core)            %8.1f ms\n", c
-        printf "  Rust (ferrolm-ffi API) %8.1f ms\n", a
-        printf "  Kotlin (JVM, JNA)      %8.1f ms   ratio Kotlin/Rust core = %.2f, Kotlin/Rust FFI API = %.2f\n", k, k / c, k / a
-    }'
+    ffi_overhead_table "Kotlin (JVM, JNA)" kotlin "$rust_out" "$kotlin_out"
 fi
 step "done"

@@ -135,13 +135,8 @@ SWIFT_VERSION=$(in_chroot swift --version 2>/dev/null | sed -n 1p)
 echo "swift: $SWIFT_VERSION"
 
 # ---- 2. native library and generator ---------------------------------------------------------
-step "cargo build --release (ferrolm-ffi, uniffi-bindgen)"
+build_native_library
 cd "$ROOT"
-# Two invocations, so the generator's `cli` feature never leaks into the library's build.
-cargo build --release --locked -p ferrolm-ffi --lib
-cargo build --release --locked -p ferrolm-uniffi-bindgen
-LIB=$CARGO_TARGET_DIR/release/$LIB_NAME
-BINDGEN=$CARGO_TARGET_DIR/release/uniffi-bindgen
 
 # ---- 3. generate -----------------------------------------------------------------------------
 step "generate Swift (uniffi library mode)"
@@ -212,21 +207,12 @@ RESULT="swift: $passed passed, $failed failed"
 
 if [ "$BENCH" = 1 ] && [ "$failed" -eq 0 ]; then
     step "bench: FFI overhead"
-    cargo build --release --locked -p ferrolm-ffi --example megolm_loop
-    rust_out=$("$CARGO_TARGET_DIR/release/examples/megolm_loop" 10000 5)
+    rust_out=$(rust_megolm_loop)
     echo "$rust_out"
     in_chroot sh -c "cd $PKG_IN_CHROOT && swift build -c release --product FerrolmBench"
     swift_out=$(in_chroot "$PKG_IN_CHROOT/.build/release/FerrolmBench" 10000 5)
     echo "$swift_out"
-    core_ms=$(sed -n 's/^rust-core ms=//p' <<<"$rust_out")
-    api_ms=$(sed -n 's/^rust-ffi-api ms=//p' <<<"$rust_out")
-    swift_ms=$(sed -n 's/^swift ms=//p' <<<"$swift_out")
-    awk -v c="$core_ms" -v a="$api_ms" -v s="$swift_ms" 'BEGIN {
-        printf "FFI overhead, 10,000 Megolm encrypt+decrypt (best of 5):\n"
-        printf "  Rust (core)            %8.1f ms\n", c
-        printf "  Rust (ferrolm-ffi API) %8.1f ms\n", a
-        printf "  Swift (6.0, -c release) %7.1f ms   ratio Swift/Rust core = %.2f, Swift/Rust FFI API = %.2f\n", s, s / c, s / a
-    }'
+    ffi_overhead_table "Swift (6.0, -c release)" swift "$rust_out" "$swift_out"
 fi
 
 step "done"
