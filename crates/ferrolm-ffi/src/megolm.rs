@@ -318,15 +318,18 @@ impl InboundGroupSession {
     /// Decrypts many messages of this session (a timeline being back-filled) faster than one
     /// by one. One result per message, in the input order; a bad message fails alone.
     pub fn decrypt_batch(&self, messages: Vec<String>) -> Vec<BatchDecryption> {
-        let decoded: Vec<Result<MegolmMessage, MegolmError>> =
-            messages.iter().map(|m| MegolmMessage::from_base64(m).map_err(MegolmError::from)).collect();
-        let valid: Vec<MegolmMessage> = decoded.iter().filter_map(|m| m.as_ref().ok().cloned()).collect();
+        // Decoded messages move into `valid`; `decoded` keeps each one's place (or its error).
+        let mut valid = Vec::with_capacity(messages.len());
+        let decoded: Vec<Result<(), MegolmError>> = messages
+            .iter()
+            .map(|m| MegolmMessage::from_base64(m).map(|m| valid.push(m)).map_err(MegolmError::from))
+            .collect();
         let mut results = lock(&self.inner).decrypt_batch(&valid).into_iter();
         decoded
             .into_iter()
             .map(|decoded| match decoded {
                 Err(error) => BatchDecryption::Failed { error },
-                Ok(_) => match results.next() {
+                Ok(()) => match results.next() {
                     Some(Ok(message)) => BatchDecryption::Decrypted { message: message.into() },
                     Some(Err(error)) => BatchDecryption::Failed { error: error.into() },
                     // The core returns one result per message; this arm is never taken.

@@ -195,17 +195,22 @@ impl PkDecryption {
     /// message, in the input order; a bad message fails alone. On a single-threaded runtime
     /// (WebAssembly) it decrypts one by one.
     pub fn decrypt_many(&self, messages: Vec<PkMessage>) -> Vec<PkBatchDecryption> {
-        let decoded: Vec<Result<core::PkMessage, PkError>> = messages
+        // Decoded messages move into `valid`; `decoded` keeps each one's place (or its error).
+        let mut valid = Vec::with_capacity(messages.len());
+        let decoded: Vec<Result<(), PkError>> = messages
             .iter()
-            .map(|m| core::PkMessage::from_base64(&m.ciphertext, &m.mac, &m.ephemeral_key).map_err(PkError::from))
+            .map(|m| {
+                core::PkMessage::from_base64(&m.ciphertext, &m.mac, &m.ephemeral_key)
+                    .map(|m| valid.push(m))
+                    .map_err(PkError::from)
+            })
             .collect();
-        let valid: Vec<core::PkMessage> = decoded.iter().filter_map(|m| m.as_ref().ok().cloned()).collect();
         let mut results = self.inner.decrypt_many(&valid).into_iter();
         decoded
             .into_iter()
             .map(|decoded| match decoded {
                 Err(error) => PkBatchDecryption::Failed { error },
-                Ok(_) => match results.next() {
+                Ok(()) => match results.next() {
                     Some(Ok(plaintext)) => PkBatchDecryption::Decrypted { plaintext },
                     Some(Err(error)) => PkBatchDecryption::Failed { error: error.into() },
                     // The core returns one result per message; this arm is never taken.
