@@ -247,7 +247,7 @@ impl<B: Backend> Store<B> {
                 self.seen_generation = next;
                 Ok(next)
             }
-            Err(CommitError::ConditionFailed(i)) => Err(self.fence_error(i)),
+            Err(CommitError::ConditionFailed(_)) => Err(self.fence_error()),
             Err(CommitError::Backend(e)) => Err(e.into()),
         }
     }
@@ -269,19 +269,25 @@ impl<B: Backend> Store<B> {
         ]
     }
 
-    fn fence_error(&mut self, failed: usize) -> StoreError {
-        if failed == 0 {
-            return match read_generation(&self.backend) {
-                Ok(found) => StoreError::StaleGeneration { seen: self.seen_generation, found },
-                Err(e) => e,
+    /// Why the fence refused a write: the lease first (it explains a generation change too),
+    /// then the generation.
+    fn fence_error(&mut self) -> StoreError {
+        let lease_row = match self.backend.get(Table::Meta, meta::LEASE) {
+            Ok(row) => row,
+            Err(e) => return e.into(),
+        };
+        if lease_row.as_ref() != self.lease.as_ref().map(|l| &l.row) {
+            if self.lease.take().is_some() {
+                return StoreError::LeaseLost;
+            }
+            return match lease_row.as_deref().map(decode_lease) {
+                Some(Ok((info, _))) => StoreError::LeaseHeld { holder: info.holder, expires_ms: info.expires_ms },
+                Some(Err(e)) => e,
+                None => StoreError::LeaseLost,
             };
         }
-        if self.lease.take().is_some() {
-            return StoreError::LeaseLost;
-        }
-        match self.current_lease() {
-            Ok(Some(info)) => StoreError::LeaseHeld { holder: info.holder, expires_ms: info.expires_ms },
-            Ok(None) => StoreError::LeaseLost,
+        match read_generation(&self.backend) {
+            Ok(found) => StoreError::StaleGeneration { seen: self.seen_generation, found },
             Err(e) => e,
         }
     }
@@ -427,7 +433,7 @@ impl<B: Backend> Store<B> {
             Err(CommitError::ConditionFailed(2)) => {
                 Err(StoreError::StaleGeneration { seen: self.seen_generation, found: read_generation(&self.backend)? })
             }
-            Err(CommitError::ConditionFailed(i)) => Err(self.fence_error(i)),
+            Err(CommitError::ConditionFailed(_)) => Err(self.fence_error()),
             Err(CommitError::Backend(e)) => Err(e.into()),
         }
     }
