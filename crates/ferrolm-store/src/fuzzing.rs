@@ -50,7 +50,8 @@ fn one<R: Record>(cipher: &StoreCipher, data: &[u8], report: &mut Report) {
 /// Feeds `data` to every record decoder behind a valid seal, and to the value opener. The
 /// first byte also picks one decoder that gets the rest of the input.
 pub fn decode_values(data: &[u8]) -> Report {
-    let cipher = StoreCipher::new(&[0x5a; 32]);
+    static CIPHER: std::sync::OnceLock<StoreCipher> = std::sync::OnceLock::new();
+    let cipher = CIPHER.get_or_init(|| StoreCipher::new(&[0x5a; 32]));
     let all: [fn(&StoreCipher, &[u8], &mut Report); 16] = [
         one::<AccountRecord>,
         one::<OlmSessionRecord>,
@@ -73,10 +74,10 @@ pub fn decode_values(data: &[u8]) -> Report {
     if let Some((&selector, body)) = data.split_first()
         && let Some(decoder) = all.get(usize::from(selector) % all.len())
     {
-        decoder(&cipher, body, &mut report);
+        decoder(cipher, body, &mut report);
     }
     for decoder in all {
-        decoder(&cipher, data, &mut report);
+        decoder(cipher, data, &mut report);
     }
     report
 }
