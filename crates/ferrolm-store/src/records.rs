@@ -1107,16 +1107,28 @@ impl Record for SeenMessage {
 pub(crate) fn seal_record<R: Record>(cipher: &StoreCipher, key: &[u8], record: &R) -> Result<Vec<u8>> {
     let ad = crate::cipher::associated_data(R::TABLE, key);
     let ctx = Ctx { cipher, table: R::TABLE, associated_data: &ad };
-    let mut w = Writer::with_capacity(256);
+    let mut w = Writer::with_capacity(512);
     record.encode(&mut w, &ctx);
     cipher.seal(R::TABLE, key, &w.into_inner())
 }
 
 /// Opens and decodes one record from its row, and checks it belongs to that row.
 pub(crate) fn open_record<R: Record>(cipher: &StoreCipher, key: &[u8], sealed: &[u8]) -> Result<R> {
+    open_record_if(cipher, key, sealed, |record: &R| record.key(&Keys(cipher)) == key)
+}
+
+/// Opens and decodes one record, and checks it belongs to its row with `belongs` (on the hot
+/// paths a comparison of the identifiers that were asked for, cheaper than hashing them again;
+/// the seal already binds the value to the row key).
+pub(crate) fn open_record_if<R: Record>(
+    cipher: &StoreCipher,
+    key: &[u8],
+    sealed: &[u8],
+    belongs: impl Fn(&R) -> bool,
+) -> Result<R> {
     let plaintext = cipher.open(R::TABLE, key, sealed)?;
     let record = decode_plaintext::<R>(cipher, key, &plaintext)?;
-    if record.key(&Keys(cipher)) != key {
+    if !belongs(&record) {
         return Err(StoreError::MalformedValue { table: R::TABLE, reason: "the record does not belong to its row" });
     }
     Ok(record)
