@@ -25,7 +25,8 @@ use crate::error::{Result, StoreError};
 /// `PRAGMA application_id` of a ferrolm store: "FRLM".
 pub const APPLICATION_ID: i32 = 0x4652_4c4d;
 /// The version of the table layout this library writes and reads (`PRAGMA user_version`).
-pub const LAYOUT_VERSION: u32 = 1;
+/// Layout 2 adds the table `outgoing_to_device`.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// How hard SQLite syncs a commit to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,6 +80,12 @@ pub struct SqliteBackend {
     conn: Connection,
     path: Option<PathBuf>,
     sql: Vec<TableSql>,
+    /// The layout version of the file (older than [`LAYOUT_VERSION`] until `ensure_tables`).
+    layout: u32,
+}
+
+fn create_table_sql(table: Table) -> String {
+    format!("CREATE TABLE IF NOT EXISTS {} (k BLOB PRIMARY KEY NOT NULL, v BLOB NOT NULL) WITHOUT ROWID;", table.name())
 }
 
 /// Every statement of one table, written once.
@@ -195,6 +202,9 @@ impl SqliteBackend {
         if fresh && !options.create {
             return Err(StoreError::NotInitialized);
         }
+        if !fresh && user_version == 0 {
+            return Err(StoreError::MalformedMeta("the database has no layout version"));
+        }
         if user_version > LAYOUT_VERSION {
             return Err(StoreError::NewerSchema { found: user_version, supported: LAYOUT_VERSION });
         }
@@ -217,26 +227,27 @@ impl SqliteBackend {
             options.cache_kib, options.wal_size_limit
         ))
         .map_err(store_err)?;
-        if fresh {
-            let mut sql = String::from("BEGIN IMMEDIATE;");
+        let layout = if fresh {
+            let mut sql = String::new();
             for table in Table::ALL {
-                sql.push_str(&format!(
-                    "CREATE TABLE {} (k BLOB PRIMARY KEY NOT NULL, v BLOB NOT NULL) WITHOUT ROWID;",
-                    table.name()
-                ));
+                sql.push_str(&create_table_sql(table));
             }
-            sql.push_str(&format!(
-                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT_VERSION}; COMMIT;"
-            ));
-            conn.execute_batch(&sql).map_err(store_err)?;
+            sql.push_str(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT_VERSION};"));
+            let tx = conn.unchecked_transaction().map_err(store_err)?;
+            tx.execute_batch(&sql).map_err(store_err)?;
+            tx.commit().map_err(store_err)?;
+            LAYOUT_VERSION
         } else {
+            // The tables of the file's own layout must all be there; newer ones come with
+            // `ensure_tables`, once the store is unlocked.
             for table in Table::ALL {
-                if !names.iter().any(|n| n == table.name()) {
+                if table.since_layout() <= user_version && !names.iter().any(|n| n == table.name()) {
                     return Err(StoreError::MissingTable(table.name()));
                 }
             }
-        }
-        Ok(Self { conn, path, sql: Table::ALL.iter().map(|&t| TableSql::new(t)).collect() })
+            user_version
+        };
+        Ok(Self { conn, path, sql: Table::ALL.iter().map(|&t| TableSql::new(t)).collect(), layout })
     }
 
     fn sql(&self, table: Table) -> Result<&TableSql, BackendError> {
@@ -334,6 +345,22 @@ impl Backend for SqliteBackend {
 
     fn commit(&mut self, batch: &Batch) -> Result<(), CommitError> {
         self.apply(batch)
+    }
+
+    fn ensure_tables(&mut self) -> Result<(), BackendError> {
+        if self.layout >= LAYOUT_VERSION {
+            return Ok(());
+        }
+        let mut sql = String::new();
+        for table in Table::ALL.iter().filter(|t| t.since_layout() > self.layout) {
+            sql.push_str(&create_table_sql(*table));
+        }
+        sql.push_str(&format!("PRAGMA user_version = {LAYOUT_VERSION};"));
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+        tx.execute_batch(&sql).map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        self.layout = LAYOUT_VERSION;
+        Ok(())
     }
 
     fn check_engine_integrity(&self) -> Result<(), BackendError> {

@@ -462,6 +462,7 @@ fn two_processes_share_one_device() {
             device_id: DeviceId::from("BOB"),
             account: bob,
             device_keys_uploaded: true,
+            fallback_key_published_ms: None,
         };
         store.save_changes(&Changes { account: Some(account), ..Changes::default() }).unwrap();
     }
