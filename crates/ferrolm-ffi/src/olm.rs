@@ -142,6 +142,11 @@ impl From<SessionCreationError> for OlmError {
                 Self::MismatchedIdentityKey { expected: expected.to_base64(), got: got.to_base64() }
             }
             SessionCreationError::MissingOneTimeKey(key) => Self::MissingOneTimeKey { key: key.to_base64() },
+            // As the other version errors here, in message version bytes (3 for version 1, 4 for 2).
+            SessionCreationError::MismatchedSessionConfig { expected, got } => {
+                let wire = |config: core::SessionConfig| if config == core::SessionConfig::version_2() { 4 } else { 3 };
+                Self::VersionMismatch { expected: wire(expected), got: wire(got) }
+            }
             SessionCreationError::NonContributoryKey => Self::NonContributoryKey,
             SessionCreationError::Decryption(error) => error.into(),
         }
@@ -366,7 +371,13 @@ impl Account {
     ) -> Result<InboundCreationResult, OlmError> {
         let identity_key = curve25519_key(&identity_key)?;
         let message = PreKeyMessage::from_base64(&pre_key_message)?;
-        let result = lock(&self.inner).create_inbound_session(identity_key, &message)?;
+        // The binding does not yet take the expected version: it accepts the message's own, as
+        // before. (The core refuses a mismatch; the FFI's signature is the binding layer's.)
+        let config = match message.message().version() {
+            4 => core::SessionConfig::version_2(),
+            _ => core::SessionConfig::version_1(),
+        };
+        let result = lock(&self.inner).create_inbound_session(config, identity_key, &message)?;
         Ok(InboundCreationResult { session: Session::wrap(result.session), plaintext: result.plaintext })
     }
 
@@ -410,7 +421,7 @@ impl Session {
 
     /// The session id: the same on both sides.
     pub fn session_id(&self) -> String {
-        lock(&self.inner).session_id()
+        lock(&self.inner).session_id().to_base64()
     }
 
     /// The three keys that created the session.
