@@ -61,6 +61,18 @@ pub enum FerrolmSecretStorageError {
     /// The recovery key's parity byte does not match: a character was mistyped.
     #[error("the recovery key's parity check failed: a character is mistyped")]
     InvalidRecoveryKeyParity,
+    /// The input is far longer than any recovery key: refused before decoding.
+    #[error("the input is {got} bytes long: far longer than a recovery key")]
+    RecoveryKeyTooLong {
+        /// The input's length in bytes.
+        got: u32,
+    },
+    /// A passphrase key description asks for a key length other than 256 bits.
+    #[error("unsupported passphrase key length of {bits} bits (only 256 is usable)")]
+    UnsupportedKeyBits {
+        /// The `bits` asked for.
+        bits: u32,
+    },
     /// A passphrase key description asks for zero or too many PBKDF2 iterations.
     #[error("unsupported PBKDF2 iteration count {iterations}")]
     InvalidIterations {
@@ -86,6 +98,7 @@ impl From<CoreSecretStorageError> for FerrolmSecretStorageError {
             }
             CoreSecretStorageError::Mac => Self::InvalidMac,
             CoreSecretStorageError::InvalidIterations(iterations) => Self::InvalidIterations { iterations },
+            CoreSecretStorageError::UnsupportedKeyBits(bits) => Self::UnsupportedKeyBits { bits },
         }
     }
 }
@@ -97,6 +110,7 @@ impl From<RecoveryKeyError> for FerrolmSecretStorageError {
                 Self::InvalidRecoveryKeyCharacter { character: character.to_string() }
             }
             RecoveryKeyError::InvalidLength(got) => Self::InvalidRecoveryKeyLength { got: len32(got) },
+            RecoveryKeyError::TooLong(got) => Self::RecoveryKeyTooLong { got: len32(got) },
             RecoveryKeyError::InvalidPrefix => Self::InvalidRecoveryKeyPrefix,
             RecoveryKeyError::InvalidParity => Self::InvalidRecoveryKeyParity,
         }

@@ -1,9 +1,12 @@
 //! # ferrolm
 //!
 //! End-to-end encryption for [Matrix](https://spec.matrix.org): the Olm double ratchet for
-//! device-to-device channels, wire-compatible with libolm and vodozemac.
+//! device-to-device channels and the Megolm ratchet for rooms, wire-compatible with libolm and
+//! vodozemac, and the rest of the cryptography a client needs (SAS verification, key backups,
+//! key export files, secret storage).
 //!
-//! The crate does no I/O. Stateful types ([`olm::Account`], [`olm::Session`]) are plain values;
+//! The crate does no I/O. Stateful types ([`olm::Account`], [`olm::Session`],
+//! [`megolm::GroupSession`], [`megolm::InboundGroupSession`], [`pk::PkDecryption`]) are plain values;
 //! persist them with their encrypted pickles ([`pickle`]) and restore them later. Every
 //! decoder, decryptor and unpickler returns a typed error on bad input and never panics.
 //!
@@ -33,9 +36,20 @@
 //! ```
 //!
 //! ## Modules
-//! - [`types`]: Curve25519 and Ed25519 keys, signatures, key ids, base64.
-//! - [`olm`]: accounts, sessions and Olm messages.
-//! - [`pickle`]: the pickle key and pickle errors shared by every stateful type.
+//! - [`types`]: Curve25519 and Ed25519 keys, signatures, key ids, constant-time base64.
+//! - [`olm`]: accounts (identity, one-time and fallback keys), sessions and Olm messages
+//!   (`m.olm.v1.curve25519-aes-sha2`).
+//! - [`megolm`]: outbound and inbound group sessions, session keys (shared and exported),
+//!   Megolm messages and batch decryption (`m.megolm.v1.aes-sha2`).
+//! - [`sas`]: the short authentication string's key agreement, emoji and decimals, and the
+//!   verification MACs (`m.sas.v1`).
+//! - [`pk`]: the public-key encryption of server-side key backups
+//!   (`m.megolm_backup.v1.curve25519-aes-sha2`) and PK signing keys.
+//! - [`key_export`]: the passphrase-encrypted room key export file.
+//! - [`secret_storage`]: secret storage keys from a passphrase or a recovery key, and the
+//!   encryption of secrets in account data (`m.secret_storage.v1.aes-hmac-sha2`).
+//! - [`pickle`]: the pickle key and pickle errors shared by every stateful type, ferrolm's own
+//!   authenticated envelope (with associated data) and libolm's.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

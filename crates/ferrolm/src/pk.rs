@@ -63,6 +63,12 @@ pub enum PkError {
     InvalidPadding,
 }
 
+/// A backed-up room key could not be decrypted. Deliberately carries no reason: see
+/// [`PkDecryption::decrypt_backup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the backed-up room key could not be decrypted")]
+pub struct UndecryptableBackup;
+
 /// An encrypted backup message: ciphertext, the (8-byte) MAC and the ephemeral key, each sent
 /// as unpadded base64 in `session_data`.
 #[derive(Clone, PartialEq, Eq)]
@@ -200,6 +206,38 @@ impl PkDecryption {
         })
     }
 
+    /// Decrypts one backed-up room key with a single, reasonless failure: what a client
+    /// restoring a backup should use.
+    ///
+    /// The backup MAC covers no ciphertext (see the module documentation), so the server can
+    /// alter a ciphertext at will. Were "bad padding" distinguishable from "decrypted, but not
+    /// a valid room key", from the error or from what the client does next, the client would
+    /// be a CBC padding oracle that decrypts its own backup for the server, block by block.
+    /// Here a non-contributory ephemeral key, a wrong MAC and bad padding are all
+    /// [`UndecryptableBackup`], and the ciphertext is decrypted even when the MAC failed, so
+    /// the failures also cost the same work. The caller must fold its own later failures
+    /// (invalid JSON, a session key that does not parse, a session id that does not match)
+    /// into the same outcome, and report failures only as a count.
+    pub fn decrypt_backup(&self, message: &PkMessage) -> Result<Zeroizing<Vec<u8>>, UndecryptableBackup> {
+        let (keys, contributory) = match self.key.secret.diffie_hellman(&message.ephemeral_key) {
+            Ok(shared) => (CipherKeys::derive(shared.as_bytes(), b""), true),
+            // Same work as a contributory exchange: derive from a fixed input.
+            Err(_) => (CipherKeys::derive(&[0; 32], b""), false),
+        };
+        let mac_ok = crate::crypto::ct_eq(&libolm_mac(&keys), &message.mac);
+        let decrypted = keys.decrypt(&message.ciphertext).map(Zeroizing::new);
+        match decrypted {
+            Ok(plaintext) if mac_ok & contributory => Ok(plaintext),
+            _ => Err(UndecryptableBackup),
+        }
+    }
+
+    /// [`Self::decrypt_backup`] for many messages, on every core, in order (as
+    /// [`Self::decrypt_many`]).
+    pub fn decrypt_backup_many(&self, messages: &[PkMessage]) -> Vec<Result<Zeroizing<Vec<u8>>, UndecryptableBackup>> {
+        self.decrypt_many_with(messages, |m| self.decrypt_backup(m), || Err(UndecryptableBackup))
+    }
+
     /// Decrypts many messages (restoring a backup) on every core, in order; one result per
     /// message. Each decryption is independent (one X25519 exchange each), so this scales
     /// with the number of cores.
@@ -209,10 +247,21 @@ impl PkDecryption {
     /// share each, so a core that is slowed down (another process, a noisy virtual machine)
     /// does less of the work instead of holding up the others.
     pub fn decrypt_many(&self, messages: &[PkMessage]) -> Vec<Result<Vec<u8>, PkError>> {
+        self.decrypt_many_with(messages, |m| self.decrypt(m), || Err(PkError::InvalidPadding))
+    }
+
+    /// Runs `decrypt` over `messages` on every core, in order; `missing` stands in for the
+    /// results of a worker that died (it cannot: `decrypt` does not panic).
+    fn decrypt_many_with<T: Send>(
+        &self,
+        messages: &[PkMessage],
+        decrypt: impl Fn(&PkMessage) -> T + Sync,
+        missing: impl Fn() -> T,
+    ) -> Vec<T> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let blocks = messages.len().div_ceil(DECRYPT_MANY_BLOCK);
         if threads < 2 || blocks < 2 {
-            return messages.iter().map(|m| self.decrypt(m)).collect();
+            return messages.iter().map(&decrypt).collect();
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = || {
@@ -220,7 +269,7 @@ impl PkDecryption {
             loop {
                 let block = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(part) = messages.chunks(DECRYPT_MANY_BLOCK).nth(block) else { break };
-                done.push((block, part.iter().map(|m| self.decrypt(m)).collect::<Vec<_>>()));
+                done.push((block, part.iter().map(&decrypt).collect::<Vec<_>>()));
             }
             done
         };
@@ -240,7 +289,7 @@ impl PkDecryption {
         for (block, part) in messages.chunks(DECRYPT_MANY_BLOCK).enumerate() {
             match finished.next_if(|(done, _)| *done == block) {
                 Some((_, decrypted)) => results.extend(decrypted),
-                None => results.extend(part.iter().map(|_| Err(PkError::InvalidPadding))),
+                None => results.extend(part.iter().map(|_| missing())),
             }
         }
         results
@@ -248,15 +297,34 @@ impl PkDecryption {
 
     /// Encrypts the key into ferrolm's pickle format.
     pub fn pickle(&self, key: &PickleKey) -> String {
+        crate::types::base64_encode(self.pickle_bytes(key, &[]))
+    }
+
+    /// Encrypts the key into ferrolm's pickle format under `key`, as raw bytes, with
+    /// `associated_data` bound into the MAC (not stored): [`Self::from_pickle_bytes`] must be
+    /// given the same associated data. A store passes the row's table and key, so that a
+    /// pickle moved to another row is refused.
+    pub fn pickle_bytes(&self, key: &PickleKey, associated_data: &[u8]) -> Vec<u8> {
         let mut w = PickleWriter::new();
         w.u8(FORMAT_VERSION);
         self.write_key_pair(&mut w);
-        crate::pickle::seal(PickleKind::PkDecryption, &w.finish(), key, &mut crate::rng::os_rng())
+        crate::pickle::seal_bytes(
+            PickleKind::PkDecryption,
+            &w.finish(),
+            key,
+            associated_data,
+            &mut crate::rng::os_rng(),
+        )
     }
 
     /// Restores a key from [`PkDecryption::pickle`]'s output.
     pub fn from_pickle(pickle: &str, key: &PickleKey) -> Result<Self, PickleError> {
-        let bytes = crate::pickle::open(PickleKind::PkDecryption, pickle, key)?;
+        Self::from_pickle_bytes(&crate::pickle::decode_base64(pickle)?, key, &[])
+    }
+
+    /// Restores a key from [`Self::pickle_bytes`]'s output, given the same associated data.
+    pub fn from_pickle_bytes(pickle: &[u8], key: &PickleKey, associated_data: &[u8]) -> Result<Self, PickleError> {
+        let bytes = crate::pickle::open_bytes(PickleKind::PkDecryption, pickle, key, associated_data)?;
         let mut r = PickleReader::new(&bytes);
         let version = r.u8()?;
         if version != FORMAT_VERSION {
@@ -394,6 +462,40 @@ mod tests {
         let small = PkMessage { ephemeral_key: Curve25519PublicKey::from_bytes([0; 32]), ..message };
         assert_eq!(backup.decrypt(&small), Err(PkError::NonContributoryKey));
         assert_eq!(PkEncryption::from_key(Curve25519PublicKey::from_bytes([0; 32])), Err(PkError::NonContributoryKey));
+    }
+
+    #[test]
+    fn backup_decryption_has_one_failure_for_every_cause() {
+        let backup = PkDecryption::new();
+        let message = PkEncryption::from_key(backup.public_key()).unwrap().encrypt(b"{\"session_key\":\"k\"}");
+        assert_eq!(backup.decrypt_backup(&message).unwrap().as_slice(), b"{\"session_key\":\"k\"}");
+        // Find a ciphertext alteration that breaks the padding, and one that does not: the
+        // legacy API tells them apart (the padding oracle), the backup API does not.
+        let mut bad_padding = None;
+        let mut good_padding = None;
+        for byte in 0..=255u8 {
+            let mut altered = message.clone();
+            let last_block = altered.ciphertext.len() - 32;
+            altered.ciphertext[last_block + 15] ^= byte;
+            match backup.decrypt(&altered) {
+                Err(PkError::InvalidPadding) => bad_padding = Some(altered),
+                Ok(_) if byte != 0 => good_padding = Some(altered),
+                _ => {}
+            }
+        }
+        let (bad_padding, good_padding) = (bad_padding.unwrap(), good_padding.unwrap());
+        assert_eq!(backup.decrypt(&bad_padding), Err(PkError::InvalidPadding));
+        assert_eq!(backup.decrypt_backup(&bad_padding), Err(UndecryptableBackup));
+        // Decrypts to garbage: the caller's JSON check must give the same outcome.
+        assert!(backup.decrypt_backup(&good_padding).is_ok());
+        let wrong_key = PkDecryption::new();
+        assert_eq!(wrong_key.decrypt(&message), Err(PkError::InvalidMac));
+        assert_eq!(wrong_key.decrypt_backup(&message), Err(UndecryptableBackup));
+        let small = PkMessage { ephemeral_key: Curve25519PublicKey::from_bytes([0; 32]), ..message.clone() };
+        assert_eq!(backup.decrypt_backup(&small), Err(UndecryptableBackup));
+        assert_eq!(UndecryptableBackup.to_string(), "the backed-up room key could not be decrypted");
+        let many = backup.decrypt_backup_many(&[message.clone(), bad_padding, message]);
+        assert_eq!(many.iter().map(Result::is_ok).collect::<Vec<_>>(), vec![true, false, true]);
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub enum SecretStorageError {
     /// [`MAX_PASSPHRASE_ITERATIONS`].
     #[error("unsupported PBKDF2 iteration count {0}")]
     InvalidIterations(u32),
+    /// A passphrase key description asks for a key length (`bits`) other than 256: the
+    /// `m.secret_storage.v1.aes-hmac-sha2` algorithm needs a 256-bit key.
+    #[error("unsupported passphrase key length of {0} bits (only 256 is usable)")]
+    UnsupportedKeyBits(u32),
 }
 
 /// The most PBKDF2 iterations a passphrase key description may ask for. Key descriptions come
@@ -71,6 +75,10 @@ pub enum RecoveryKeyError {
     /// The key decodes to the wrong number of bytes (too few or too many characters).
     #[error("the recovery key decodes to {0} bytes, not 35: characters are missing or extra")]
     InvalidLength(usize),
+    /// The input is far longer than any recovery key (48 characters, 59 with the spaces
+    /// between groups): refused before decoding, which takes time quadratic in the length.
+    #[error("the input is {0} bytes long: far longer than a recovery key")]
+    TooLong(usize),
     /// The key does not start with the recovery key prefix 0x8B 0x01.
     #[error("the recovery key does not start with the expected prefix")]
     InvalidPrefix,
@@ -78,6 +86,10 @@ pub enum RecoveryKeyError {
     #[error("the recovery key's parity check failed: a character is mistyped")]
     InvalidParity,
 }
+
+/// The longest input [`SecretStorageKey::from_recovery_key`] decodes, in bytes: twice a
+/// recovery key with a space between every two characters, and some surrounding whitespace.
+pub const MAX_RECOVERY_KEY_INPUT: usize = 256;
 
 /// A 32-byte secret storage key. Zeroized on drop; `Debug` redacted.
 #[derive(Clone)]
@@ -165,6 +177,32 @@ impl SecretStorageKey {
     /// salt and iterations, 256 bits. Zero iterations, or more than
     /// [`MAX_PASSPHRASE_ITERATIONS`], are refused: the description is untrusted input.
     pub fn from_passphrase(passphrase: &str, salt: &str, iterations: u32) -> Result<Self, SecretStorageError> {
+        Self::from_passphrase_description(passphrase, salt, iterations, None)
+    }
+
+    /// As [`Self::from_passphrase`], honouring the key description's optional `bits` field:
+    /// absent means 256, as the specification says; any other value than 256 is refused,
+    /// since the secret storage algorithm needs exactly a 256-bit key.
+    ///
+    /// ```
+    /// use ferrolm::secret_storage::{SecretStorageError, SecretStorageKey};
+    /// let key = SecretStorageKey::from_passphrase_description("correct horse", "salt", 10, Some(256))?;
+    /// assert_eq!(key.as_bytes(), SecretStorageKey::from_passphrase("correct horse", "salt", 10)?.as_bytes());
+    /// assert_eq!(
+    ///     SecretStorageKey::from_passphrase_description("correct horse", "salt", 10, Some(128)).err(),
+    ///     Some(SecretStorageError::UnsupportedKeyBits(128))
+    /// );
+    /// # Ok::<(), SecretStorageError>(())
+    /// ```
+    pub fn from_passphrase_description(
+        passphrase: &str,
+        salt: &str,
+        iterations: u32,
+        bits: Option<u32>,
+    ) -> Result<Self, SecretStorageError> {
+        if let Some(bits) = bits.filter(|&bits| bits != 256) {
+            return Err(SecretStorageError::UnsupportedKeyBits(bits));
+        }
         if iterations == 0 || iterations > MAX_PASSPHRASE_ITERATIONS {
             return Err(SecretStorageError::InvalidIterations(iterations));
         }
@@ -175,6 +213,9 @@ impl SecretStorageKey {
 
     /// Restores a key from a recovery key as the user typed it (spaces ignored).
     pub fn from_recovery_key(recovery_key: &str) -> Result<Self, RecoveryKeyError> {
+        if recovery_key.len() > MAX_RECOVERY_KEY_INPUT {
+            return Err(RecoveryKeyError::TooLong(recovery_key.len()));
+        }
         let bytes = base58_decode(recovery_key)?;
         if bytes.len() != RECOVERY_KEY_LENGTH {
             return Err(RecoveryKeyError::InvalidLength(bytes.len()));
@@ -431,6 +472,39 @@ mod tests {
         let (civ, cmac) = check.to_base64();
         assert_eq!(KeyCheck::from_base64(&civ, &cmac).unwrap(), check);
         assert_eq!(format!("{key:?}"), "SecretStorageKey(<redacted>)");
+    }
+
+    #[test]
+    fn over_long_recovery_keys_are_refused_before_decoding() {
+        let key = SecretStorageKey::new();
+        let typed = key.to_recovery_key();
+        // Generous whitespace is fine...
+        let spaced: String = format!("  {}  \n", typed.chars().flat_map(|c| [c, ' ']).collect::<String>());
+        assert!(spaced.len() <= MAX_RECOVERY_KEY_INPUT);
+        assert_eq!(SecretStorageKey::from_recovery_key(&spaced).unwrap().as_bytes(), key.as_bytes());
+        // ...a paste of a megabyte is refused at once, not decoded for minutes.
+        let huge = "E".repeat(1_000_000);
+        assert_eq!(SecretStorageKey::from_recovery_key(&huge).err(), Some(RecoveryKeyError::TooLong(1_000_000)));
+        let just_over = "E".repeat(MAX_RECOVERY_KEY_INPUT + 1);
+        assert_eq!(
+            SecretStorageKey::from_recovery_key(&just_over).err(),
+            Some(RecoveryKeyError::TooLong(MAX_RECOVERY_KEY_INPUT + 1))
+        );
+    }
+
+    #[test]
+    fn passphrase_key_lengths_other_than_256_bits_are_refused() {
+        let default = SecretStorageKey::from_passphrase("pass", "salt", 5).unwrap();
+        for bits in [None, Some(256)] {
+            let key = SecretStorageKey::from_passphrase_description("pass", "salt", 5, bits).unwrap();
+            assert_eq!(key.as_bytes(), default.as_bytes());
+        }
+        for bits in [0, 128, 255, 257, 512, u32::MAX] {
+            assert_eq!(
+                SecretStorageKey::from_passphrase_description("pass", "salt", 5, Some(bits)).err(),
+                Some(SecretStorageError::UnsupportedKeyBits(bits))
+            );
+        }
     }
 
     #[test]
