@@ -446,7 +446,10 @@ fn errors_have_human_messages() {
         ),
         (Account::new().pickle(vec![1; 31]).unwrap_err().describe(), "the pickle key is 31 bytes long, not 32"),
         (
-            Account::from_pickle("AAAA".repeat(40), PICKLE_KEY.to_vec()).err().unwrap().describe(),
+            Account::from_pickle(Account::new().pickle(PICKLE_KEY.to_vec()).unwrap(), vec![9; 32])
+                .err()
+                .unwrap()
+                .describe(),
             "the pickle's MAC does not match: wrong pickle key or a corrupted pickle",
         ),
         (
