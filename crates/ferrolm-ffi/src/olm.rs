@@ -167,6 +167,9 @@ impl From<SessionCreationError> for FerrolmOlmError {
                 Self::MismatchedIdentityKey { expected: expected.to_base64(), got: got.to_base64() }
             }
             SessionCreationError::MissingOneTimeKey(key) => Self::MissingOneTimeKey { key: key.to_base64() },
+            SessionCreationError::MismatchedSessionConfig { expected, got } => {
+                Self::VersionMismatch { expected: expected.into(), got: got.into() }
+            }
             SessionCreationError::NonContributoryKey => Self::NonContributoryKey,
             SessionCreationError::Decryption(error) => error.into(),
         }
@@ -276,13 +279,48 @@ pub struct SessionKeys {
     pub one_time_key: String,
 }
 
-/// A session created from a pre-key message, with that message's plaintext.
+/// A session created from a pre-key message, with that message's plaintext and the account
+/// key it used.
 #[derive(uniffi::Record)]
 pub struct InboundCreationResult {
     /// The new session.
     pub session: Arc<Session>,
     /// The decrypted first message.
     pub plaintext: Vec<u8>,
+    /// The account's key the session was made with: a store updates that key's row (deletes a
+    /// one-time key) in the same transaction that saves the session and the account.
+    pub consumed_key: ConsumedKey,
+}
+
+/// Which of the account's keys a pre-key message used; `key_id` is the key id in base64, as
+/// [`Account::one_time_keys`] and [`Account::fallback_key`] name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum ConsumedKey {
+    /// A one-time key, now removed from the account.
+    OneTime {
+        /// The key's id (base64).
+        key_id: String,
+    },
+    /// The current fallback key, which stays (a fallback key may be used more than once).
+    Fallback {
+        /// The key's id (base64).
+        key_id: String,
+    },
+    /// The previous fallback key, which stays until [`Account::forget_fallback_key`].
+    PreviousFallback {
+        /// The key's id (base64).
+        key_id: String,
+    },
+}
+
+impl From<core::ConsumedKey> for ConsumedKey {
+    fn from(key: core::ConsumedKey) -> Self {
+        match key {
+            core::ConsumedKey::OneTime(id) => Self::OneTime { key_id: id.to_base64() },
+            core::ConsumedKey::Fallback(id) => Self::Fallback { key_id: id.to_base64() },
+            core::ConsumedKey::PreviousFallback(id) => Self::PreviousFallback { key_id: id.to_base64() },
+        }
+    }
 }
 
 fn key_map(keys: std::collections::BTreeMap<KeyId, Curve25519PublicKey>) -> HashMap<String, String> {
@@ -407,7 +445,8 @@ impl Account {
 
     /// Creates the session a pre-key message (its base64 body) opens, and decrypts the
     /// message. `identity_key` is the sender key of the event that carried it. The one-time
-    /// key used is removed only once the message has decrypted.
+    /// key used is removed only once the message has decrypted (fallback keys stay); the
+    /// result says which key it was.
     ///
     /// `version` is the session version the caller expects (default v1, what every Matrix
     /// client sends): a pre-key message of the other version is refused with
@@ -421,13 +460,13 @@ impl Account {
     ) -> Result<InboundCreationResult, FerrolmOlmError> {
         let identity_key = curve25519_key(&identity_key)?;
         let message = PreKeyMessage::from_base64(&pre_key_message)?;
-        let expected = SessionVersion::or_default(version);
-        let got = SessionVersion::from_message_version(message.message().version());
-        if got != expected {
-            return Err(FerrolmOlmError::VersionMismatch { expected, got });
-        }
-        let result = lock(&self.inner).create_inbound_session(identity_key, &message)?;
-        Ok(InboundCreationResult { session: Session::wrap(result.session), plaintext: result.plaintext })
+        let config = SessionVersion::or_default(version).into();
+        let result = lock(&self.inner).create_inbound_session(config, identity_key, &message)?;
+        Ok(InboundCreationResult {
+            session: Session::wrap(result.session),
+            plaintext: result.plaintext,
+            consumed_key: result.consumed_key.into(),
+        })
     }
 
     /// Encrypts the account into ferrolm's pickle format under a 32-byte key.
@@ -470,7 +509,7 @@ impl Session {
 
     /// The session id: the same on both sides.
     pub fn session_id(&self) -> String {
-        lock(&self.inner).session_id()
+        lock(&self.inner).session_id().to_base64()
     }
 
     /// The three keys that created the session.

@@ -9,8 +9,8 @@ use ferrolm_ffi::SessionVersion;
 use ferrolm_ffi::key_export::{FerrolmKeyExportError, key_export_decrypt, key_export_encrypt, key_export_rounds};
 use ferrolm_ffi::megolm::{BatchDecryption, FerrolmMegolmError, GroupSession, InboundGroupSession, SessionOrdering};
 use ferrolm_ffi::olm::{
-    Account, FerrolmOlmError, MessageType, OlmMessage, Session, message_type_from_int, message_type_to_int,
-    olm_message_from_parts,
+    Account, ConsumedKey, FerrolmOlmError, MessageType, OlmMessage, Session, message_type_from_int,
+    message_type_to_int, olm_message_from_parts,
 };
 use ferrolm_ffi::pickle::FerrolmPickleError;
 use ferrolm_ffi::pk::{FerrolmPkError, PkBatchDecryption, PkDecryption, PkEncryption, PkMessage, PkSigning};
@@ -160,6 +160,30 @@ fn inbound_olm_sessions_refuse_another_version_when_created() {
             .err(),
         Some(FerrolmOlmError::VersionMismatch { expected: SessionVersion::V2, got: SessionVersion::V1 })
     );
+}
+
+#[test]
+fn inbound_sessions_report_the_key_they_consumed() {
+    let (alice, bob) = (Account::new(), Account::new());
+    bob.generate_one_time_keys(1);
+    let (otk_id, otk) = bob.one_time_keys().into_iter().next().unwrap();
+    bob.generate_fallback_key();
+    let (fallback_id, fallback) = bob.fallback_key().into_iter().next().unwrap();
+    bob.mark_keys_as_published();
+    let first = alice.create_outbound_session(bob.curve25519_key(), otk, None).unwrap().encrypt(b"1".to_vec());
+    let created = bob.create_inbound_session(alice.curve25519_key(), first.body, None).unwrap();
+    assert_eq!(created.consumed_key, ConsumedKey::OneTime { key_id: otk_id });
+    for _ in 0..2 {
+        let session = alice.create_outbound_session(bob.curve25519_key(), fallback.clone(), None).unwrap();
+        let created =
+            bob.create_inbound_session(alice.curve25519_key(), session.encrypt(b"2".to_vec()).body, None).unwrap();
+        assert_eq!(created.consumed_key, ConsumedKey::Fallback { key_id: fallback_id.clone() });
+    }
+    bob.generate_fallback_key();
+    let session = alice.create_outbound_session(bob.curve25519_key(), fallback, None).unwrap();
+    let created =
+        bob.create_inbound_session(alice.curve25519_key(), session.encrypt(b"3".to_vec()).body, None).unwrap();
+    assert_eq!(created.consumed_key, ConsumedKey::PreviousFallback { key_id: fallback_id });
 }
 
 #[test]

@@ -113,12 +113,19 @@ impl core::fmt::Debug for Ed25519Signature {
 /// An Ed25519 secret key: either a 32-byte seed (RFC 8032) or, for keys imported from libolm
 /// pickles, the 64-byte expanded form libolm stores (clamped scalar ‖ hash prefix).
 ///
-/// Zeroized on drop; `Debug` is redacted.
+/// Zeroized on drop; `Debug` is redacted. The key lives in a heap block of its own, so moving
+/// it copies a pointer, never the secret.
 pub struct Ed25519SecretKey(SecretInner);
 
 enum SecretInner {
     Seed(Box<SigningKey>),
-    Expanded { bytes: Zeroizing<[u8; 64]>, key: Box<ExpandedSecretKey> },
+    Expanded(Box<ExpandedKey>),
+}
+
+/// libolm's expanded form and the signing key made from it (both zeroized on drop).
+struct ExpandedKey {
+    bytes: Zeroizing<[u8; 64]>,
+    key: ExpandedSecretKey,
 }
 
 impl Ed25519SecretKey {
@@ -129,17 +136,17 @@ impl Ed25519SecretKey {
 
     /// A secret key from libolm's 64-byte expanded form.
     pub fn from_expanded(bytes: &[u8; 64]) -> Self {
-        Self(SecretInner::Expanded {
+        Self(SecretInner::Expanded(Box::new(ExpandedKey {
             bytes: Zeroizing::new(*bytes),
-            key: Box::new(ExpandedSecretKey::from_bytes(bytes)),
-        })
+            key: ExpandedSecretKey::from_bytes(bytes),
+        })))
     }
 
     /// The seed, when the key was made from one.
     pub fn seed(&self) -> Option<Zeroizing<[u8; 32]>> {
         match &self.0 {
             SecretInner::Seed(key) => Some(Zeroizing::new(key.to_bytes())),
-            SecretInner::Expanded { .. } => None,
+            SecretInner::Expanded(_) => None,
         }
     }
 
@@ -156,7 +163,7 @@ impl Ed25519SecretKey {
                 array[31] |= 64;
                 bytes
             }
-            SecretInner::Expanded { bytes, .. } => bytes.clone(),
+            SecretInner::Expanded(expanded) => expanded.bytes.clone(),
         }
     }
 
@@ -164,7 +171,7 @@ impl Ed25519SecretKey {
     pub fn public_key(&self) -> Ed25519PublicKey {
         match &self.0 {
             SecretInner::Seed(key) => Ed25519PublicKey(key.verifying_key()),
-            SecretInner::Expanded { key, .. } => Ed25519PublicKey(VerifyingKey::from(key.as_ref())),
+            SecretInner::Expanded(expanded) => Ed25519PublicKey(VerifyingKey::from(&expanded.key)),
         }
     }
 
@@ -174,8 +181,8 @@ impl Ed25519SecretKey {
                 use ed25519_dalek::Signer;
                 Ed25519Signature(key.sign(message))
             }
-            SecretInner::Expanded { key, .. } => {
-                Ed25519Signature(ed25519_dalek::hazmat::raw_sign::<Sha512>(key, message, &public.0))
+            SecretInner::Expanded(expanded) => {
+                Ed25519Signature(ed25519_dalek::hazmat::raw_sign::<Sha512>(&expanded.key, message, &public.0))
             }
         }
     }
@@ -185,7 +192,7 @@ impl Clone for Ed25519SecretKey {
     fn clone(&self) -> Self {
         match &self.0 {
             SecretInner::Seed(key) => Self(SecretInner::Seed(key.clone())),
-            SecretInner::Expanded { bytes, .. } => Self::from_expanded(bytes),
+            SecretInner::Expanded(expanded) => Self::from_expanded(&expanded.bytes),
         }
     }
 }
