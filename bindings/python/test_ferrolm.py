@@ -110,7 +110,9 @@ class Edge(unittest.TestCase):
         inbound = f.InboundGroupSession(outbound.session_key())
         self.assertEqual(inbound.version(), f.SessionVersion.V1)
         alice, bob = f.Account(), f.Account()
-        otk1, otk2 = one_time_keys(bob, 2)
+        bob.generate_one_time_keys(2)
+        (otk1_id, otk1), (otk2_id, otk2) = bob.one_time_keys().items()
+        bob.mark_keys_as_published()
         self.assertEqual(alice.create_outbound_session(bob.curve25519_key(), otk1).version(), f.SessionVersion.V1)
 
         first = alice.create_outbound_session(bob.curve25519_key(), otk2, f.SessionVersion.V2).encrypt(b"v2")
@@ -120,6 +122,7 @@ class Edge(unittest.TestCase):
         self.assert_message("the message is a v2 message, but the session is v1", caught.exception)
         created = bob.create_inbound_session(alice.curve25519_key(), first.body, f.SessionVersion.V2)
         self.assertEqual(created.session.version(), f.SessionVersion.V2)
+        self.assertEqual(created.consumed_key, f.ConsumedKey.ONE_TIME(key_id=otk2_id))
 
         v2 = f.InboundGroupSession(outbound.session_key(), f.SessionVersion.V2)
         with self.assertRaises(f.FerrolmMegolmError.VersionMismatch) as caught:

@@ -146,8 +146,10 @@ function sessionVersions(): void {
   const alice = Account.create();
   const bob = Account.create();
   bob.generateOneTimeKeys(2);
-  const [otk1, otk2] = bob.oneTimeKeys().values();
-  if (otk1 === undefined || otk2 === undefined) throw new CheckFailed('no one-time keys');
+  const entries = [...bob.oneTimeKeys()];
+  const [otk1, otk2] = entries.map(([, key]) => key);
+  const otk2Id = entries[1]?.[0];
+  if (otk1 === undefined || otk2 === undefined || otk2Id === undefined) throw new CheckFailed('no one-time keys');
   assertEquals('V1', alice.createOutboundSession(bob.curve25519Key(), otk1).version(), 'createOutboundSession');
 
   // A v2 pre-key message is refused when the session is made (v1 expected by default)...
@@ -156,7 +158,9 @@ function sessionVersions(): void {
   assertEquals({ tag: 'VersionMismatch', expected: 'V1', got: 'V2' }, olm.variant, 'olm versions');
   expectMessage('the message is a v2 message, but the session is v1', olm);
   // ... and accepted, with the same one-time key, when v2 is asked for.
-  assertEquals('V2', bob.createInboundSession(alice.curve25519Key(), first.body, 'V2').session.version(), 'v2 session');
+  const created = bob.createInboundSession(alice.curve25519Key(), first.body, 'V2');
+  assertEquals('V2', created.session.version(), 'v2 session');
+  assertEquals({ tag: 'OneTime', keyId: otk2Id }, created.consumedKey, 'the key the session used');
 
   // A Megolm session key carries no version: the first message names the mismatch.
   const v2 = InboundGroupSession.create(outbound.sessionKey(), 'V2');

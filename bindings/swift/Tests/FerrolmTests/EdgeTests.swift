@@ -113,6 +113,7 @@ final class EdgeTests: XCTestCase {
         let bob = Account()
         _ = bob.generateOneTimeKeys(count: 2)
         let keys = Array(bob.oneTimeKeys().values)
+        let secondId = try XCTUnwrap(bob.oneTimeKeys().first { $0.value == keys[1] }?.key)
         XCTAssertEqual(try alice.createOutboundSession(identityKey: bob.curve25519Key(), oneTimeKey: keys[0]).version(), .v1)
 
         // A v2 pre-key message is refused when the session is made (v1 expected by default)...
@@ -124,6 +125,7 @@ final class EdgeTests: XCTestCase {
         // ... and accepted, with the same one-time key, when v2 is asked for.
         let created = try bob.createInboundSession(identityKey: alice.curve25519Key(), preKeyMessage: first.body, version: .v2)
         XCTAssertEqual(created.session.version(), .v2)
+        XCTAssertEqual(created.consumedKey, .oneTime(keyId: secondId), "the key the session used")
 
         // A Megolm session key carries no version: the first message names the mismatch.
         let v2 = try InboundGroupSession(sessionKey: outbound.sessionKey(), version: .v2)

@@ -103,6 +103,7 @@ fun edgeChecks(h: Harness) {
         val bob = Account()
         bob.generateOneTimeKeys(2u)
         val (otk1, otk2) = bob.oneTimeKeys().values.toList()
+        val otk2Id = bob.oneTimeKeys().entries.single { it.value == otk2 }.key
         assertEquals(SessionVersion.V1, alice.createOutboundSession(bob.curve25519Key(), otk1).version(), "createOutboundSession")
 
         // A v2 pre-key message is refused when the session is made (v1 expected by default)...
@@ -113,6 +114,7 @@ fun edgeChecks(h: Harness) {
         // ... and accepted, with the same one-time key, when v2 is asked for.
         val created = bob.createInboundSession(alice.curve25519Key(), first.body, SessionVersion.V2)
         assertEquals(SessionVersion.V2, created.session.version(), "v2 session")
+        assertEquals(ConsumedKey.OneTime(otk2Id), created.consumedKey, "the key the session used")
 
         // A Megolm session key carries no version: the first message names the mismatch.
         val v2 = InboundGroupSession(outbound.sessionKey(), SessionVersion.V2)
