@@ -40,21 +40,23 @@ use crate::codec::{CodecError, PickleReader, PickleWriter};
 use crate::crypto::{CipherError, CipherKeys};
 use crate::types::{Ed25519Keypair, Ed25519PublicKey, Ed25519SecretKey, base64_decode, base64_encode};
 
-/// A 32-byte key that encrypts ferrolm pickles. Zeroized on drop; `Debug` is redacted.
+/// A 32-byte key that encrypts ferrolm pickles. Zeroized on drop; `Debug` is redacted. Kept
+/// on the heap, so moving a `PickleKey` copies a pointer, not the key.
 #[derive(Clone)]
-pub struct PickleKey(Zeroizing<[u8; 32]>);
+pub struct PickleKey(Box<Zeroizing<[u8; 32]>>);
 
 impl PickleKey {
     /// A new random key from the operating system's generator.
     pub fn new() -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        rand_core::RngCore::fill_bytes(&mut crate::rng::os_rng(), bytes.as_mut());
+        let mut bytes = Box::new(Zeroizing::new([0u8; 32]));
+        rand_core::RngCore::fill_bytes(&mut crate::rng::os_rng(), bytes.as_mut().as_mut());
         Self(bytes)
     }
 
-    /// Wraps 32 bytes the application already keeps (in a platform keystore, say).
+    /// Wraps 32 bytes the application already keeps (in a platform keystore, say). The
+    /// argument itself is a copy on the caller's stack, which the caller must wipe.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(Zeroizing::new(bytes))
+        Self(Box::new(Zeroizing::new(bytes)))
     }
 
     /// The key's bytes.
