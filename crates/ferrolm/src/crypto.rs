@@ -145,9 +145,23 @@ impl CipherKeys {
         hmac_sha256(&self.mac_key, data)
     }
 
+    /// The full HMAC-SHA-256 of the concatenation of `parts`.
+    pub(crate) fn mac_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = hmac(&self.mac_key);
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
     /// Checks `tag` (the full MAC or a truncated prefix of it) in constant time.
     pub(crate) fn verify_mac(&self, data: &[u8], tag: &[u8]) -> Result<(), CipherError> {
-        let mac = self.mac(data);
+        self.verify_mac_parts(&[data], tag)
+    }
+
+    /// As [`Self::verify_mac`], over the concatenation of `parts`.
+    pub(crate) fn verify_mac_parts(&self, parts: &[&[u8]], tag: &[u8]) -> Result<(), CipherError> {
+        let mac = self.mac_parts(parts);
         match mac.get(..tag.len()) {
             Some(expected) if !tag.is_empty() && ct_eq(expected, tag) => Ok(()),
             _ => Err(CipherError::Mac),

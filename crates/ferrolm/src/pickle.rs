@@ -2,13 +2,18 @@
 //!
 //! Two formats exist side by side:
 //!
-//! - **ferrolm's own** (`pickle` / `from_pickle`), for storing state: a versioned envelope
-//!   `version (1) ‖ kind (1) ‖ nonce (32) ‖ ciphertext ‖ HMAC-SHA-256 (32)`, unpadded base64.
-//!   A fresh random nonce salts `HKDF-SHA-256(pickle key, "ferrolm pickle v1")`, which yields
-//!   the AES-256-CBC key, the HMAC key and the IV, so no two pickles share keys or IV even
-//!   under the same pickle key. The MAC covers everything before it and is checked (in
-//!   constant time) before anything is decrypted. The kind byte stops an account pickle
-//!   being read as a session, and vice versa.
+//! - **ferrolm's own** (`pickle` / `from_pickle` in base64, `pickle_bytes` /
+//!   `from_pickle_bytes` as raw bytes), for storing state: a versioned envelope
+//!   `version (1) ‖ kind (1) ‖ nonce (32) ‖ ciphertext ‖ HMAC-SHA-256 (32)`. The version byte
+//!   is read first and selects the key derivation: a fresh random nonce salts
+//!   `HKDF-SHA-256(pickle key, "ferrolm pickle v2")`, which yields the AES-256-CBC key, the
+//!   HMAC key and the IV, so no two pickles share keys or IV even under the same pickle key.
+//!   The MAC covers the caller's *associated data* (length-prefixed; not stored) and
+//!   everything before the MAC, and is checked in constant time before anything is
+//!   decrypted: a store that passes a row's table and key as associated data detects a pickle
+//!   moved to another row. The kind byte stops an account pickle being read as a session,
+//!   and vice versa. Version 1 envelopes (`"ferrolm pickle v1"`, no associated data) are
+//!   still read.
 //! - **libolm's** (`to_libolm_pickle` / `from_libolm_pickle`), for migrating to or from
 //!   libolm or vodozemac: `HKDF(pickle key, "Pickle")` gives key, MAC key and IV, so the IV
 //!   depends only on the key. Pickle keys of any length are accepted, as libolm does.
@@ -20,6 +25,11 @@
 //! let pickle = account.pickle(&key);
 //! let restored = Account::from_pickle(&pickle, &key)?;
 //! assert_eq!(restored.identity_keys(), account.identity_keys());
+//!
+//! // Bound to where it is stored: the same bytes under another row key are refused.
+//! let stored = account.pickle_bytes(&key, b"account/row-1");
+//! assert!(Account::from_pickle_bytes(&stored, &key, b"account/row-1").is_ok());
+//! assert!(Account::from_pickle_bytes(&stored, &key, b"account/row-2").is_err());
 //! # Ok::<(), ferrolm::pickle::PickleError>(())
 //! ```
 
@@ -74,8 +84,9 @@ pub enum PickleError {
     /// The pickle is too short to hold its envelope.
     #[error("the pickle is too short")]
     TooShort,
-    /// The envelope's MAC does not match: wrong pickle key, or the pickle was altered.
-    #[error("the pickle's MAC does not match: wrong pickle key or a corrupted pickle")]
+    /// The envelope's MAC does not match: wrong pickle key, an altered pickle, or associated
+    /// data other than the pickle was sealed with.
+    #[error("the pickle's MAC does not match: wrong pickle key, other associated data or a corrupted pickle")]
     Mac,
     /// The ciphertext decrypted to invalid padding (after a valid MAC: a broken writer).
     #[error("the pickle's ciphertext has invalid padding")]
@@ -172,48 +183,107 @@ pub(crate) fn read_ed25519_public(r: &mut PickleReader<'_>) -> Result<Ed25519Pub
     Ed25519PublicKey::from_bytes(&r.array()?).map_err(|_| PickleError::Corrupted("invalid Ed25519 key"))
 }
 
-const ENVELOPE_VERSION: u8 = 1;
+/// The envelope version written today: keys from `"ferrolm pickle v2"`, associated data
+/// under the MAC.
+const ENVELOPE_VERSION: u8 = 2;
+/// The first envelope (keys from `"ferrolm pickle v1"`, no associated data): still read.
+const ENVELOPE_VERSION_1: u8 = 1;
 const NONCE_LEN: usize = 32;
 const MAC_LEN: usize = 32;
 const HEADER_LEN: usize = 2 + NONCE_LEN;
-const FERROLM_INFO: &[u8] = b"ferrolm pickle v1";
+const MIN_LEN: usize = HEADER_LEN + 16 + MAC_LEN;
 
-fn envelope_keys(key: &PickleKey, nonce: &[u8]) -> CipherKeys {
-    CipherKeys::derive_salted(nonce, key.as_bytes(), FERROLM_INFO)
+/// The HKDF info string of each envelope version. The version byte is read first and picks
+/// the derivation, so a future version can change it without being confused with this one.
+fn envelope_info(version: u8) -> Option<&'static [u8]> {
+    match version {
+        ENVELOPE_VERSION_1 => Some(INFO_V1),
+        ENVELOPE_VERSION => Some(INFO_V2),
+        _ => None,
+    }
+}
+const INFO_V1: &[u8] = b"ferrolm pickle v1";
+const INFO_V2: &[u8] = b"ferrolm pickle v2";
+
+/// The length prefix that makes `associated data ‖ envelope` unambiguous under the MAC.
+fn associated_data_len(associated_data: &[u8]) -> [u8; 8] {
+    (associated_data.len() as u64).to_be_bytes()
 }
 
-/// Encrypts `plaintext` into ferrolm's envelope and encodes it as base64.
+/// Encrypts `plaintext` into ferrolm's envelope (version 2) and encodes it as base64.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn seal(kind: PickleKind, plaintext: &[u8], key: &PickleKey, rng: &mut impl CryptoRngCore) -> String {
+    base64_encode(seal_bytes(kind, plaintext, key, &[], rng))
+}
+
+/// Encrypts `plaintext` into ferrolm's envelope (version 2), binding `associated_data` into
+/// the MAC: `version ‖ kind ‖ nonce ‖ AES-256-CBC ciphertext ‖ HMAC-SHA-256`, where the MAC
+/// covers `len(associated_data) (u64 BE) ‖ associated_data ‖ version ‖ kind ‖ nonce ‖
+/// ciphertext`. The associated data itself is not stored.
+pub(crate) fn seal_bytes(
+    kind: PickleKind,
+    plaintext: &[u8],
+    key: &PickleKey,
+    associated_data: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
-    let keys = envelope_keys(key, &nonce);
-    let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16 + MAC_LEN);
+    let keys = CipherKeys::derive_salted(&nonce, key.as_bytes(), INFO_V2);
+    let mut out = Vec::with_capacity(HEADER_LEN + crate::crypto::padded_len(plaintext.len()) + MAC_LEN);
     out.push(ENVELOPE_VERSION);
     out.push(kind as u8);
     out.extend_from_slice(&nonce);
     keys.encrypt_into(plaintext, &mut out);
-    let mac = keys.mac(&out);
+    let mac = keys.mac_parts(&[&associated_data_len(associated_data), associated_data, &out]);
     out.extend_from_slice(&mac);
-    base64_encode(out)
+    out
 }
 
-/// Checks and decrypts ferrolm's envelope.
+/// Decodes a base64 pickle and checks and decrypts ferrolm's envelope (no associated data).
+#[cfg(any(test, fuzzing))]
 pub(crate) fn open(kind: PickleKind, pickle: &str, key: &PickleKey) -> Result<Zeroizing<Vec<u8>>, PickleError> {
-    let bytes = base64_decode(pickle).map_err(|_| PickleError::Base64)?;
-    if bytes.len() < HEADER_LEN + 16 + MAC_LEN {
-        return Err(PickleError::TooShort);
-    }
+    open_bytes(kind, &decode_base64(pickle)?, key, &[])
+}
+
+/// A base64 pickle's bytes.
+pub(crate) fn decode_base64(pickle: &str) -> Result<Vec<u8>, PickleError> {
+    base64_decode(pickle).map_err(|_| PickleError::Base64)
+}
+
+/// Checks and decrypts ferrolm's envelope, version 1 or 2.
+///
+/// The version byte is read before any key is derived and selects the derivation; an unknown
+/// version is refused without touching the key. The MAC (over the associated data too, for
+/// version 2) is checked in constant time before anything is decrypted, and only then the
+/// kind byte, so a wrong key, an altered pickle and other associated data all give
+/// [`PickleError::Mac`]. Version 1 envelopes carry no associated data: opening one with
+/// non-empty associated data fails with [`PickleError::Mac`] too.
+pub(crate) fn open_bytes(
+    kind: PickleKind,
+    bytes: &[u8],
+    key: &PickleKey,
+    associated_data: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, PickleError> {
+    let (Some(&version), true) = (bytes.first(), bytes.len() >= MIN_LEN) else { return Err(PickleError::TooShort) };
+    let info = envelope_info(version).ok_or(PickleError::UnknownVersion(u32::from(version)))?;
     let (body, tag) = bytes.split_at(bytes.len() - MAC_LEN);
     let (header, ciphertext) = body.split_at(HEADER_LEN);
     let (version_and_kind, nonce) = header.split_at(2);
-    let keys = envelope_keys(key, nonce);
-    keys.verify_mac(body, tag)?;
+    let keys = CipherKeys::derive_salted(nonce, key.as_bytes(), info);
+    if version == ENVELOPE_VERSION_1 {
+        if !associated_data.is_empty() {
+            return Err(PickleError::Mac);
+        }
+        keys.verify_mac(body, tag)?;
+    } else {
+        keys.verify_mac_parts(&[&associated_data_len(associated_data), associated_data, body], tag)?;
+    }
     match version_and_kind {
-        [ENVELOPE_VERSION, k] if *k == kind as u8 => {}
-        [ENVELOPE_VERSION, k] => {
+        [_, k] if *k == kind as u8 => {}
+        [_, k] => {
             return Err(PickleError::WrongKind { expected: PickleKind::name(kind as u8), got: PickleKind::name(*k) });
         }
-        [v, _] => return Err(PickleError::UnknownVersion(u32::from(*v))),
         _ => return Err(PickleError::TooShort),
     }
     Ok(Zeroizing::new(keys.decrypt(ciphertext)?))
@@ -266,6 +336,124 @@ mod tests {
         }
         assert_eq!(open(PickleKind::Session, "AAAA", &key), Err(PickleError::TooShort));
         assert_eq!(open(PickleKind::Session, "not base64!", &key), Err(PickleError::Base64));
+    }
+
+    /// The version 1 envelope as earlier releases wrote it.
+    fn seal_v1(kind: PickleKind, plaintext: &[u8], key: &PickleKey) -> String {
+        let nonce = [7u8; NONCE_LEN];
+        let keys = CipherKeys::derive_salted(&nonce, key.as_bytes(), INFO_V1);
+        let mut out = vec![ENVELOPE_VERSION_1, kind as u8];
+        out.extend_from_slice(&nonce);
+        keys.encrypt_into(plaintext, &mut out);
+        let mac = keys.mac(&out);
+        out.extend_from_slice(&mac);
+        base64_encode(out)
+    }
+
+    #[test]
+    fn version_1_envelopes_are_still_read_but_carry_no_associated_data() {
+        let key = PickleKey::from_bytes([5; 32]);
+        let old = seal_v1(PickleKind::Session, b"old state", &key);
+        assert_eq!(open(PickleKind::Session, &old, &key).unwrap().as_slice(), b"old state");
+        let bytes = base64_decode(&old).unwrap();
+        assert_eq!(open_bytes(PickleKind::Session, &bytes, &key, b"row").unwrap_err(), PickleError::Mac);
+        // New pickles are version 2.
+        let new = seal_bytes(PickleKind::Session, b"state", &key, &[], &mut crate::rng::os_rng());
+        assert_eq!(new[0], ENVELOPE_VERSION);
+    }
+
+    #[test]
+    fn associated_data_is_bound_into_the_mac() {
+        let key = PickleKey::from_bytes([6; 32]);
+        let sealed = seal_bytes(PickleKind::Account, b"state", &key, b"accounts/1", &mut crate::rng::os_rng());
+        assert_eq!(open_bytes(PickleKind::Account, &sealed, &key, b"accounts/1").unwrap().as_slice(), b"state");
+        for other in [&b""[..], b"accounts/2", b"accounts/1\0", b"accounts/"] {
+            assert_eq!(open_bytes(PickleKind::Account, &sealed, &key, other).unwrap_err(), PickleError::Mac);
+        }
+        // The length prefix: moving a byte between the associated data and the envelope is
+        // not possible without breaking the MAC.
+        let empty = seal_bytes(PickleKind::Account, b"state", &key, &[], &mut crate::rng::os_rng());
+        assert_eq!(open_bytes(PickleKind::Account, &empty, &key, &[]).unwrap().as_slice(), b"state");
+        assert_eq!(open_bytes(PickleKind::Account, &empty, &key, &[0]).unwrap_err(), PickleError::Mac);
+    }
+
+    #[test]
+    fn the_version_is_read_before_any_key_is_derived() {
+        let key = PickleKey::from_bytes([8; 32]);
+        let mut sealed = seal_bytes(PickleKind::Account, b"state", &key, &[], &mut crate::rng::os_rng());
+        for version in [0u8, 3, 255] {
+            sealed[0] = version;
+            assert_eq!(
+                open_bytes(PickleKind::Account, &sealed, &key, &[]).unwrap_err(),
+                PickleError::UnknownVersion(u32::from(version))
+            );
+        }
+        // A known version byte with the other derivation fails the MAC.
+        sealed[0] = ENVELOPE_VERSION_1;
+        assert_eq!(open_bytes(PickleKind::Account, &sealed, &key, &[]).unwrap_err(), PickleError::Mac);
+        assert_eq!(open_bytes(PickleKind::Account, &[], &key, &[]).unwrap_err(), PickleError::TooShort);
+        assert_eq!(open_bytes(PickleKind::Account, &[2, 1, 0], &key, &[]).unwrap_err(), PickleError::TooShort);
+        assert_eq!(
+            open_bytes(PickleKind::Account, &[9; MIN_LEN], &key, &[]).unwrap_err(),
+            PickleError::UnknownVersion(9)
+        );
+    }
+
+    #[test]
+    fn every_type_pickles_to_bytes_bound_to_its_row() {
+        let key = PickleKey::from_bytes([9; 32]);
+        let account = crate::olm::Account::new();
+        let bytes = account.pickle_bytes(&key, b"a");
+        assert_eq!(
+            crate::olm::Account::from_pickle_bytes(&bytes, &key, b"a").unwrap().identity_keys(),
+            account.identity_keys()
+        );
+        assert_eq!(crate::olm::Account::from_pickle_bytes(&bytes, &key, b"b").unwrap_err(), PickleError::Mac);
+
+        let mut bob = crate::olm::Account::new();
+        bob.generate_one_time_keys(1);
+        let otk = *bob.one_time_keys().values().next().unwrap();
+        let session =
+            account.create_outbound_session(crate::olm::SessionConfig::version_2(), bob.curve25519_key(), otk).unwrap();
+        let bytes = session.pickle_bytes(&key, b"s");
+        assert_eq!(
+            crate::olm::Session::from_pickle_bytes(&bytes, &key, b"s").unwrap().session_id(),
+            session.session_id()
+        );
+        assert_eq!(crate::olm::Session::from_pickle_bytes(&bytes, &key, b"t").unwrap_err(), PickleError::Mac);
+        // An account pickle is not a session, even under the right associated data.
+        assert!(matches!(
+            crate::olm::Session::from_pickle_bytes(&account.pickle_bytes(&key, b"s"), &key, b"s"),
+            Err(PickleError::WrongKind { .. })
+        ));
+
+        let group = crate::megolm::GroupSession::new(crate::megolm::SessionConfig::version_1());
+        let bytes = group.pickle_bytes(&key, b"g");
+        let restored = crate::megolm::GroupSession::from_pickle_bytes(&bytes, &key, b"g").unwrap();
+        assert_eq!(restored.session_id(), group.session_id());
+        assert_eq!(crate::megolm::GroupSession::from_pickle_bytes(&bytes, &key, b"h").unwrap_err(), PickleError::Mac);
+
+        let inbound =
+            crate::megolm::InboundGroupSession::new(&group.session_key(), crate::megolm::SessionConfig::version_1());
+        let bytes = inbound.pickle_bytes(&key, b"i");
+        let restored = crate::megolm::InboundGroupSession::from_pickle_bytes(&bytes, &key, b"i").unwrap();
+        assert_eq!(restored.session_id(), inbound.session_id());
+        assert_eq!(
+            crate::megolm::InboundGroupSession::from_pickle_bytes(&bytes, &key, b"j").unwrap_err(),
+            PickleError::Mac
+        );
+
+        let pk = crate::pk::PkDecryption::new();
+        let bytes = pk.pickle_bytes(&key, b"p");
+        assert_eq!(
+            crate::pk::PkDecryption::from_pickle_bytes(&bytes, &key, b"p").unwrap().public_key(),
+            pk.public_key()
+        );
+        assert_eq!(crate::pk::PkDecryption::from_pickle_bytes(&bytes, &key, b"q").unwrap_err(), PickleError::Mac);
+        // The base64 form is the bytes form with empty associated data.
+        assert!(
+            crate::pk::PkDecryption::from_pickle_bytes(&base64_decode(pk.pickle(&key)).unwrap(), &key, &[]).is_ok()
+        );
     }
 
     #[test]

@@ -248,15 +248,34 @@ impl PkDecryption {
 
     /// Encrypts the key into ferrolm's pickle format.
     pub fn pickle(&self, key: &PickleKey) -> String {
+        crate::types::base64_encode(self.pickle_bytes(key, &[]))
+    }
+
+    /// Encrypts the key into ferrolm's pickle format under `key`, as raw bytes, with
+    /// `associated_data` bound into the MAC (not stored): [`Self::from_pickle_bytes`] must be
+    /// given the same associated data. A store passes the row's table and key, so that a
+    /// pickle moved to another row is refused.
+    pub fn pickle_bytes(&self, key: &PickleKey, associated_data: &[u8]) -> Vec<u8> {
         let mut w = PickleWriter::new();
         w.u8(FORMAT_VERSION);
         self.write_key_pair(&mut w);
-        crate::pickle::seal(PickleKind::PkDecryption, &w.finish(), key, &mut crate::rng::os_rng())
+        crate::pickle::seal_bytes(
+            PickleKind::PkDecryption,
+            &w.finish(),
+            key,
+            associated_data,
+            &mut crate::rng::os_rng(),
+        )
     }
 
     /// Restores a key from [`PkDecryption::pickle`]'s output.
     pub fn from_pickle(pickle: &str, key: &PickleKey) -> Result<Self, PickleError> {
-        let bytes = crate::pickle::open(PickleKind::PkDecryption, pickle, key)?;
+        Self::from_pickle_bytes(&crate::pickle::decode_base64(pickle)?, key, &[])
+    }
+
+    /// Restores a key from [`Self::pickle_bytes`]'s output, given the same associated data.
+    pub fn from_pickle_bytes(pickle: &[u8], key: &PickleKey, associated_data: &[u8]) -> Result<Self, PickleError> {
+        let bytes = crate::pickle::open_bytes(PickleKind::PkDecryption, pickle, key, associated_data)?;
         let mut r = PickleReader::new(&bytes);
         let version = r.u8()?;
         if version != FORMAT_VERSION {

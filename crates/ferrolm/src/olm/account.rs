@@ -366,12 +366,25 @@ impl Account {
 
     /// Encrypts the account into ferrolm's pickle format under `key`.
     pub fn pickle(&self, key: &PickleKey) -> String {
-        crate::pickle::seal(PickleKind::Account, &self.encode(), key, &mut crate::rng::os_rng())
+        crate::types::base64_encode(self.pickle_bytes(key, &[]))
+    }
+
+    /// Encrypts the account into ferrolm's pickle format under `key`, as raw bytes, with
+    /// `associated_data` bound into the MAC (not stored): [`Self::from_pickle_bytes`] must be
+    /// given the same associated data. A store passes the row's table and key, so that a
+    /// pickle moved to another row is refused.
+    pub fn pickle_bytes(&self, key: &PickleKey, associated_data: &[u8]) -> Vec<u8> {
+        crate::pickle::seal_bytes(PickleKind::Account, &self.encode(), key, associated_data, &mut crate::rng::os_rng())
     }
 
     /// Restores an account from [`Account::pickle`]'s output.
     pub fn from_pickle(pickle: &str, key: &PickleKey) -> Result<Self, PickleError> {
-        Self::decode(&crate::pickle::open(PickleKind::Account, pickle, key)?)
+        Self::from_pickle_bytes(&crate::pickle::decode_base64(pickle)?, key, &[])
+    }
+
+    /// Restores a account from [`Self::pickle_bytes`]'s output, given the same associated data.
+    pub fn from_pickle_bytes(pickle: &[u8], key: &PickleKey, associated_data: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(&crate::pickle::open_bytes(PickleKind::Account, pickle, key, associated_data)?)
     }
 
     /// Encrypts the account into libolm's pickle format (version 4), readable by libolm's

@@ -323,12 +323,25 @@ impl Session {
 
     /// Encrypts the session into ferrolm's pickle format under `key`.
     pub fn pickle(&self, key: &PickleKey) -> String {
-        crate::pickle::seal(PickleKind::Session, &self.encode(), key, &mut crate::rng::os_rng())
+        crate::types::base64_encode(self.pickle_bytes(key, &[]))
+    }
+
+    /// Encrypts the session into ferrolm's pickle format under `key`, as raw bytes, with
+    /// `associated_data` bound into the MAC (not stored): [`Self::from_pickle_bytes`] must be
+    /// given the same associated data. A store passes the row's table and key, so that a
+    /// pickle moved to another row is refused.
+    pub fn pickle_bytes(&self, key: &PickleKey, associated_data: &[u8]) -> Vec<u8> {
+        crate::pickle::seal_bytes(PickleKind::Session, &self.encode(), key, associated_data, &mut crate::rng::os_rng())
     }
 
     /// Restores a session from [`Session::pickle`]'s output.
     pub fn from_pickle(pickle: &str, key: &PickleKey) -> Result<Self, PickleError> {
-        Self::decode(&crate::pickle::open(PickleKind::Session, pickle, key)?)
+        Self::from_pickle_bytes(&crate::pickle::decode_base64(pickle)?, key, &[])
+    }
+
+    /// Restores a session from [`Self::pickle_bytes`]'s output, given the same associated data.
+    pub fn from_pickle_bytes(pickle: &[u8], key: &PickleKey, associated_data: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(&crate::pickle::open_bytes(PickleKind::Session, pickle, key, associated_data)?)
     }
 
     /// Encrypts the session into libolm's pickle format (version 1), readable by libolm's
