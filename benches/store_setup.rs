@@ -8,9 +8,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use ferrolm::megolm as fm;
+use ferrolm::olm as fo;
+use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
+use ferrolm_store as fs;
 use matrix_sdk_crypto::olm::{Account as SdkAccount, InboundGroupSession as SdkRoomKey, SenderData, Session};
 use matrix_sdk_crypto::store::CryptoStore;
 use matrix_sdk_crypto::store::types::{Changes, PendingChanges};
@@ -69,13 +72,21 @@ pub struct RoomKeys {
 }
 
 impl RoomKeys {
-    /// The first `count` keys of the process's key set (made on first use).
+    /// `count` keys: the first `count` of the largest set this process made so far, or a new
+    /// set (which then becomes the largest).
     pub fn generate(count: usize) -> Arc<RoomKeys> {
-        static ALL: OnceLock<Arc<RoomKeys>> = OnceLock::new();
-        let all = ALL.get_or_init(|| Arc::new(Self::make(STORE_SIZE.max(count))));
-        assert!(count <= all.keys.len(), "at most {STORE_SIZE} keys");
+        static LARGEST: Mutex<Option<Arc<RoomKeys>>> = Mutex::new(None);
+        let mut largest = LARGEST.lock().expect("not poisoned");
+        let all = match largest.as_ref() {
+            Some(all) if all.keys.len() >= count => all.clone(),
+            _ => {
+                let all = Arc::new(Self::make(count));
+                *largest = Some(all.clone());
+                all
+            }
+        };
         if count == all.keys.len() {
-            return all.clone();
+            return all;
         }
         Arc::new(RoomKeys {
             senders: all.senders.clone(),
@@ -154,13 +165,25 @@ impl RoomKeys {
             .collect()
     }
 
-    /// ferrolm's inbound group sessions for these keys.
-    pub fn ferrolm_sessions(&self) -> Vec<fm::InboundGroupSession> {
+    /// ferrolm-store's room-key records for these keys, as the machine makes them from an
+    /// `m.room_key`.
+    pub fn ferrolm_records(&self) -> Vec<fs::InboundGroupSessionRecord> {
         self.keys
             .iter()
             .map(|k| {
+                let sender = &self.senders[k.sender];
                 let key = fm::SessionKey::from_bytes(&k.session_key).expect("a session key");
-                fm::InboundGroupSession::new(&key, fm::SessionConfig::version_1())
+                fs::InboundGroupSessionRecord {
+                    room_id: fs::RoomId::new(k.room_id.as_str()),
+                    session: fm::InboundGroupSession::new(&key, fm::SessionConfig::version_1()),
+                    sender_key: Curve25519PublicKey::from_bytes(sender.curve25519.to_bytes()),
+                    claimed_signing_key: Some(
+                        Ed25519PublicKey::from_bytes(sender.ed25519.as_bytes()).expect("an Ed25519 key"),
+                    ),
+                    source: fs::RoomKeySource::Direct,
+                    backed_up: false,
+                    shared_history: false,
+                }
             })
             .collect()
     }
@@ -239,7 +262,10 @@ pub fn record_size(implementation: &str, bytes: u64, keys: usize) {
     if let Some(target) = target {
         let dir = target.join("criterion").join("store_file_size");
         let json = format!(r#"{{"bytes":{bytes},"room_keys":{keys}}}"#);
-        if std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(format!("{implementation}.json")), json)).is_err() {
+        if std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join(format!("{implementation}.json")), json))
+            .is_err()
+        {
             eprintln!("could not record the file size in {}", dir.display());
         }
     }
@@ -250,6 +276,116 @@ pub fn record_size(implementation: &str, bytes: u64, keys: usize) {
 /// per benchmark, outside the timing.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().build().expect("a tokio runtime")
+}
+
+/// ferrolm-store's SQLite store, with the calls ferrolm's machine makes.
+pub struct Ferrolm {
+    /// The store.
+    pub store: fs::SqliteStore,
+}
+
+/// The file name of the ferrolm store in its folder.
+pub const FERROLM_FILE: &str = "ferrolm.sqlite3";
+
+impl Ferrolm {
+    /// Opens the store in `dir` with [`STORE_KEY`].
+    pub fn open(dir: &Path) -> Ferrolm {
+        let store = fs::SqliteStore::open_file(dir.join(FERROLM_FILE), &fs::StoreSecret::key(STORE_KEY));
+        Ferrolm { store: store.expect("the store opens") }
+    }
+
+    /// A new store holding our account.
+    pub fn create(dir: &Path) -> Ferrolm {
+        let secret = fs::StoreSecret::key(STORE_KEY);
+        let mut store =
+            fs::SqliteStore::create_file(dir.join(FERROLM_FILE), &secret, fs::KdfParams::default()).expect("created");
+        let changes = fs::Changes {
+            account: Some(fs::AccountRecord {
+                user_id: fs::UserId::new(USER_ID),
+                device_id: fs::DeviceId::new(DEVICE_ID),
+                account: fo::Account::new(),
+                device_keys_uploaded: true,
+            }),
+            ..fs::Changes::default()
+        };
+        store.save_changes(&changes).expect("saved");
+        Ferrolm { store }
+    }
+
+    /// A new store holding our account and `keys`, saved [`SAVE_BATCH`] at a time.
+    pub fn create_filled(dir: &Path, keys: &RoomKeys) -> Ferrolm {
+        let mut ours = Self::create(dir);
+        let mut records = keys.ferrolm_records();
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(SAVE_BATCH));
+            ours.save_room_keys(&room_key_changes(records));
+            records = rest;
+        }
+        ours
+    }
+
+    /// Saves a change set (of room keys).
+    pub fn save_room_keys(&mut self, changes: &fs::Changes) {
+        self.store.save_changes(changes).expect("saved");
+    }
+
+    /// Reads one room key, as decrypting a room event does.
+    pub fn room_key(&self, room_id: &fs::RoomId, session_id: &str) -> fs::InboundGroupSessionRecord {
+        self.store.inbound_group_session(room_id, session_id).expect("read").expect("the key is there")
+    }
+
+    /// Loads our account, as a client does right after opening.
+    pub fn account(&self) -> fs::AccountRecord {
+        self.store.account().expect("read").expect("the account is there")
+    }
+
+    /// An established Olm session of our account with a peer (it has sent and received), the
+    /// session saved.
+    pub fn olm_session(&mut self) -> fs::OlmSessionRecord {
+        let ours = self.account().account;
+        let mut peer = fo::Account::new();
+        peer.generate_one_time_keys(1);
+        let otk = *peer.one_time_keys().values().next().expect("one key");
+        let mut session = ours
+            .create_outbound_session(fo::SessionConfig::version_1(), peer.curve25519_key(), otk)
+            .expect("a session");
+        let fo::OlmMessage::PreKey(first) = session.encrypt(b"hello") else {
+            unreachable!("the first message is a pre-key message")
+        };
+        let mut theirs = peer.create_inbound_session(ours.curve25519_key(), &first).expect("decrypts").session;
+        session.decrypt(&theirs.encrypt(b"reply")).expect("decrypts");
+        let record = fs::OlmSessionRecord {
+            sender_key: peer.curve25519_key(),
+            session,
+            created_ms: 1_700_000_000_000,
+            last_use_ms: 1_700_000_000_000,
+            last_decrypt_ms: Some(1_700_000_000_000),
+        };
+        self.save_olm_session(&olm_session_changes(record.clone()));
+        record
+    }
+
+    /// Saves one change set (holding one Olm session).
+    pub fn save_olm_session(&mut self, changes: &fs::Changes) {
+        self.store.save_changes(changes).expect("saved");
+    }
+}
+
+/// A change set of room keys.
+pub fn room_key_changes(records: Vec<fs::InboundGroupSessionRecord>) -> fs::Changes {
+    fs::Changes { inbound_group_sessions: records, ..fs::Changes::default() }
+}
+
+/// A change set of one Olm session.
+pub fn olm_session_changes(record: fs::OlmSessionRecord) -> fs::Changes {
+    fs::Changes { olm_sessions: vec![record], ..fs::Changes::default() }
+}
+
+/// Moves a ferrolm Olm session forward by one encrypted message (untimed set-up of the
+/// save-session benchmark) and returns the change set that saves it.
+pub fn ferrolm_advance(record: &mut fs::OlmSessionRecord) -> fs::Changes {
+    drop(record.session.encrypt(b"a to-device message"));
+    olm_session_changes(record.clone())
 }
 
 /// matrix-sdk-sqlite's crypto store, with the calls its `OlmMachine` makes.
@@ -284,7 +420,10 @@ impl Sdk {
 
     /// Saves room keys in one change set.
     pub async fn save_room_keys(&self, sessions: Vec<SdkRoomKey>) {
-        self.store.save_changes(Changes { inbound_group_sessions: sessions, ..Changes::default() }).await.expect("saved");
+        self.store
+            .save_changes(Changes { inbound_group_sessions: sessions, ..Changes::default() })
+            .await
+            .expect("saved");
     }
 
     /// Reads one room key, as decrypting a room event does.
