@@ -561,6 +561,21 @@ impl<B: Backend> Store<B> {
         }
     }
 
+    fn get_if<R: Record>(&self, key: &[u8], belongs: impl Fn(&R) -> bool) -> Result<Option<R>> {
+        match self.backend.get(R::TABLE, key)? {
+            Some(value) => Ok(Some(records::open_record_if(&self.cipher, key, &value, belongs)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_if<R: Record>(&self, prefix: &[u8], belongs: impl Fn(&R) -> bool) -> Result<Vec<R>> {
+        self.backend
+            .scan(R::TABLE, prefix, None, usize::MAX)?
+            .into_iter()
+            .map(|(key, value)| records::open_record_if(&self.cipher, &key, &value, &belongs))
+            .collect()
+    }
+
     fn scan<R: Record>(&self, prefix: &[u8]) -> Result<Vec<R>> {
         self.backend
             .scan(R::TABLE, prefix, None, usize::MAX)?
@@ -576,12 +591,14 @@ impl<B: Backend> Store<B> {
 
     /// One Olm session.
     pub fn olm_session(&self, sender_key: &Curve25519PublicKey, session_id: &str) -> Result<Option<OlmSessionRecord>> {
-        self.get(&self.keys().olm_session(sender_key, session_id))
+        self.get_if(&self.keys().olm_session(sender_key, session_id), |r: &OlmSessionRecord| {
+            r.sender_key == *sender_key && r.session_id() == session_id
+        })
     }
 
     /// Every Olm session with the device of this Curve25519 key.
     pub fn olm_sessions(&self, sender_key: &Curve25519PublicKey) -> Result<Vec<OlmSessionRecord>> {
-        self.scan(&self.keys().sender(sender_key))
+        self.scan_if(&self.keys().sender(sender_key), |r: &OlmSessionRecord| r.sender_key == *sender_key)
     }
 
     /// One room key.
@@ -590,12 +607,19 @@ impl<B: Backend> Store<B> {
         room_id: &RoomId,
         session_id: &str,
     ) -> Result<Option<InboundGroupSessionRecord>> {
-        self.get(&self.keys().room_session(room_id, session_id))
+        self.get_if(&self.keys().room_session(room_id, session_id), |r: &InboundGroupSessionRecord| {
+            r.room_id == *room_id && r.session_id() == session_id
+        })
     }
 
     /// Every room key of a room.
     pub fn inbound_group_sessions_in_room(&self, room_id: &RoomId) -> Result<Vec<InboundGroupSessionRecord>> {
-        self.scan(&self.keys().room(room_id))
+        self.scan_if(&self.keys().room(room_id), |r: &InboundGroupSessionRecord| r.room_id == *room_id)
+    }
+
+    /// Every room key of every room (for key export and `inspect`; loads them all).
+    pub fn all_inbound_group_sessions(&self) -> Result<Vec<InboundGroupSessionRecord>> {
+        self.scan(&[])
     }
 
     /// Up to `limit` room keys not yet backed up. Marking them backed up (saving them with
@@ -640,6 +664,21 @@ impl<B: Backend> Store<B> {
     /// Every device of a user (deleted ones too; see [`DeviceRecord::deleted`]).
     pub fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceRecord>> {
         self.scan(&self.keys().user(user_id))
+    }
+
+    /// Every device of every user (for `inspect`).
+    pub fn all_devices(&self) -> Result<Vec<DeviceRecord>> {
+        self.scan(&[])
+    }
+
+    /// Every Olm session with every device (for `inspect`).
+    pub fn all_olm_sessions(&self) -> Result<Vec<OlmSessionRecord>> {
+        self.scan(&[])
+    }
+
+    /// Every cross-signing identity (for `inspect`).
+    pub fn all_identities(&self) -> Result<Vec<IdentityRecord>> {
+        self.scan(&[])
     }
 
     /// A user's cross-signing identity.
