@@ -4,7 +4,7 @@
 //! public identity keys, devices per user, room keys per room with their first known
 //! indices, the schema version and the lease holder.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -185,41 +185,32 @@ fn source(source: RoomKeySource) -> &'static str {
     }
 }
 
-/// Every room key `inspect` can reach, by room. The store API has no listing of all room
-/// keys yet (requested): the keys not yet backed up come from the backup queue, and every
-/// key of each room found that way from that room's listing. Returns the rooms and how many
-/// keys (all backed up, in other rooms) could not be listed.
+/// Every room key, by room.
 fn room_keys<B: ferrolm_store::Backend>(
     store: &ferrolm_store::Store<B>,
-) -> Result<(BTreeMap<RoomId, Vec<InboundGroupSessionRecord>>, u64), StoreError> {
+) -> Result<BTreeMap<RoomId, Vec<InboundGroupSessionRecord>>, StoreError> {
     let mut rooms: BTreeMap<RoomId, Vec<InboundGroupSessionRecord>> = BTreeMap::new();
-    for key in store.inbound_group_sessions_to_back_up(usize::MAX)? {
-        if !rooms.contains_key(&key.room_id) {
-            let all = store.inbound_group_sessions_in_room(&key.room_id)?;
-            rooms.insert(key.room_id.clone(), all);
-        }
+    for key in store.all_inbound_group_sessions()? {
+        rooms.entry(key.room_id.clone()).or_default().push(key);
     }
-    let listed = rooms.values().map(|keys| keys.len() as u64).sum::<u64>();
-    let total = store.room_key_counts()?.total;
-    Ok((rooms, total.saturating_sub(listed)))
+    for keys in rooms.values_mut() {
+        keys.sort_by_key(|k| (k.first_known_index(), k.session_id()));
+    }
+    Ok(rooms)
 }
 
-/// Devices per user for the users `inspect` can reach: the account's own user and every
-/// tracked user (the store API has no listing of all devices yet; requested).
+/// Every device, by user.
 fn devices<B: ferrolm_store::Backend>(
     store: &ferrolm_store::Store<B>,
-    own_user: Option<&UserId>,
 ) -> Result<BTreeMap<UserId, Vec<DeviceRecord>>, StoreError> {
-    let mut users: BTreeSet<UserId> = store.tracked_users()?.into_iter().map(|t| t.user_id).collect();
-    users.extend(own_user.cloned());
-    let mut out = BTreeMap::new();
-    for user in users {
-        let devices = store.devices(&user)?;
-        if !devices.is_empty() {
-            out.insert(user, devices);
-        }
+    let mut users: BTreeMap<UserId, Vec<DeviceRecord>> = BTreeMap::new();
+    for device in store.all_devices()? {
+        users.entry(device.user_id.clone()).or_default().push(device);
     }
-    Ok(out)
+    for devices in users.values_mut() {
+        devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    }
+    Ok(users)
 }
 
 /// The report `inspect` prints: public information only.
@@ -275,7 +266,7 @@ pub(crate) fn summarize<B: ferrolm_store::Backend>(store: &ferrolm_store::Store<
         }
     }
 
-    let devices = devices(store, account.as_ref().map(|a| &a.user_id))?;
+    let devices = devices(store)?;
     let _ = writeln!(out, "devices: {} users", devices.len());
     for (user, list) in &devices {
         let _ = writeln!(out, "  {user}: {} devices", list.len());
@@ -294,7 +285,7 @@ pub(crate) fn summarize<B: ferrolm_store::Backend>(store: &ferrolm_store::Store<
     }
 
     let counts = store.room_key_counts()?;
-    let (rooms, unlisted) = room_keys(store)?;
+    let rooms = room_keys(store)?;
     let _ = writeln!(out, "room keys: {} ({} backed up)", counts.total, counts.backed_up);
     for (room, keys) in &rooms {
         let _ = writeln!(out, "  {room}: {} keys", keys.len());
@@ -310,9 +301,6 @@ pub(crate) fn summarize<B: ferrolm_store::Backend>(store: &ferrolm_store::Store<
                 if key.shared_history { ", shared history" } else { "" }
             );
         }
-    }
-    if unlisted > 0 {
-        let _ = writeln!(out, "  ({unlisted} backed-up keys in other rooms are not listed)");
     }
     Ok(out)
 }

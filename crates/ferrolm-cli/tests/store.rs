@@ -144,6 +144,16 @@ fn make_store(path: &Path) -> Made {
                 local_trust: LocalTrust::Verified,
                 deleted: false,
             })
+            // A device of a user no longer tracked, deleted from the server's list.
+            .chain(std::iter::once(DeviceRecord {
+                user_id: UserId::new("@carol:example.org"),
+                device_id: DeviceId::new("CAROLOLD"),
+                device_keys: b"{}".to_vec(),
+                curve25519_key: None,
+                ed25519_key: None,
+                local_trust: LocalTrust::Blacklisted,
+                deleted: true,
+            }))
             .collect(),
         tracked_users: vec![TrackedUser { user_id: UserId::new("@bob:example.org"), dirty: false }],
         backup: Some(BackupRecord {
@@ -210,7 +220,7 @@ fn inspect_prints_the_public_contents_and_no_secret() {
         ("olm_sessions", 1),
         ("inbound_group_sessions", 5),
         ("backup_queue", 3),
-        ("devices", 2),
+        ("devices", 3),
         ("tracked_users", 1),
         ("secrets_inbox", 1),
         ("outbound_group_sessions", 0),
@@ -218,7 +228,13 @@ fn inspect_prints_the_public_contents_and_no_secret() {
         assert!(out.contains(&format!("\n  {table}: {count}\n")), "{table}: {count} in {out}");
     }
     assert!(!out.contains("  meta:"), "{out}");
-    assert!(out.contains("devices: 1 users\n  @bob:example.org: 2 devices\n"), "{out}");
+    assert!(out.contains("devices: 2 users\n  @bob:example.org: 2 devices\n"), "{out}");
+    assert!(
+        out.contains(
+            "  @carol:example.org: 1 devices\n    CAROLOLD  curve25519 -  ed25519 -  trust blacklisted  (deleted)\n"
+        ),
+        "{out}"
+    );
     for (id, curve) in &made.bob_devices {
         assert!(out.contains(&format!("    {id}  curve25519 {curve}  ed25519 ")), "{id} in {out}");
     }
@@ -226,18 +242,21 @@ fn inspect_prints_the_public_contents_and_no_secret() {
     assert!(out.contains("room keys: 5 (2 backed up)\n"), "{out}");
     assert!(out.contains("  !alpha:example.org: 3 keys\n"), "{out}");
     assert!(out.contains("  !beta:example.org: 1 keys\n"), "{out}");
-    for (room, session_id, index, backed_up) in &made.room_keys {
-        if room == "!gamma:example.org" {
-            // All its keys are backed up: the store cannot list it yet (see the requests).
-            assert!(!out.contains(session_id.as_str()), "{out}");
-            continue;
-        }
+    assert!(out.contains("  !gamma:example.org: 1 keys\n"), "{out}");
+    for (_, session_id, index, backed_up) in &made.room_keys {
         let line =
             out.lines().find(|l| l.contains(session_id.as_str())).unwrap_or_else(|| panic!("{session_id} in {out}"));
         assert!(line.contains(&format!("first known index {index} ")), "{line}");
         assert_eq!(line.contains("backed up"), *backed_up, "{line}");
     }
-    assert!(out.contains("(1 backed-up keys in other rooms are not listed)"), "{out}");
+    // Keys are listed under their own room.
+    let room_of = |session_id: &str| {
+        let at = out.find(session_id).unwrap();
+        out[..at].lines().rfind(|l| l.starts_with("  !")).unwrap().to_owned()
+    };
+    for (room, session_id, _, _) in &made.room_keys {
+        assert!(room_of(session_id).starts_with(&format!("  {room}: ")), "{session_id} under {room} in {out}");
+    }
     assert_no_secret(&made, &output);
 }
 
