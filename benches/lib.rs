@@ -113,3 +113,9 @@ impl Backup {
         }
     }
 }
+
+/// Set-up for the store benchmarks: the same room keys and Olm sessions for ferrolm-store and
+/// matrix-sdk-sqlite.
+#[path = "store_setup.rs"]
+#[allow(clippy::indexing_slicing)] // indices come from the set-up itself
+pub mod store;
