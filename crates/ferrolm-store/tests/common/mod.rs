@@ -217,14 +217,14 @@ pub fn everything() -> Everything {
     changes.inbound_group_sessions.push(igs);
     changes.outbound_shares.push(OutboundShare {
         room_id: room("cats"),
-        session_id: group.session_id(),
+        session_id: group.session_id().to_base64(),
         user_id: alice_id.clone(),
         device_id: DeviceId::from("ALICEDEVICE"),
         state: ShareState::Shared { message_index: 3 },
     });
     changes.outbound_shares.push(OutboundShare {
         room_id: room("cats"),
-        session_id: group.session_id(),
+        session_id: group.session_id().to_base64(),
         user_id: user("mallory"),
         device_id: DeviceId::from("EVIL"),
         state: ShareState::Withheld { code: "m.blacklisted".into() },

@@ -5,7 +5,7 @@ use zeroize::Zeroizing;
 
 use super::message::MegolmMessage;
 use super::ratchet::{RATCHET_LENGTH, Ratchet};
-use super::{SessionConfig, SessionKey};
+use super::{SessionConfig, SessionId, SessionKey};
 use crate::codec::{PickleReader, PickleWriter};
 use crate::crypto::CipherKeys;
 use crate::pickle::{
@@ -31,7 +31,8 @@ pub(crate) const MEGOLM_KEYS_INFO: &[u8] = b"MEGOLM_KEYS";
 /// ```
 #[derive(Clone)]
 pub struct GroupSession {
-    ratchet: Ratchet,
+    // Boxed, so that moving the session does not leave copies of the ratchet behind.
+    ratchet: Box<Ratchet>,
     signing_key: Ed25519Keypair,
     config: SessionConfig,
 }
@@ -58,12 +59,16 @@ impl GroupSession {
         for (to, from) in ratchet.iter_mut().chain(seed.iter_mut()).zip(random.iter()) {
             *to = *from;
         }
-        Self { ratchet: Ratchet::from_bytes(&ratchet, 0), signing_key: Ed25519Keypair::from_seed(&seed), config }
+        Self {
+            ratchet: Box::new(Ratchet::from_bytes(&ratchet, 0)),
+            signing_key: Ed25519Keypair::from_seed(&seed),
+            config,
+        }
     }
 
-    /// The session id: the signing key in base64.
-    pub fn session_id(&self) -> String {
-        self.signing_key.public_key().to_base64()
+    /// The session id: the signing key.
+    pub fn session_id(&self) -> SessionId {
+        SessionId::from(self.signing_key.public_key())
     }
 
     /// The index the next message will have.
@@ -188,9 +193,9 @@ pub(crate) fn write_ratchet(w: &mut PickleWriter, ratchet: &Ratchet) {
     w.u32(ratchet.index());
 }
 
-pub(crate) fn read_ratchet(r: &mut PickleReader<'_>) -> Result<Ratchet, PickleError> {
+pub(crate) fn read_ratchet(r: &mut PickleReader<'_>) -> Result<Box<Ratchet>, PickleError> {
     let bytes = r.secret::<RATCHET_LENGTH>()?;
-    Ok(Ratchet::from_bytes(&bytes, r.u32()?))
+    Ok(Box::new(Ratchet::from_bytes(&bytes, r.u32()?)))
 }
 
 impl core::fmt::Debug for GroupSession {
