@@ -116,18 +116,22 @@ impl GroupSession {
     /// given the same associated data. A store passes the row's table and key, so that a
     /// pickle moved to another row is refused.
     pub fn pickle_bytes(&self, key: &PickleKey, associated_data: &[u8]) -> Vec<u8> {
+        crate::pickle::seal_bytes(
+            PickleKind::GroupSession,
+            &self.encode(),
+            key,
+            associated_data,
+            &mut crate::rng::os_rng(),
+        )
+    }
+
+    fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut w = PickleWriter::new();
         w.u8(FORMAT_VERSION);
         w.u8(self.config.version());
         write_ratchet(&mut w, &self.ratchet);
         write_ed25519(&mut w, &self.signing_key);
-        crate::pickle::seal_bytes(
-            PickleKind::GroupSession,
-            &w.finish(),
-            key,
-            associated_data,
-            &mut crate::rng::os_rng(),
-        )
+        w.finish()
     }
 
     /// Restores a session from [`GroupSession::pickle`]'s output.
@@ -137,8 +141,11 @@ impl GroupSession {
 
     /// Restores a session from [`Self::pickle_bytes`]'s output, given the same associated data.
     pub fn from_pickle_bytes(pickle: &[u8], key: &PickleKey, associated_data: &[u8]) -> Result<Self, PickleError> {
-        let bytes = crate::pickle::open_bytes(PickleKind::GroupSession, pickle, key, associated_data)?;
-        let mut r = PickleReader::new(&bytes);
+        Self::decode(&crate::pickle::open_bytes(PickleKind::GroupSession, pickle, key, associated_data)?)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, PickleError> {
+        let mut r = PickleReader::new(bytes);
         let version = r.u8()?;
         if version != FORMAT_VERSION {
             return Err(PickleError::UnknownVersion(u32::from(version)));
@@ -150,6 +157,20 @@ impl GroupSession {
             return Err(PickleError::Corrupted("trailing bytes"));
         }
         Ok(Self { ratchet, signing_key, config })
+    }
+
+    /// The session's state, unencrypted, for a store that encrypts at rest itself (ferrolm-store
+    /// seals it with XChaCha20-Poly1305, bound to its row). **Secret**: never write it anywhere
+    /// unencrypted; use [`Self::pickle_bytes`] when in doubt. Zeroized on drop.
+    pub fn to_unencrypted_state(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        crate::pickle::state_bytes(PickleKind::GroupSession, &self.encode())
+    }
+
+    /// Restores a session from [`Self::to_unencrypted_state`]'s output. The input must come from
+    /// an authenticated source (a store's AEAD): it is decoded as ferrolm's own pickle contents,
+    /// checked for well-formedness but not for having been written by ferrolm.
+    pub fn from_unencrypted_state(state: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(crate::pickle::open_state(PickleKind::GroupSession, state)?)
     }
 
     /// Encrypts the session into libolm's outbound group session pickle (version 1).

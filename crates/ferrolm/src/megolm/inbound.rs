@@ -312,6 +312,16 @@ impl InboundGroupSession {
     /// given the same associated data. A store passes the row's table and key, so that a
     /// pickle moved to another row is refused.
     pub fn pickle_bytes(&self, key: &PickleKey, associated_data: &[u8]) -> Vec<u8> {
+        crate::pickle::seal_bytes(
+            PickleKind::InboundGroupSession,
+            &self.encode(),
+            key,
+            associated_data,
+            &mut crate::rng::os_rng(),
+        )
+    }
+
+    fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut w = PickleWriter::new();
         w.u8(FORMAT_VERSION);
         w.u8(self.config.version());
@@ -319,13 +329,7 @@ impl InboundGroupSession {
         write_ratchet(&mut w, &self.latest);
         w.bytes(self.signing_key.as_bytes());
         w.bool(self.verified);
-        crate::pickle::seal_bytes(
-            PickleKind::InboundGroupSession,
-            &w.finish(),
-            key,
-            associated_data,
-            &mut crate::rng::os_rng(),
-        )
+        w.finish()
     }
 
     /// Restores a session from [`InboundGroupSession::pickle`]'s output.
@@ -335,14 +339,31 @@ impl InboundGroupSession {
 
     /// Restores a session from [`Self::pickle_bytes`]'s output, given the same associated data.
     pub fn from_pickle_bytes(pickle: &[u8], key: &PickleKey, associated_data: &[u8]) -> Result<Self, PickleError> {
-        let bytes = crate::pickle::open_bytes(PickleKind::InboundGroupSession, pickle, key, associated_data)?;
-        let mut r = PickleReader::new(&bytes);
+        Self::decode(&crate::pickle::open_bytes(PickleKind::InboundGroupSession, pickle, key, associated_data)?)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, PickleError> {
+        let mut r = PickleReader::new(bytes);
         let version = r.u8()?;
         if version != FORMAT_VERSION {
             return Err(PickleError::UnknownVersion(u32::from(version)));
         }
         let config = SessionConfig::from_version(r.u8()?).ok_or(PickleError::Corrupted("unknown session config"))?;
         Self::read_body(&mut r, config, true)
+    }
+
+    /// The session's state, unencrypted, for a store that encrypts at rest itself (ferrolm-store
+    /// seals it with XChaCha20-Poly1305, bound to its row). **Secret**: never write it anywhere
+    /// unencrypted; use [`Self::pickle_bytes`] when in doubt. Zeroized on drop.
+    pub fn to_unencrypted_state(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        crate::pickle::state_bytes(PickleKind::InboundGroupSession, &self.encode())
+    }
+
+    /// Restores a session from [`Self::to_unencrypted_state`]'s output. The input must come from
+    /// an authenticated source (a store's AEAD): it is decoded as ferrolm's own pickle contents,
+    /// checked for well-formedness but not for having been written by ferrolm.
+    pub fn from_unencrypted_state(state: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(crate::pickle::open_state(PickleKind::InboundGroupSession, state)?)
     }
 
     /// Encrypts the session into libolm's inbound group session pickle (version 2).
