@@ -208,7 +208,7 @@ fn inspect_prints_the_public_contents_and_no_secret() {
     let out = stdout(&output);
     assert!(output.status.success(), "{}", stderr(&output));
 
-    assert!(out.contains("schema version: 1\n"), "{out}");
+    assert!(out.contains(&format!("schema version: {}\n", ferrolm_store::SCHEMA_VERSION)), "{out}");
     assert!(out.contains("generation: 1\n"), "{out}");
     assert!(out.contains("store key wrapped by: passphrase (Argon2id, 256 KiB, 1 passes, 1 lanes)"), "{out}");
     assert!(out.contains("lease: expired by `main-app` until 2000 ms"), "{out}");
