@@ -1,0 +1,139 @@
+//! Schema versions and migrations.
+//!
+//! The schema version is the row `schema_version` of the [`Meta`](crate::Table::Meta) table
+//! (the version table of every back end). A store older than [`SCHEMA_VERSION`] is migrated
+//! when opened, one version at a time: each step reads what it needs, returns the writes that
+//! bring the data to the next version, and commits them in one transaction together with the
+//! new version number and a generation bump, conditioned on the version and generation it
+//! started from. A step that fails leaves the store at the version before it. Migrations
+//! rewrite records into their new form; they never drop data they cannot read (they fail).
+//!
+//! Version 1 is the first schema; there is no migration yet. The SQLite back end keeps its
+//! table layout's version in `PRAGMA user_version` and refuses a newer layout the same way.
+
+use crate::backend::{Backend, Batch, CommitError, Condition, Op, Table};
+use crate::cipher::StoreCipher;
+use crate::error::{Result, StoreError};
+#[cfg(doc)]
+use crate::store::SCHEMA_VERSION;
+use crate::store::{meta, put, read_generation};
+
+/// One migration step, from version `from` to `from + 1`.
+pub(crate) struct Migration {
+    /// The version it starts from.
+    pub(crate) from: u32,
+    /// The writes that bring the data to version `from + 1`.
+    pub(crate) run: fn(&dyn Backend, &StoreCipher) -> Result<Vec<Op>>,
+}
+
+/// Every migration of the store's history, in order.
+pub(crate) const MIGRATIONS: &[Migration] = &[];
+
+/// Brings a store from version `from` to `to`, one committed step at a time.
+pub(crate) fn run<B: Backend>(
+    backend: &mut B,
+    cipher: &StoreCipher,
+    migrations: &[Migration],
+    from: u32,
+    to: u32,
+) -> Result<()> {
+    let mut version = from;
+    while version < to {
+        let step = migrations
+            .iter()
+            .find(|m| m.from == version)
+            .ok_or(StoreError::MalformedMeta("no migration from the store's schema version"))?;
+        let generation = read_generation(backend)?;
+        let mut ops = (step.run)(&*backend, cipher)?;
+        let next = version + 1;
+        ops.push(put(Table::Meta, meta::SCHEMA_VERSION, next.to_le_bytes().to_vec()));
+        ops.push(put(Table::Meta, meta::GENERATION, (generation + 1).to_le_bytes().to_vec()));
+        let batch = Batch {
+            conditions: vec![
+                Condition {
+                    table: Table::Meta,
+                    key: meta::SCHEMA_VERSION.to_vec(),
+                    expected: Some(version.to_le_bytes().to_vec()),
+                },
+                Condition {
+                    table: Table::Meta,
+                    key: meta::GENERATION.to_vec(),
+                    expected: Some(generation.to_le_bytes().to_vec()),
+                },
+            ],
+            ops,
+        };
+        match backend.commit(&batch) {
+            Ok(()) => version = next,
+            Err(CommitError::ConditionFailed(_)) => {
+                return Err(StoreError::StaleGeneration { seen: generation, found: read_generation(backend)? });
+            }
+            Err(CommitError::Backend(e)) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Keys, TrackedUser, UserId};
+    use crate::{Changes, KdfParams, MemoryBackend, Store, StoreSecret};
+
+    /// A made-up step 1 → 2: marks every tracked user dirty (re-encoding each record).
+    fn mark_all_dirty(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
+        let mut ops = Vec::new();
+        for (key, value) in backend.scan(Table::TrackedUsers, &[], None, usize::MAX)? {
+            let mut user: TrackedUser = crate::records::open_record(cipher, &key, &value)?;
+            user.dirty = true;
+            let key = crate::records::Record::key(&user, &Keys(cipher));
+            let value = crate::records::seal_record(cipher, &key, &user)?;
+            ops.push(Op::Put { table: Table::TrackedUsers, key, value });
+        }
+        Ok(ops)
+    }
+
+    fn failing(_: &dyn Backend, _: &StoreCipher) -> Result<Vec<Op>> {
+        Err(StoreError::InvalidRecord("this migration fails"))
+    }
+
+    fn store_at_v1() -> (MemoryBackend, StoreSecret) {
+        let backend = MemoryBackend::new();
+        let secret = StoreSecret::key([3; 32]);
+        let mut store = Store::create(backend.clone(), &secret, KdfParams::default()).unwrap();
+        let mut changes = Changes::default();
+        for name in ["@a:x", "@b:x"] {
+            changes.tracked_users.push(TrackedUser { user_id: UserId::from(name), dirty: false });
+        }
+        store.save_changes(&changes).unwrap();
+        (backend, secret)
+    }
+
+    #[test]
+    fn a_step_migrates_records_and_the_version_together() {
+        let (backend, secret) = store_at_v1();
+        let steps = [Migration { from: 1, run: mark_all_dirty }];
+        let store = Store::open_with_migrations(backend.clone(), &secret, &steps, 2).unwrap();
+        assert_eq!(store.info().unwrap().schema_version, 2);
+        assert_eq!(store.generation(), 2, "the migration bumped the generation");
+        assert!(store.tracked_users().unwrap().iter().all(|u| u.dirty));
+        // Opening at version 2 again runs nothing; a library that knows only version 1 refuses.
+        Store::open_with_migrations(backend.clone(), &secret, &steps, 2).unwrap();
+        assert_eq!(Store::open(backend, &secret).unwrap_err(), StoreError::NewerSchema { found: 2, supported: 1 });
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_store_as_it_was() {
+        let (backend, secret) = store_at_v1();
+        let before = backend.rows(Table::TrackedUsers);
+        let steps = [Migration { from: 1, run: failing }];
+        let error = Store::open_with_migrations(backend.clone(), &secret, &steps, 2).unwrap_err();
+        assert_eq!(error, StoreError::InvalidRecord("this migration fails"));
+        assert_eq!(backend.rows(Table::TrackedUsers), before);
+        let store = Store::open(backend.clone(), &secret).unwrap();
+        assert_eq!(store.info().unwrap().schema_version, 1);
+        // A missing step is an error too, not a silent skip.
+        let error = Store::open_with_migrations(backend, &secret, &[], 2).unwrap_err();
+        assert!(matches!(error, StoreError::MalformedMeta(_)));
+    }
+}
