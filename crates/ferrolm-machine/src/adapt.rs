@@ -2,11 +2,12 @@
 //! types. The core and the store change on their own branches; when they do, this is the
 //! file that follows.
 
-use ferrolm::olm::Session;
+use ferrolm::olm::{Session, SessionCreationError};
 use ferrolm_store::{DeviceId, UserId};
 use ruma::{OwnedDeviceId, OwnedUserId};
 
 use crate::error::MachineError;
+use crate::olm_channel::SessionCreationFailure;
 
 /// A ruma user id as the store keeps it.
 pub(crate) fn user_to_store(user: &ruma::UserId) -> UserId {
@@ -31,4 +32,14 @@ pub(crate) fn device_from_store(device: &DeviceId) -> OwnedDeviceId {
 /// An Olm session's id, as the store keys it.
 pub(crate) fn olm_session_id(session: &Session) -> String {
     session.session_id()
+}
+
+/// The core's session creation error, as the machine reports it.
+pub(crate) fn session_creation_failure(error: &SessionCreationError) -> SessionCreationFailure {
+    match error {
+        SessionCreationError::MismatchedIdentityKey { .. } => SessionCreationFailure::MismatchedIdentityKey,
+        SessionCreationError::MissingOneTimeKey(_) => SessionCreationFailure::MissingOneTimeKey,
+        SessionCreationError::NonContributoryKey => SessionCreationFailure::NonContributoryKey,
+        SessionCreationError::Decryption(_) => SessionCreationFailure::Decryption,
+    }
 }

@@ -20,7 +20,8 @@ pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;
 pub use machine::{OlmMachine, ToDeviceEncryption};
 pub use olm_channel::{
-    ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, ToDeviceError,
+    ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,
+    ToDeviceError,
 };
 pub use requests::{
     IncomingResponse, OutgoingRequest, Request, RequestKind, RequestSerializationError, ResponseParseError,

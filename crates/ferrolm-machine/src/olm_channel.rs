@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferrolm::olm::{Account, MessageType, OlmMessage, SessionConfig, SessionCreationError};
+use ferrolm::olm::{Account, MessageType, OlmMessage, SessionConfig};
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
 use ferrolm_store::{Backend, Changes, OlmSessionRecord, Store};
 use ruma::api::client::keys::claim_keys;
@@ -33,7 +33,7 @@ use ruma::{DeviceId, OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::adapt::{device_to_store, olm_session_id, user_to_store};
+use crate::adapt::{device_to_store, olm_session_id, session_creation_failure, user_to_store};
 use crate::devices::{Device, validate_device_keys};
 use crate::env::MachineRng;
 use crate::error::MachineError;
@@ -253,7 +253,7 @@ pub enum ClaimFailure {
     UnknownDevice,
     /// The key cannot open a session (of small order).
     #[error("the key cannot open a session: {0}")]
-    Session(SessionCreationError),
+    Session(SessionCreationFailure),
 }
 
 /// A device a claim did not open a session with.
@@ -333,7 +333,7 @@ pub(crate) fn process_claim<B: Backend>(
                 &mut &mut *rng,
             ) {
                 Ok(s) => s,
-                Err(e) => return Ok(Err(ClaimFailure::Session(e))),
+                Err(e) => return Ok(Err(ClaimFailure::Session(session_creation_failure(&e)))),
             };
             Ok(Ok((
                 device.curve25519_key,
@@ -443,10 +443,27 @@ pub enum ToDeviceError {
     Undecryptable,
     /// A pre-key message that opens no session.
     #[error("the pre-key message opens no session: {0}")]
-    SessionCreation(SessionCreationError),
+    SessionCreation(SessionCreationFailure),
     /// The decrypted payload failed a check.
     #[error("the decrypted payload was refused: {0}")]
     Plaintext(PlaintextRejection),
+}
+
+/// Why a pre-key message opened no session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionCreationFailure {
+    /// The identity key inside the message is not the event's sender key.
+    #[error("the message's identity key is not the sender key")]
+    MismatchedIdentityKey,
+    /// It used a one-time or fallback key this device no longer has (used, or expired).
+    #[error("the one-time key it used is gone")]
+    MissingOneTimeKey,
+    /// A key of the sender is of small order.
+    #[error("a key of the sender is not contributory")]
+    NonContributoryKey,
+    /// The message inside did not decrypt (the one-time key was kept).
+    #[error("the first message did not decrypt")]
+    Decryption,
 }
 
 /// Which check a decrypted payload failed (spec: "Validation of incoming decrypted events").
@@ -669,11 +686,13 @@ fn decrypt_message<B: Backend>(
                 )?;
                 Ok(created.plaintext)
             }
-            Err(SessionCreationError::MissingOneTimeKey(k)) => {
-                effects.wedged = Some(sender_key);
-                Err(ToDeviceError::SessionCreation(SessionCreationError::MissingOneTimeKey(k)))
+            Err(e) => {
+                let failure = session_creation_failure(&e);
+                if failure == SessionCreationFailure::MissingOneTimeKey {
+                    effects.wedged = Some(sender_key);
+                }
+                Err(ToDeviceError::SessionCreation(failure))
             }
-            Err(e) => Err(ToDeviceError::SessionCreation(e)),
         });
     }
     if list.is_empty() {

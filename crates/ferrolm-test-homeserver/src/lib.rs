@@ -44,6 +44,7 @@ use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedU
 use serde_json::{Value, json};
 
 pub mod driver;
+pub mod forge;
 
 /// An error response: status, `errcode`, `error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
