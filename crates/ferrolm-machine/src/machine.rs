@@ -18,7 +18,8 @@ use crate::devices::{self, Device, DeviceTracker, OwnIdentity, QueriedUsers};
 use crate::env::Env;
 use crate::error::MachineError;
 use crate::olm_channel::{
-    self, DecryptEffects, DeviceKey, OlmChannel, Receiver, Sender, Sessions, ToDeviceEnvelope, ToDeviceError,
+    self, DecryptEffects, DeviceKey, OlmChannel, Receiver, Sender, SenderDeviceSource, Sessions, ToDeviceEnvelope,
+    ToDeviceError,
 };
 use crate::own_device::{self, OwnDevice, UploadContents};
 use crate::requests::{IncomingResponse, OutgoingRequest, Request};
@@ -619,6 +620,16 @@ impl<B: Backend> OlmMachine<B> {
         step.account_changed |= effects.account_changed;
         if let (Some(key), Ok(sender)) = (effects.wedged, OwnedUserId::try_from(envelope.sender.as_str())) {
             self.start_recovery(step, &sender, key, now)?;
+        }
+        if let Ok(event) = &result {
+            // A sender device not known yet: the sender's device list may be stale.
+            if event.source != SenderDeviceSource::KnownDevice {
+                let tracked = self.store.tracked_users()?;
+                if tracked.iter().any(|t| t.user_id.as_str() == event.sender.as_str()) {
+                    step.changes.tracked_users.push(TrackedUser { user_id: user_to_store(&event.sender), dirty: true });
+                    step.state.tracker.mark_dirty(&event.sender);
+                }
+            }
         }
         Ok(match result {
             Ok(event) => ToDeviceOutcome::Decrypted(event),

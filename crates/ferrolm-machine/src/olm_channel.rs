@@ -539,7 +539,6 @@ pub(crate) struct ToDeviceEnvelope {
 
 #[derive(Deserialize)]
 struct EncryptedContent {
-    algorithm: String,
     #[serde(default)]
     sender_key: Option<String>,
     #[serde(default)]
@@ -597,16 +596,16 @@ pub(crate) fn decrypt<B: Backend>(
     now_ms: u64,
     effects: &mut DecryptEffects,
 ) -> Result<Result<DecryptedToDeviceEvent, ToDeviceError>, MachineError> {
+    match envelope.content.get("algorithm").and_then(Value::as_str) {
+        Some(OLM_ALGORITHM) => {}
+        Some(MEGOLM_ALGORITHM) => return Ok(Err(ToDeviceError::MegolmToDevice)),
+        Some(other) => return Ok(Err(ToDeviceError::UnsupportedAlgorithm(other.to_owned()))),
+        None => return Ok(Err(ToDeviceError::Malformed("algorithm".into()))),
+    }
     let content: EncryptedContent = match serde_json::from_value(envelope.content.clone()) {
         Ok(c) => c,
         Err(e) => return Ok(Err(ToDeviceError::Malformed(e.to_string()))),
     };
-    if content.algorithm == MEGOLM_ALGORITHM {
-        return Ok(Err(ToDeviceError::MegolmToDevice));
-    }
-    if content.algorithm != OLM_ALGORITHM {
-        return Ok(Err(ToDeviceError::UnsupportedAlgorithm(content.algorithm)));
-    }
     let Some(sender_key) = content.sender_key.as_deref().and_then(|k| Curve25519PublicKey::from_base64(k).ok()) else {
         return Ok(Err(ToDeviceError::Malformed("sender_key".into())));
     };
@@ -818,4 +817,130 @@ pub fn check_sender_device_keys(
 pub fn may_recover(sessions: &[OlmSessionRecord], recovery_started_ms: Option<u64>, now_ms: u64) -> bool {
     let recent = |t: u64| now_ms.saturating_sub(t) < WEDGE_RECOVERY_INTERVAL_MS;
     !sessions.iter().any(|s| recent(s.created_ms)) && !recovery_started_ms.is_some_and(recent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session of a fresh pair of accounts, with the given times.
+    fn record(created_ms: u64, last_decrypt_ms: Option<u64>) -> OlmSessionRecord {
+        let alice = Account::new();
+        let mut bob = Account::new();
+        bob.generate_one_time_keys(1);
+        let (_, otk) = bob.one_time_keys().into_iter().next().unwrap();
+        let session = alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk).unwrap();
+        OlmSessionRecord {
+            sender_key: bob.curve25519_key(),
+            session,
+            created_ms,
+            last_use_ms: created_ms,
+            last_decrypt_ms,
+        }
+    }
+
+    #[test]
+    fn rule_send_with_the_session_that_last_decrypted() {
+        let sessions = vec![record(10, Some(50)), record(40, None), record(30, Some(60)), record(20, Some(55))];
+        assert_eq!(session_for_sending(&sessions), Some(2));
+        // Not the most recently used or created: a newer session that never decrypted loses.
+        let sessions = vec![record(10, Some(50)), record(90, None)];
+        assert_eq!(session_for_sending(&sessions), Some(0));
+        // None decrypted: the newest.
+        let sessions = vec![record(10, None), record(90, None), record(50, None)];
+        assert_eq!(session_for_sending(&sessions), Some(1));
+        assert_eq!(session_for_sending(&[]), None);
+    }
+
+    #[test]
+    fn rule_decrypt_with_the_session_that_last_decrypted_first() {
+        let sessions = vec![record(10, Some(50)), record(40, None), record(30, Some(60)), record(90, None)];
+        assert_eq!(decryption_order(&sessions), vec![2, 0, 3, 1]);
+    }
+
+    #[test]
+    fn rule_at_least_four_sessions_are_kept_the_least_active_dropped() {
+        let sessions =
+            vec![record(10, None), record(20, Some(100)), record(30, None), record(40, None), record(5, None)];
+        let keep = olm_session_id(&sessions[4].session);
+        let pruned = sessions_to_prune(&sessions, &keep);
+        // One too many: the least recently active other than the new one goes.
+        assert_eq!(pruned, vec![olm_session_id(&sessions[0].session)]);
+        assert!(sessions_to_prune(&sessions[..4], &keep).is_empty());
+    }
+
+    #[test]
+    fn rule_at_most_one_new_session_per_device_per_hour() {
+        let now = 10 * WEDGE_RECOVERY_INTERVAL_MS;
+        let old = vec![record(now - WEDGE_RECOVERY_INTERVAL_MS, Some(now - 1))];
+        assert!(may_recover(&old, None, now));
+        let recent = vec![record(now - WEDGE_RECOVERY_INTERVAL_MS + 1, None)];
+        assert!(!may_recover(&recent, None, now));
+        assert!(!may_recover(&old, Some(now - 1000), now));
+        assert!(may_recover(&old, Some(now - WEDGE_RECOVERY_INTERVAL_MS), now));
+        assert!(may_recover(&[], None, now));
+    }
+
+    #[test]
+    fn rule_failed_claims_back_off_doubling_up_to_the_maximum() {
+        let mut backoff = ClaimBackoff::default();
+        let device = (OwnedUserId::try_from("@bob:x").unwrap(), OwnedDeviceId::from("B"));
+        assert!(backoff.may_claim(&device, 0));
+        backoff.failed(device.clone(), 0);
+        assert!(!backoff.may_claim(&device, CLAIM_BACKOFF_INITIAL_MS - 1));
+        assert!(backoff.may_claim(&device, CLAIM_BACKOFF_INITIAL_MS));
+        backoff.failed(device.clone(), 1000);
+        assert!(!backoff.may_claim(&device, 1000 + 2 * CLAIM_BACKOFF_INITIAL_MS - 1));
+        assert!(backoff.may_claim(&device, 1000 + 2 * CLAIM_BACKOFF_INITIAL_MS));
+        for _ in 0..40 {
+            backoff.failed(device.clone(), 0);
+        }
+        assert!(backoff.may_claim(&device, CLAIM_BACKOFF_MAX_MS));
+        backoff.succeeded(&device);
+        assert!(backoff.may_claim(&device, 0));
+    }
+
+    #[test]
+    fn rule_a_claimed_key_must_be_signed_by_the_device() {
+        let account = Account::new();
+        let device = Device {
+            user_id: OwnedUserId::try_from("@bob:x").unwrap(),
+            device_id: OwnedDeviceId::from("B"),
+            curve25519_key: account.curve25519_key(),
+            ed25519_key: account.ed25519_key(),
+            algorithms: vec![OLM_ALGORITHM.into()],
+            display_name: None,
+            local_trust: Default::default(),
+            deleted: false,
+        };
+        let key = Account::new().curve25519_key();
+        let mut object = Map::new();
+        object.insert("key".into(), Value::from(key.to_base64()));
+        let mut signed = object.clone();
+        crate::signing::sign_json(&account, "@bob:x", "B", &mut signed).unwrap();
+        let json = Value::Object(signed.clone()).to_string();
+        assert_eq!(check_one_time_key_signature(&device, "signed_curve25519:AAAAAQ", &json), Ok(key));
+        // Signed by someone else.
+        let mut forged = object.clone();
+        crate::signing::sign_json(&Account::new(), "@bob:x", "B", &mut forged).unwrap();
+        let forged = Value::Object(forged).to_string();
+        assert_eq!(
+            check_one_time_key_signature(&device, "signed_curve25519:AAAAAQ", &forged),
+            Err(ClaimFailure::Signature(SignatureError::Invalid))
+        );
+        // Unsigned, or an unsigned-algorithm key id.
+        let unsigned = Value::Object(object).to_string();
+        assert!(matches!(
+            check_one_time_key_signature(&device, "signed_curve25519:AAAAAQ", &unsigned),
+            Err(ClaimFailure::Signature(SignatureError::Missing { .. }))
+        ));
+        assert!(matches!(
+            check_one_time_key_signature(&device, "curve25519:AAAAAQ", &json),
+            Err(ClaimFailure::MalformedKey(_))
+        ));
+        assert!(matches!(
+            check_one_time_key_signature(&device, "signed_curve25519:A", "[]"),
+            Err(ClaimFailure::MalformedKey(_))
+        ));
+    }
 }

@@ -1,7 +1,13 @@
 //! Device tracking and validation through the test homeserver, including what a malicious
 //! homeserver does: serve changed keys for a known device, forged devices, its own device's
 //! id with other keys.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cloned_ref_to_slice_refs
+)]
 
 mod common;
 
@@ -167,7 +173,7 @@ fn deleted_devices_are_marked_not_forgotten_and_may_come_back() {
             .machine
             .get_missing_sessions(&[user(&bob)])
             .unwrap()
-            .map_or(true, |claim| { !common::body(&claim).to_string().contains("BOB2") })
+            .is_none_or(|claim| !common::body(&claim).to_string().contains("BOB2"))
     );
 
     // Served again with the same keys: restored.

@@ -177,6 +177,11 @@ impl Homeserver {
         self.claim_overrides.insert((user.to_owned(), device.to_owned()), (key_id.to_owned(), key));
     }
 
+    /// Stops [`Homeserver::serve_one_time_key`] for `user`'s `device`.
+    pub fn stop_serving_one_time_key(&mut self, user: &UserId, device: &ruma::DeviceId) {
+        self.claim_overrides.remove(&(user.to_owned(), device.to_owned()));
+    }
+
     /// Marks a server name unreachable (`true`) or reachable again: its users appear in the
     /// `failures` of queries and claims.
     pub fn set_unreachable(&mut self, server_name: &str, unreachable: bool) {
