@@ -117,6 +117,11 @@ impl<'a> Reader<'a> {
             }
             value |= bits << shift;
             if byte & 0x80 == 0 {
+                // Canonical form only (no trailing zero groups), so that decoding then
+                // encoding gives back the same bytes.
+                if byte == 0 && shift > 0 {
+                    return Err(DecodeError("non-canonical varint"));
+                }
                 return Ok(value);
             }
         }
@@ -211,6 +216,7 @@ mod tests {
         assert!(Reader::new(&[0xff; 11]).varint().is_err());
         assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint().is_err());
         assert!(Reader::new(&[0x80, 0x80, 0x80, 0x80, 0x10]).u32().is_err());
+        assert_eq!(Reader::new(&[0x80, 0x00]).varint(), Err(DecodeError("non-canonical varint")));
         assert!(Reader::new(&[5, b'a']).bytes().is_err());
         assert!(Reader::new(&[2, 0xff, 0xfe]).string().is_err());
         assert!(Reader::new(&[1]).finish().is_err());

@@ -1,37 +1,58 @@
 //! Entry points for the fuzz target `store_value`: arbitrary bytes, sealed under a fixed key
-//! for a row of each table, go through that table's record decoder, and the same bytes are
-//! fed to the value opener as if they were a sealed value. Nothing may panic.
+//! for a row of each table, go through that table's record decoder; the same bytes are fed to
+//! the value opener as if they were a sealed value. Nothing may panic, and whatever decodes
+//! must encode back to the same bytes.
 
-use crate::cipher::StoreCipher;
+use crate::cipher::{StoreCipher, associated_data};
+use crate::codec::Writer;
 use crate::records::{
-    self, AccountRecord, BackupRecord, DeviceRecord, IdentityRecord, InboundGroupSessionRecord, OlmSessionRecord,
+    self, AccountRecord, BackupRecord, Ctx, DeviceRecord, IdentityRecord, InboundGroupSessionRecord, OlmSessionRecord,
     OutboundGroupSessionRecord, OutboundShare, OutgoingRequest, PrivateCrossSigningKeys, ReceivedSecret, Record,
     RoomSettings, SeenMessage, SyncToken, TrackedUser, WithheldNotice,
 };
 
-fn one<R: Record>(cipher: &StoreCipher, data: &[u8]) -> bool {
-    let key = b"fuzzed row";
-    // Behind a valid seal: the decoder sees the bytes as authenticated plaintext.
-    let accepted = match cipher.seal(R::TABLE, key, data).and_then(|sealed| cipher.open(R::TABLE, key, &sealed)) {
-        Ok(opened) => records::decode_plaintext::<R>(cipher, key, &opened).is_ok(),
-        Err(_) => false,
-    };
-    // The whole path too (the row check refuses what decodes: the key is not the record's).
-    let _ = cipher.seal(R::TABLE, key, data).map(|sealed| records::open_record::<R>(cipher, key, &sealed));
-    // As a sealed value itself: a forgery, refused.
-    let _ = records::open_record::<R>(cipher, key, data);
-    accepted
+/// What one input did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    /// How many decoders accepted the input behind a valid seal.
+    pub accepted: usize,
+    /// How many of those gave different bytes when the record was encoded again (must be 0).
+    pub round_trip_mismatches: usize,
+    /// How many times the bytes were accepted as a sealed value themselves (a forgery; must be 0).
+    pub forgeries: usize,
 }
 
-/// Feeds `data` to every record decoder behind a valid seal, and to the value opener.
-/// Returns how many decoders accepted it (so the target can check something).
-pub fn decode_values(data: &[u8]) -> usize {
-    let cipher = StoreCipher::new(&[0x5a; 32]);
-    let selector = data.first().copied().unwrap_or(0);
-    let body = data.get(1..).unwrap_or_default();
-    // The first byte picks a decoder, so each input exercises one deeply; every decoder also
-    // gets the whole input.
-    let all: [fn(&StoreCipher, &[u8]) -> bool; 16] = [
+const ROW: &[u8] = b"fuzzed row";
+
+fn one<R: Record>(cipher: &StoreCipher, data: &[u8], report: &mut Report) {
+    // Behind a valid seal: the decoder sees the bytes as authenticated plaintext.
+    if let Ok(opened) = cipher.seal(R::TABLE, ROW, data).and_then(|sealed| cipher.open(R::TABLE, ROW, &sealed))
+        && let Ok(record) = records::decode_plaintext::<R>(cipher, ROW, &opened)
+    {
+        report.accepted += 1;
+        // Records holding a core pickle re-encode with a fresh nonce; the others are canonical.
+        if !R::HOLDS_PICKLE {
+            let ad = associated_data(R::TABLE, ROW);
+            let ctx = Ctx { cipher, table: R::TABLE, associated_data: &ad };
+            let mut w = Writer::with_capacity(data.len());
+            record.encode(&mut w, &ctx);
+            if w.into_inner().as_slice() != data {
+                report.round_trip_mismatches += 1;
+            }
+        }
+    }
+    // As a sealed value itself: a forgery, to be refused.
+    if records::open_record::<R>(cipher, ROW, data).is_ok() {
+        report.forgeries += 1;
+    }
+}
+
+/// Feeds `data` to every record decoder behind a valid seal, and to the value opener. The
+/// first byte also picks one decoder that gets the rest of the input.
+pub fn decode_values(data: &[u8]) -> Report {
+    static CIPHER: std::sync::OnceLock<StoreCipher> = std::sync::OnceLock::new();
+    let cipher = CIPHER.get_or_init(|| StoreCipher::new(&[0x5a; 32]));
+    let all: [fn(&StoreCipher, &[u8], &mut Report); 16] = [
         one::<AccountRecord>,
         one::<OlmSessionRecord>,
         one::<InboundGroupSessionRecord>,
@@ -49,12 +70,39 @@ pub fn decode_values(data: &[u8]) -> usize {
         one::<RoomSettings>,
         one::<SeenMessage>,
     ];
-    let mut accepted = 0;
-    if let Some(decoder) = all.get(usize::from(selector) % all.len()) {
-        accepted += usize::from(decoder(&cipher, body));
+    let mut report = Report::default();
+    if let Some((&selector, body)) = data.split_first()
+        && let Some(decoder) = all.get(usize::from(selector) % all.len())
+    {
+        decoder(cipher, body, &mut report);
     }
     for decoder in all {
-        accepted += usize::from(decoder(&cipher, data));
+        decoder(cipher, data, &mut report);
     }
-    accepted
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_plaintexts_decode_and_round_trip() {
+        // Selector 8 (tracked users) ‖ version 1 ‖ "@a:x" ‖ dirty.
+        let report = decode_values(&[8, 1, 4, b'@', b'a', b':', b'x', 1]);
+        assert_eq!(report, Report { accepted: 1, round_trip_mismatches: 0, forgeries: 0 });
+        // A sync token record is accepted by its own decoder when given whole.
+        let report = decode_values(&[1, 2, b'h', b'i']);
+        assert_eq!(report.accepted, 1, "the sync-token decoder reads the whole input");
+        assert_eq!(report.round_trip_mismatches, 0);
+    }
+
+    #[test]
+    fn garbage_decodes_to_nothing() {
+        for input in [&b""[..], b"\xff\xff\xff", &[0u8; 64], &[1u8; 200]] {
+            let report = decode_values(input);
+            assert_eq!(report.forgeries, 0);
+            assert_eq!(report.round_trip_mismatches, 0);
+        }
+    }
 }

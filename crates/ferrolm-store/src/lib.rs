@@ -52,6 +52,7 @@
 //! ## Example
 //!
 //! ```
+//! # #[cfg(feature = "sqlite")] {
 //! use ferrolm::olm::Account;
 //! use ferrolm_store::{
 //!     AccountRecord, Changes, DeviceId, KdfParams, SqliteStore, StoreSecret, TrackedUser, UserId,
@@ -91,6 +92,7 @@
 //! // A wrong passphrase is an error, never garbage.
 //! let wrong = SqliteStore::open_file(&path, &StoreSecret::passphrase("wrong"));
 //! assert_eq!(wrong.unwrap_err(), ferrolm_store::StoreError::WrongSecret);
+//! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]

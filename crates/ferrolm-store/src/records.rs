@@ -584,6 +584,8 @@ type RecordResult<T> = core::result::Result<T, RecordError>;
 /// A record of a table: its row key, its encoding and decoding.
 pub(crate) trait Record: Sized {
     const TABLE: Table;
+    /// Whether the record holds a core pickle (whose encoding draws a fresh nonce).
+    const HOLDS_PICKLE: bool = false;
     fn key(&self, keys: &Keys<'_>) -> Vec<u8>;
     fn validate(&self) -> Result<()>;
     fn encode(&self, w: &mut Writer, ctx: &Ctx<'_>);
@@ -636,6 +638,7 @@ fn read_secret_bytes(r: &mut Reader<'_>) -> RecordResult<SecretBytes> {
 
 impl Record for AccountRecord {
     const TABLE: Table = Table::Singletons;
+    const HOLDS_PICKLE: bool = true;
     fn key(&self, _: &Keys<'_>) -> Vec<u8> {
         singleton::ACCOUNT.to_vec()
     }
@@ -662,6 +665,7 @@ impl Record for AccountRecord {
 
 impl Record for OlmSessionRecord {
     const TABLE: Table = Table::OlmSessions;
+    const HOLDS_PICKLE: bool = true;
     fn key(&self, keys: &Keys<'_>) -> Vec<u8> {
         keys.olm_session(&self.sender_key, &self.session_id())
     }
@@ -689,6 +693,7 @@ impl Record for OlmSessionRecord {
 
 impl Record for InboundGroupSessionRecord {
     const TABLE: Table = Table::InboundGroupSessions;
+    const HOLDS_PICKLE: bool = true;
     fn key(&self, keys: &Keys<'_>) -> Vec<u8> {
         keys.room_session(&self.room_id, &self.session_id())
     }
@@ -724,6 +729,7 @@ impl Record for InboundGroupSessionRecord {
 
 impl Record for OutboundGroupSessionRecord {
     const TABLE: Table = Table::OutboundGroupSessions;
+    const HOLDS_PICKLE: bool = true;
     fn key(&self, keys: &Keys<'_>) -> Vec<u8> {
         keys.room(&self.room_id).to_vec()
     }
@@ -921,6 +927,7 @@ impl Record for SyncToken {
 
 impl Record for BackupRecord {
     const TABLE: Table = Table::Singletons;
+    const HOLDS_PICKLE: bool = true;
     fn key(&self, _: &Keys<'_>) -> Vec<u8> {
         singleton::BACKUP.to_vec()
     }

@@ -598,6 +598,11 @@ impl<B: Backend> Store<B> {
         self.scan(&self.keys().room(room_id))
     }
 
+    /// Every room key of every room (for key export and `inspect`; loads them all).
+    pub fn all_inbound_group_sessions(&self) -> Result<Vec<InboundGroupSessionRecord>> {
+        self.scan(&[])
+    }
+
     /// Up to `limit` room keys not yet backed up. Marking them backed up (saving them with
     /// `backed_up: true`) removes them from this query, so repeated calls walk the queue.
     pub fn inbound_group_sessions_to_back_up(&self, limit: usize) -> Result<Vec<InboundGroupSessionRecord>> {
@@ -640,6 +645,21 @@ impl<B: Backend> Store<B> {
     /// Every device of a user (deleted ones too; see [`DeviceRecord::deleted`]).
     pub fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceRecord>> {
         self.scan(&self.keys().user(user_id))
+    }
+
+    /// Every device of every user (for `inspect`).
+    pub fn all_devices(&self) -> Result<Vec<DeviceRecord>> {
+        self.scan(&[])
+    }
+
+    /// Every Olm session with every device (for `inspect`).
+    pub fn all_olm_sessions(&self) -> Result<Vec<OlmSessionRecord>> {
+        self.scan(&[])
+    }
+
+    /// Every cross-signing identity (for `inspect`).
+    pub fn all_identities(&self) -> Result<Vec<IdentityRecord>> {
+        self.scan(&[])
     }
 
     /// A user's cross-signing identity.

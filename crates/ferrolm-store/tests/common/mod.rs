@@ -2,8 +2,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![allow(clippy::field_reassign_with_default)]
 
-use std::path::PathBuf;
-
 use ferrolm::megolm::{GroupSession, InboundGroupSession, SessionConfig as MegolmConfig};
 use ferrolm::olm::{Account, OlmMessage, Session, SessionConfig};
 use ferrolm::pk::PkDecryption;
@@ -51,11 +49,13 @@ impl Harness for MemoryHarness {
     }
 }
 
+#[cfg(feature = "sqlite")]
 pub struct SqliteHarness {
     _dir: tempfile::TempDir,
-    pub path: PathBuf,
+    pub path: std::path::PathBuf,
 }
 
+#[cfg(feature = "sqlite")]
 impl Harness for SqliteHarness {
     type B = SqliteBackend;
     fn new() -> Self {
