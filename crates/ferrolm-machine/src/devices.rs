@@ -4,7 +4,7 @@
 //! list may have changed is *dirty* (persisted); dirty users are queried with `/keys/query`
 //! in chunks of [`KEYS_QUERY_CHUNK`]. A user marked dirty again while a query for them is in
 //! flight stays dirty when that query's answer arrives, and is queried again
-//! ([`DeviceTracker`]; matrix-rust-sdk #1618).
+//! (`DeviceTracker`; matrix-rust-sdk #1618).
 //!
 //! Every served device is validated before it is stored ([`validate_device_keys`]):
 //! - [`check_user_id`]: the `user_id` inside equals the user the server listed it under;

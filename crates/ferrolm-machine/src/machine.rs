@@ -35,6 +35,21 @@ const KEY_CARRYING_TYPES: [&str; 4] = ["m.room_key", "m.forwarded_room_key", "m.
 /// ([`OlmMachine::receive_sync_changes`]); the client does the HTTP. Every call that changes
 /// state commits one change set to the store; the clock and the randomness come from the
 /// [`Env`]. See the [crate documentation](crate) for the request loop.
+///
+/// ```
+/// use ferrolm_machine::ruma::{OwnedDeviceId, OwnedUserId};
+/// use ferrolm_machine::{Env, OlmMachine, RequestKind};
+/// use ferrolm_store::{KdfParams, MemoryBackend, MemoryStore, StoreSecret};
+///
+/// let store = MemoryStore::create(MemoryBackend::new(), &StoreSecret::key([1; 32]), KdfParams::new(64, 1, 1)?)?;
+/// let user = OwnedUserId::try_from("@alice:example.org")?;
+/// let mut machine = OlmMachine::open(user, OwnedDeviceId::from("ALICEPHONE"), store, Env::system())?;
+///
+/// // A new device: its keys go up first, and its own user's devices are queried.
+/// let kinds: Vec<RequestKind> = machine.outgoing_requests()?.iter().map(|r| r.kind()).collect();
+/// assert_eq!(kinds, [RequestKind::KeysUpload, RequestKind::KeysQuery]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct OlmMachine<B: Backend> {
     user_id: OwnedUserId,
     device_id: OwnedDeviceId,

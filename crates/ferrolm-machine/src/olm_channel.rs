@@ -2,19 +2,19 @@
 //! (spec: "m.olm.v1.curve25519-aes-sha2", "Validation of incoming decrypted events",
 //! "Recovering from undecryptable messages").
 //!
-//! Opening sessions: [`missing_sessions`] lists the devices without a session, minus those
-//! backing off after failed claims ([`ClaimBackoff`]; matrix-rust-sdk #1952); the claim
+//! Opening sessions: `missing_sessions` lists the devices without a session, minus those
+//! backing off after failed claims (`ClaimBackoff`; matrix-rust-sdk #1952); the claim
 //! answer is checked by [`check_one_time_key_signature`] before a session is created.
 //!
 //! Sending: [`session_for_sending`] picks the session that most recently decrypted a
-//! message (the most recently created if none has); [`encrypt`] puts every field the spec
+//! message (the most recently created if none has); `encrypt` puts every field the spec
 //! and MSC4147 ask for into the plaintext.
 //!
-//! Receiving ([`decrypt`]): Megolm-encrypted to-device events are refused
+//! Receiving (`decrypt`): Megolm-encrypted to-device events are refused
 //! ([`ToDeviceError::MegolmToDevice`]); sessions are tried most recently decrypted first
 //! ([`decryption_order`]; matrix-rust-sdk #3356); a pre-key message goes to its matching
 //! session or creates one, the one-time key removed in the same change set; every plaintext
-//! field is checked ([`check_plaintext`]). At most [`KEPT_SESSIONS_PER_DEVICE`] sessions are
+//! field is checked (`check_plaintext`). At most [`KEPT_SESSIONS_PER_DEVICE`] sessions are
 //! kept per device, the least recently active dropped first ([`sessions_to_prune`]).
 //!
 //! Wedged sessions: an Olm message no session decrypts marks the device for a new session

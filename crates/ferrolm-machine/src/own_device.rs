@@ -3,11 +3,11 @@
 //!
 //! Rules (each a named function, each with a test that breaks it):
 //! - [`device_keys`]: the device keys are signed by the device's Ed25519 key over canonical JSON.
-//! - [`one_time_keys_to_generate`]: keep [`Account::max_number_of_one_time_keys`] on the server,
+//! - `one_time_keys_to_generate`: keep [`Account::max_number_of_one_time_keys`] on the server,
 //!   counting keys generated but not yet uploaded; new keys are saved in the same step that
 //!   builds their upload, so a crash before the upload re-uploads the same keys.
-//! - [`needs_new_fallback_key`]: a new fallback key once the server reports the current one used.
-//! - [`previous_fallback_key_expired`]: the previous fallback key is forgotten
+//! - `needs_new_fallback_key`: a new fallback key once the server reports the current one used.
+//! - `previous_fallback_key_expired`: the previous fallback key is forgotten
 //!   [`PREVIOUS_FALLBACK_KEY_LIFETIME_MS`] after its successor was published.
 
 use std::collections::BTreeMap;

@@ -116,7 +116,7 @@ impl RawDevice {
     }
 
     /// The payload a correct sender would encrypt to `recipient` (whose Ed25519 key is
-    /// `recipient_ed25519`): tamper with it before [`RawDevice::send`].
+    /// `recipient_ed25519`): tamper with it before [`RawDevice::encrypted_event`].
     pub fn payload(
         &self,
         recipient: &UserId,

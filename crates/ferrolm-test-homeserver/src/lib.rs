@@ -103,6 +103,19 @@ struct Room {
 
 /// The simulated homeserver. One instance may host users of several server names; all of
 /// them are "local".
+///
+/// ```
+/// use ferrolm_test_homeserver::Homeserver;
+/// use ruma::{device_id, user_id};
+///
+/// let mut hs = Homeserver::new();
+/// hs.login(user_id!("@alice:test.server"), device_id!("ALICE"));
+/// let room = hs.create_room(user_id!("@alice:test.server"))?;
+/// hs.send_room_event(&room, user_id!("@alice:test.server"), "m.room.message", serde_json::json!({"body": "hi"}))?;
+/// let sync = hs.sync(user_id!("@alice:test.server"), device_id!("ALICE"), None)?;
+/// assert_eq!(sync.rooms.join[&room].timeline.events.len(), 1);
+/// # Ok::<(), ferrolm_test_homeserver::HsError>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct Homeserver {
     devices: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, DeviceState>>,
