@@ -43,3 +43,32 @@ pub(crate) fn session_creation_failure(error: &SessionCreationError) -> SessionC
         SessionCreationError::Decryption(_) => SessionCreationFailure::Decryption,
     }
 }
+
+/// Overwrites every string in `value` (a JSON payload that held a secret) before it is dropped.
+pub(crate) fn zeroize_strings(value: &mut serde_json::Value) {
+    use zeroize::Zeroize;
+    match value {
+        serde_json::Value::String(s) => s.zeroize(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(zeroize_strings),
+        serde_json::Value::Object(map) => map.values_mut().for_each(zeroize_strings),
+        _ => {}
+    }
+}
+
+/// Replaces the secret fields of key-carrying events (`session_key`, `secret`) by
+/// `"<redacted>"`, zeroizing them; returns whether anything was redacted.
+pub(crate) fn redact_secrets(event_type: &str, content: &mut serde_json::Value) -> bool {
+    let field = match event_type {
+        "m.room_key" | "m.forwarded_room_key" => "session_key",
+        "m.secret.send" => "secret",
+        _ => return false,
+    };
+    match content.get_mut(field) {
+        Some(value) => {
+            zeroize_strings(value);
+            *value = serde_json::Value::String("<redacted>".into());
+            true
+        }
+        None => false,
+    }
+}

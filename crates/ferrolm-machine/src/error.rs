@@ -41,6 +41,12 @@ pub enum MachineError {
     /// A response body did not parse.
     #[error(transparent)]
     MalformedResponse(#[from] ResponseParseError),
+    /// `encrypt_room_event` before `share_room_key`: no room key was shared in this room.
+    #[error("no room key was shared in {0}: call share_room_key first")]
+    NoRoomKeyShared(String),
+    /// The room's key is due for rotation: call `share_room_key` before encrypting again.
+    #[error("the room key of {0} is due for rotation: call share_room_key first")]
+    RoomKeyRotationDue(String),
     /// An argument is not valid (an identifier that does not parse, …).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

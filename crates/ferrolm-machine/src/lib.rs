@@ -125,15 +125,24 @@
 //! - [`olm_channel`]: claims checked and backed off, to-device encryption with every field
 //!   (MSC4147 included), session choice, decryption and the checks of every plaintext field,
 //!   Megolm-encrypted to-device events refused, wedged-session recovery.
+//! - [`room_keys_out`]: one outbound Megolm session per room, shared once per device at the
+//!   index it may read from, rotated by age, message count, departures and settings; withheld
+//!   codes for the devices left out ([`OlmMachine::share_room_key`],
+//!   [`OlmMachine::encrypt_room_event`]).
+//! - [`room_keys_in`]: `m.room_key` only over Olm, only improving a stored key, only from its
+//!   sender; withheld notices kept ([`SyncOutcome::room_keys`] says which UTDs to retry).
+//! - [`room_events`]: [`OlmMachine::decrypt_room_event`] and its typed unable-to-decrypt
+//!   reasons ([`UnableToDecrypt`]).
 //! - [`signing`]: signed JSON over canonical JSON (ruma's canonical form).
 //!
 //! Every bad item from the network is data in the step's outcome ([`ToDeviceError`],
 //! [`DeviceEvent`], [`FailedClaim`]), never a panic and never a log line; [`MachineError`] is
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
-//! Not here yet: room keys and room events (Megolm), cross-signing and trust, verification,
-//! backups, secrets, and the fuzz targets for the untrusted inputs (to-device events, keys
-//! query and claim responses, sync changes).
+//! Not here yet: forwarded room keys and key requests, cross-signing and trust (and with it
+//! the identity-based sharing strategy), verification, backups, secrets, and the fuzz targets
+//! for the untrusted inputs (to-device events, keys query and claim responses, sync changes,
+//! room events).
 #![forbid(unsafe_code)]
 
 mod adapt;
@@ -144,13 +153,18 @@ mod machine;
 pub mod olm_channel;
 pub mod own_device;
 mod requests;
+pub mod room_events;
+pub mod room_keys_in;
+pub mod room_keys_out;
 pub mod signing;
 mod sync;
 
 pub use devices::{Device, DeviceEvent, DeviceRejection};
 pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;
-pub use machine::{OlmMachine, ToDeviceEncryption};
+/// The user's trust in a device (as the store keeps it).
+pub use ferrolm_store::LocalTrust;
+pub use machine::{OlmMachine, RoomKeyShare, ToDeviceEncryption};
 pub use olm_channel::{
     ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,
     ToDeviceError,
@@ -158,6 +172,9 @@ pub use olm_channel::{
 pub use requests::{
     IncomingResponse, OutgoingRequest, Request, RequestKind, RequestSerializationError, ResponseParseError,
 };
+pub use room_events::{DecryptedRoomEvent, EncryptionInfo, TrustRequirement, UnableToDecrypt, VerificationState};
+pub use room_keys_in::{RoomKeyInfo, RoomKeyOutcome, RoomKeyRejection, WithheldInfo};
+pub use room_keys_out::{EncryptionSettings, SharingStrategy};
 pub use sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
 /// ruma, re-exported: the identifiers and API types in the machine's signatures.

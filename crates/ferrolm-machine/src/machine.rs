@@ -25,6 +25,10 @@ use crate::own_device::{self, OwnDevice, UploadContents};
 use crate::requests::{IncomingResponse, OutgoingRequest, Request};
 use crate::sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
+mod rooms;
+
+pub use rooms::RoomKeyShare;
+
 /// To-device event types that carry keys or secrets: refused unless Olm-encrypted.
 const KEY_CARRYING_TYPES: [&str; 4] = ["m.room_key", "m.forwarded_room_key", "m.secret.send", "m.dummy"];
 
@@ -64,6 +68,8 @@ struct State {
     tracker: DeviceTracker,
     channel: OlmChannel,
     pending: Vec<Pending>,
+    /// Devices sent an `m.no_olm` notice in this run (once per device).
+    no_olm_sent: BTreeSet<DeviceKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,7 +166,8 @@ impl<B: Backend> OlmMachine<B> {
         if !changes.is_empty() {
             store.save_changes(&changes)?;
         }
-        let state = State { own, tracker, channel: OlmChannel::default(), pending: Vec::new() };
+        let state =
+            State { own, tracker, channel: OlmChannel::default(), pending: Vec::new(), no_olm_sent: BTreeSet::new() };
         Ok(Self { user_id, device_id, store, env, state })
     }
 
@@ -584,7 +591,8 @@ impl<B: Backend> OlmMachine<B> {
 
         let mut outcome = SyncOutcome::default();
         for raw in &sync.to_device_events {
-            let result = self.receive_to_device(&mut step, raw, now)?;
+            let mut result = self.receive_to_device(&mut step, raw, now)?;
+            self.receive_room_key_events(&mut step, &mut result, &mut outcome)?;
             outcome.to_device.push(result);
         }
 
@@ -678,8 +686,17 @@ fn raw_content(content: &Value) -> Result<Raw<AnyToDeviceEventContent>, MachineE
 }
 
 fn push_to_device(state: &mut State, request_id: String, messages: send_event_to_device::v3::Messages) {
+    push_to_device_of_type(state, request_id, "m.room.encrypted", messages);
+}
+
+fn push_to_device_of_type(
+    state: &mut State,
+    request_id: String,
+    event_type: &str,
+    messages: send_event_to_device::v3::Messages,
+) {
     let request = send_event_to_device::v3::Request::new_raw(
-        ToDeviceEventType::from("m.room.encrypted"),
+        ToDeviceEventType::from(event_type),
         OwnedTransactionId::from(request_id.as_str()),
         messages,
     );

@@ -385,7 +385,7 @@ pub(crate) fn encrypt(
     rng: &mut dyn MachineRng,
     now_ms: u64,
 ) -> Result<Value, MachineError> {
-    let plaintext = json!({
+    let mut plaintext = json!({
         "type": event_type,
         "content": content,
         "sender": sender.user_id,
@@ -395,8 +395,11 @@ pub(crate) fn encrypt(
         "recipient_keys": { "ed25519": recipient.ed25519_key.to_base64() },
         "sender_device_keys": sender.device_keys,
     });
-    let plaintext = serde_json::to_vec(&plaintext).map_err(|e| MachineError::Internal(e.to_string()))?;
-    let message = session.session.encrypt_with_rng(&plaintext, &mut &mut *rng);
+    let bytes = serde_json::to_vec(&plaintext).map(zeroize::Zeroizing::new);
+    // The payload may hold a secret (a room key): overwrite the copy in the JSON value.
+    crate::adapt::zeroize_strings(&mut plaintext);
+    let bytes = bytes.map_err(|e| MachineError::Internal(e.to_string()))?;
+    let message = session.session.encrypt_with_rng(&bytes, &mut &mut *rng);
     session.last_use_ms = now_ms;
     let (message_type, body) = message.to_parts();
     Ok(json!({

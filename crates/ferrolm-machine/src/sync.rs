@@ -9,6 +9,7 @@ use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt};
 
 use crate::devices::DeviceEvent;
 use crate::olm_channel::{DecryptedToDeviceEvent, FailedClaim, ToDeviceError};
+use crate::room_keys_in::{RoomKeyOutcome, WithheldInfo};
 
 /// The end-to-end-encryption parts of a `/sync` response.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +54,10 @@ pub enum ToDeviceOutcome {
 pub struct SyncOutcome {
     /// One outcome per to-device event, in order.
     pub to_device: Vec<ToDeviceOutcome>,
+    /// Room keys received (`Accepted`: retry the events of that session) or refused.
+    pub room_keys: Vec<RoomKeyOutcome>,
+    /// Withheld notices received.
+    pub withheld: Vec<WithheldInfo>,
 }
 
 /// What a response to a request produced.

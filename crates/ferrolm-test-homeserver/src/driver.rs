@@ -9,7 +9,11 @@ use ferrolm_machine::{
 };
 use ferrolm_store::{Backend, KdfParams, MemoryBackend, MemoryStore, StoreSecret};
 use rand_core::SeedableRng;
-use ruma::{OwnedDeviceId, OwnedUserId};
+use std::collections::BTreeMap;
+
+use ruma::events::AnySyncTimelineEvent;
+use ruma::serde::Raw;
+use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId};
 
 use crate::{Homeserver, HsError};
 
@@ -91,11 +95,31 @@ pub fn sync<B: Backend>(hs: &mut Homeserver, machine: &mut OlmMachine<B>) -> Res
 
 /// Fetches a sync response for the machine (from its saved token) without processing it.
 pub fn fetch_sync<B: Backend>(hs: &mut Homeserver, machine: &OlmMachine<B>) -> Result<SyncChanges, DriverError> {
+    Ok(sync_changes(fetch_sync_response(hs, machine)?))
+}
+
+/// The room timeline events of a sync, by room.
+pub type Timelines = BTreeMap<OwnedRoomId, Vec<Raw<AnySyncTimelineEvent>>>;
+
+/// Syncs once and also returns the joined rooms' new timeline events.
+pub fn sync_with_timelines<B: Backend>(
+    hs: &mut Homeserver,
+    machine: &mut OlmMachine<B>,
+) -> Result<(SyncOutcome, Timelines), DriverError> {
+    let response = fetch_sync_response(hs, machine)?;
+    let timelines: Timelines =
+        response.rooms.join.iter().map(|(id, room)| (id.clone(), room.timeline.events.clone())).collect();
+    Ok((machine.receive_sync_changes(sync_changes(response))?, timelines))
+}
+
+fn fetch_sync_response<B: Backend>(
+    hs: &mut Homeserver,
+    machine: &OlmMachine<B>,
+) -> Result<sync_events::v3::Response, DriverError> {
     let since = machine.sync_token()?;
     let body = hs.sync_json(machine.user_id(), machine.device_id(), since.as_deref())?;
-    let response = sync_events::v3::Response::try_from_http_response(http::Response::new(body))
-        .map_err(|e| DriverError::Wire(e.to_string()))?;
-    Ok(sync_changes(response))
+    sync_events::v3::Response::try_from_http_response(http::Response::new(body))
+        .map_err(|e| DriverError::Wire(e.to_string()))
 }
 
 /// The machine's part of a sync response.
