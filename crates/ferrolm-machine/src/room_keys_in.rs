@@ -2,9 +2,9 @@
 //! sent it, and only improving what is stored; withheld notices kept per session.
 //!
 //! Rules (each a named function with a test that breaks it):
-//! - [`check_room_key_content`]: Megolm, a room id, a session key whose signature verifies
+//! - `check_room_key_content`: Megolm, a room id, a session key whose signature verifies
 //!   and whose session id is the one named;
-//! - [`check_room_key_update`]: a stored key is replaced only by a connected one with a lower
+//! - `check_room_key_update`: a stored key is replaced only by a connected one with a lower
 //!   first index from the same sender key; never by a worse one, never by another sender's.
 //!
 //! (`m.room_key` in the clear and Megolm-encrypted to-device events are refused before they
