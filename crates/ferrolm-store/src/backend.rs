@@ -44,11 +44,14 @@ pub enum Table {
     RoomSettings,
     /// Megolm messages seen, `(session id, message index) → event id` (replay detection).
     SeenMessages,
+    /// Encrypted to-device requests not yet accepted by the server, keyed by transaction id
+    /// (since schema and layout version 2).
+    OutgoingToDevice,
 }
 
 impl Table {
     /// Every table, in id order.
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Meta,
         Table::Singletons,
         Table::OlmSessions,
@@ -64,6 +67,7 @@ impl Table {
         Table::Withheld,
         Table::RoomSettings,
         Table::SeenMessages,
+        Table::OutgoingToDevice,
     ];
 
     /// The table's stable name (the SQLite table name, an IndexedDB object store name).
@@ -84,6 +88,16 @@ impl Table {
             Table::Withheld => "withheld",
             Table::RoomSettings => "room_settings",
             Table::SeenMessages => "seen_messages",
+            Table::OutgoingToDevice => "outgoing_to_device",
+        }
+    }
+
+    /// The first table-layout version that has this table: a back end holding an older
+    /// layout creates it in [`Backend::ensure_tables`].
+    pub const fn since_layout(self) -> u32 {
+        match self {
+            Table::OutgoingToDevice => 2,
+            _ => 1,
         }
     }
 
@@ -219,6 +233,15 @@ pub trait Backend {
 
     /// Checks every condition and applies every operation of `batch`, in one transaction.
     fn commit(&mut self, batch: &Batch) -> Result<(), CommitError>;
+
+    /// Creates the tables of [`Table::ALL`] that the stored layout lacks because an older
+    /// version wrote it (see [`Table::since_layout`]), leaving every existing table alone.
+    /// [`Store::open`](crate::Store::open) calls it once the secret has unlocked the store,
+    /// before migrating the records. The default does nothing (a back end whose tables always
+    /// exist).
+    fn ensure_tables(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
 
     /// The engine's own consistency check (SQLite's `PRAGMA integrity_check`). The default
     /// checks nothing.

@@ -5,8 +5,8 @@ use ferrolm::types::Curve25519PublicKey;
 
 use crate::records::{
     AccountRecord, BackupRecord, DeviceId, DeviceRecord, IdentityRecord, InboundGroupSessionRecord, OlmSessionRecord,
-    OutboundGroupSessionRecord, OutboundShare, OutgoingRequest, PrivateCrossSigningKeys, ReceivedSecret, RoomId,
-    RoomSettings, SeenMessage, TrackedUser, UserId, WithheldNotice,
+    OutboundGroupSessionRecord, OutboundShare, OutgoingRequest, OutgoingToDevice, PrivateCrossSigningKeys,
+    ReceivedSecret, RoomId, RoomSettings, SeenMessage, TrackedUser, UserId, WithheldNotice,
 };
 
 /// One change set: records to insert or replace, and [`Deletions`]. Saving it is all or
@@ -57,6 +57,9 @@ pub struct Changes {
     pub room_settings: Vec<RoomSettings>,
     /// Seen Megolm message indices, keyed by (session id, message index).
     pub seen_messages: Vec<SeenMessage>,
+    /// Encrypted to-device requests not yet sent, keyed by transaction id: save them in the
+    /// change set that advances the Olm sessions that encrypted them.
+    pub outgoing_to_device: Vec<OutgoingToDevice>,
     /// What to delete (applied first).
     pub deletions: Deletions,
 }
@@ -90,6 +93,8 @@ pub struct Deletions {
     pub room_settings: Vec<RoomId>,
     /// Every seen-message entry of these Megolm sessions.
     pub seen_messages: Vec<String>,
+    /// To-device requests by transaction id (once the server accepted them).
+    pub outgoing_to_device: Vec<String>,
 }
 
 impl Deletions {
@@ -118,6 +123,7 @@ impl Changes {
             && self.withheld.is_empty()
             && self.room_settings.is_empty()
             && self.seen_messages.is_empty()
+            && self.outgoing_to_device.is_empty()
             && self.deletions.is_empty()
     }
 }

@@ -7,8 +7,8 @@ use crate::cipher::{StoreCipher, associated_data};
 use crate::codec::Writer;
 use crate::records::{
     self, AccountRecord, BackupRecord, Ctx, DeviceRecord, IdentityRecord, InboundGroupSessionRecord, OlmSessionRecord,
-    OutboundGroupSessionRecord, OutboundShare, OutgoingRequest, PrivateCrossSigningKeys, ReceivedSecret, Record,
-    RoomSettings, SeenMessage, SyncToken, TrackedUser, WithheldNotice,
+    OutboundGroupSessionRecord, OutboundShare, OutgoingRequest, OutgoingToDevice, PrivateCrossSigningKeys,
+    ReceivedSecret, Record, RoomSettings, SeenMessage, SyncToken, TrackedUser, WithheldNotice,
 };
 
 /// What one input did.
@@ -52,7 +52,7 @@ fn one<R: Record>(cipher: &StoreCipher, data: &[u8], report: &mut Report) {
 pub fn decode_values(data: &[u8]) -> Report {
     static CIPHER: std::sync::OnceLock<StoreCipher> = std::sync::OnceLock::new();
     let cipher = CIPHER.get_or_init(|| StoreCipher::new(&[0x5a; 32]));
-    let all: [fn(&StoreCipher, &[u8], &mut Report); 16] = [
+    let all: [fn(&StoreCipher, &[u8], &mut Report); 17] = [
         one::<AccountRecord>,
         one::<OlmSessionRecord>,
         one::<InboundGroupSessionRecord>,
@@ -69,6 +69,7 @@ pub fn decode_values(data: &[u8]) -> Report {
         one::<WithheldNotice>,
         one::<RoomSettings>,
         one::<SeenMessage>,
+        one::<OutgoingToDevice>,
     ];
     let mut report = Report::default();
     if let Some((&selector, body)) = data.split_first()

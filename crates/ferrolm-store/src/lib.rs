@@ -12,12 +12,12 @@
 //!
 //! | what | record | keyed by | queries |
 //! | --- | --- | --- | --- |
-//! | own account: identity, one-time and fallback keys (in the pickle), user and device id, keys-uploaded flag | [`AccountRecord`] | (single) | [`Store::account`] |
+//! | own account: identity, one-time and fallback keys (in the pickle), user and device id, keys-uploaded flag, fallback-key publication time | [`AccountRecord`] | (single) | [`Store::account`] |
 //! | Olm sessions with creation, last-use and last-decrypt times | [`OlmSessionRecord`] | sender key, session id | [`Store::olm_session`], [`Store::olm_sessions`] (per sender key) |
-//! | room keys with sender key, claimed signing key, first known index, source, backed-up and shared-history flags | [`InboundGroupSessionRecord`] | room, session id | [`Store::inbound_group_session`], [`Store::inbound_group_sessions_in_room`], [`Store::inbound_group_sessions_to_back_up`] (batches), [`Store::room_key_counts`] |
+//! | room keys with sender key, claimed signing key, first known index, source, backed-up and shared-history flags | [`InboundGroupSessionRecord`] | room, session id | [`Store::inbound_group_session`], [`Store::inbound_group_sessions_in_room`], [`Store::inbound_group_sessions_to_back_up`] (batches), [`Store::inbound_group_sessions_page`], [`Store::room_key_counts`] |
 //! | outbound group sessions with message count and creation time | [`OutboundGroupSessionRecord`] | room | [`Store::outbound_group_session`] |
 //! | per device: shared at which index, or which withheld code | [`OutboundShare`] | room, session, user, device | [`Store::outbound_shares`] |
-//! | devices: signed keys (opaque), identity keys, local trust, deleted flag | [`DeviceRecord`] | user, device | [`Store::device`], [`Store::devices`] |
+//! | devices: signed keys (opaque), identity keys, local trust, deleted flag | [`DeviceRecord`] | user, device | [`Store::device`], [`Store::devices`], [`Store::device_by_curve25519_key`] |
 //! | cross-signing identities: master, self-signing, user-signing keys; verified, previously verified | [`IdentityRecord`] | user | [`Store::identity`] |
 //! | own private cross-signing keys | [`PrivateCrossSigningKeys`] | (single) | [`Store::private_cross_signing_keys`] |
 //! | tracked users and their dirty flag | [`TrackedUser`] | user | [`Store::tracked_users`] |
@@ -28,6 +28,7 @@
 //! | withheld notices received | [`WithheldNotice`] | room, session id | [`Store::withheld_notice`] |
 //! | room settings: algorithm, rotation, only-trusted | [`RoomSettings`] | room | [`Store::room_settings`] |
 //! | seen (session id, message index) → event id | [`SeenMessage`] | session id, index | [`Store::seen_message`] |
+//! | encrypted to-device requests not yet sent | [`OutgoingToDevice`] | transaction id | [`Store::outgoing_to_device`] |
 //!
 //! Core objects (accounts, sessions, group sessions, the backup key) are stored as the core's
 //! own authenticated pickles, under a key derived from the store key.
@@ -37,7 +38,7 @@
 //! - **One write path, one transaction.** [`Store::save_changes`] commits a [`Changes`] (every
 //!   record a machine step produced, and its [`Deletions`]) atomically: after a crash the store
 //!   holds the old state or the new one, never a mix. Nothing else writes data.
-//! - **Encrypted at rest** ([`cipher`](crate::cipher) module docs): every value is sealed with
+//! - **Encrypted at rest** ([`cipher`] module docs): every value is sealed with
 //!   XChaCha20-Poly1305 bound to its table and row; lookup keys are keyed hashes; the store key
 //!   is wrapped by a passphrase (Argon2id) or a raw key. Wrong secret: [`StoreError::WrongSecret`].
 //! - **Two processes.** A lease ([`Store::acquire_lease`]: holder, expiry, renewal) and a
@@ -74,6 +75,7 @@
 //!     device_id: DeviceId::from("ALICEDEVICE"),
 //!     account,
 //!     device_keys_uploaded: false,
+//!     fallback_key_published_ms: None,
 //! });
 //! changes.tracked_users.push(TrackedUser { user_id: UserId::from("@bob:example.org"), dirty: true });
 //! changes.sync_token = Some("s1_2_3".into());
@@ -119,13 +121,15 @@ pub use error::{Result, StoreError};
 pub use memory::MemoryBackend;
 pub use records::{
     AccountRecord, BackupRecord, DeviceId, DeviceRecord, IdentityRecord, InboundGroupSessionRecord, LocalTrust,
-    MAX_ID_LEN, OlmSessionRecord, OutboundGroupSessionRecord, OutboundShare, OutgoingRequest, PrivateCrossSigningKeys,
-    ReceivedSecret, RequestKind, RoomId, RoomKeySource, RoomSettings, SecretBytes, SecretString, SeenMessage,
-    ShareState, TrackedUser, UserId, WithheldNotice,
+    MAX_ID_LEN, OlmSessionRecord, OutboundGroupSessionRecord, OutboundShare, OutgoingRequest, OutgoingToDevice,
+    PrivateCrossSigningKeys, ReceivedSecret, RequestKind, RoomId, RoomKeySource, RoomSettings, SecretBytes,
+    SecretString, SeenMessage, ShareState, TrackedUser, UserId, WithheldNotice,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{APPLICATION_ID, LAYOUT_VERSION, SqliteBackend, SqliteOptions, Synchronous};
-pub use store::{IntegrityReport, LeaseInfo, LeaseOutcome, RoomKeyCounts, SCHEMA_VERSION, Store, StoreInfo};
+pub use store::{
+    IntegrityReport, LeaseInfo, LeaseOutcome, RoomKeyCounts, RoomKeyCursor, SCHEMA_VERSION, Store, StoreInfo,
+};
 
 /// A store kept in memory (nothing survives the process).
 pub type MemoryStore = Store<MemoryBackend>;

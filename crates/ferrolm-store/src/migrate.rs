@@ -8,8 +8,14 @@
 //! started from. A step that fails leaves the store at the version before it. Migrations
 //! rewrite records into their new form; they never drop data they cannot read (they fail).
 //!
-//! Version 1 is the first schema; there is no migration yet. The SQLite back end keeps its
-//! table layout's version in `PRAGMA user_version` and refuses a newer layout the same way.
+//! History:
+//! - **1**: the first schema.
+//! - **2**: account records gain the fallback key's publication time (record format 2; the
+//!   step re-encodes the account); the table `outgoing_to_device` appears (created by the back
+//!   end's [`ensure_tables`](crate::Backend::ensure_tables) before the step runs).
+//!
+//! The SQLite back end keeps its table layout's version in `PRAGMA user_version` and refuses a
+//! newer layout the same way.
 
 use crate::backend::{Backend, Batch, CommitError, Condition, Op, Table};
 use crate::cipher::StoreCipher;
@@ -27,7 +33,17 @@ pub(crate) struct Migration {
 }
 
 /// Every migration of the store's history, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration { from: 1, run: account_format_2 }];
+
+/// 1 → 2: the account record is re-encoded in format 2 (no fallback-key time yet).
+fn account_format_2(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
+    use crate::records::{AccountRecord, open_record, seal_record, singleton};
+    let key = singleton::ACCOUNT;
+    let Some(value) = backend.get(Table::Singletons, key)? else { return Ok(Vec::new()) };
+    let account: AccountRecord = open_record(cipher, key, &value)?;
+    let value = seal_record(cipher, key, &account)?;
+    Ok(vec![Op::Put { table: Table::Singletons, key: key.to_vec(), value }])
+}
 
 /// Brings a store from version `from` to `to`, one committed step at a time.
 pub(crate) fn run<B: Backend>(
@@ -80,7 +96,7 @@ mod tests {
     use crate::records::{Keys, TrackedUser, UserId};
     use crate::{Changes, KdfParams, MemoryBackend, Store, StoreSecret};
 
-    /// A made-up step 1 → 2: marks every tracked user dirty (re-encoding each record).
+    /// A made-up step 2 → 3: marks every tracked user dirty (re-encoding each record).
     fn mark_all_dirty(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
         let mut ops = Vec::new();
         for (key, value) in backend.scan(Table::TrackedUsers, &[], None, usize::MAX)? {
@@ -97,7 +113,7 @@ mod tests {
         Err(StoreError::InvalidRecord("this migration fails"))
     }
 
-    fn store_at_v1() -> (MemoryBackend, StoreSecret) {
+    fn store_at_current() -> (MemoryBackend, StoreSecret) {
         let backend = MemoryBackend::new();
         let secret = StoreSecret::key([3; 32]);
         let mut store = Store::create(backend.clone(), &secret, KdfParams::default()).unwrap();
@@ -111,29 +127,29 @@ mod tests {
 
     #[test]
     fn a_step_migrates_records_and_the_version_together() {
-        let (backend, secret) = store_at_v1();
-        let steps = [Migration { from: 1, run: mark_all_dirty }];
-        let store = Store::open_with_migrations(backend.clone(), &secret, &steps, 2).unwrap();
-        assert_eq!(store.info().unwrap().schema_version, 2);
+        let (backend, secret) = store_at_current();
+        let steps = [Migration { from: 2, run: mark_all_dirty }];
+        let store = Store::open_with_migrations(backend.clone(), &secret, &steps, 3).unwrap();
+        assert_eq!(store.info().unwrap().schema_version, 3);
         assert_eq!(store.generation(), 2, "the migration bumped the generation");
         assert!(store.tracked_users().unwrap().iter().all(|u| u.dirty));
-        // Opening at version 2 again runs nothing; a library that knows only version 1 refuses.
-        Store::open_with_migrations(backend.clone(), &secret, &steps, 2).unwrap();
-        assert_eq!(Store::open(backend, &secret).unwrap_err(), StoreError::NewerSchema { found: 2, supported: 1 });
+        // Opening at version 3 again runs nothing; a library that knows only version 2 refuses.
+        Store::open_with_migrations(backend.clone(), &secret, &steps, 3).unwrap();
+        assert_eq!(Store::open(backend, &secret).unwrap_err(), StoreError::NewerSchema { found: 3, supported: 2 });
     }
 
     #[test]
     fn a_failing_step_leaves_the_store_as_it_was() {
-        let (backend, secret) = store_at_v1();
+        let (backend, secret) = store_at_current();
         let before = backend.rows(Table::TrackedUsers);
-        let steps = [Migration { from: 1, run: failing }];
-        let error = Store::open_with_migrations(backend.clone(), &secret, &steps, 2).unwrap_err();
+        let steps = [Migration { from: 2, run: failing }];
+        let error = Store::open_with_migrations(backend.clone(), &secret, &steps, 3).unwrap_err();
         assert_eq!(error, StoreError::InvalidRecord("this migration fails"));
         assert_eq!(backend.rows(Table::TrackedUsers), before);
         let store = Store::open(backend.clone(), &secret).unwrap();
-        assert_eq!(store.info().unwrap().schema_version, 1);
+        assert_eq!(store.info().unwrap().schema_version, 2);
         // A missing step is an error too, not a silent skip.
-        let error = Store::open_with_migrations(backend, &secret, &[], 2).unwrap_err();
+        let error = Store::open_with_migrations(backend, &secret, &[], 3).unwrap_err();
         assert!(matches!(error, StoreError::MalformedMeta(_)));
     }
 }

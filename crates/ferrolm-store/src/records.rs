@@ -138,6 +138,10 @@ pub struct AccountRecord {
     pub account: Account,
     /// Whether the device keys have been uploaded (`false`: an upload is pending).
     pub device_keys_uploaded: bool,
+    /// When the current fallback key reached the server while a previous fallback key is still
+    /// kept (milliseconds, the machine's clock), so the machine can forget the previous one an
+    /// hour later; `None` when there is no previous fallback key. (Since schema version 2.)
+    pub fallback_key_published_ms: Option<u64>,
 }
 
 /// An Olm session with another device.
@@ -456,6 +460,19 @@ pub struct RoomSettings {
     pub only_trusted_devices: bool,
 }
 
+/// An encrypted to-device request the server has not accepted yet, kept so that a restarted
+/// machine resends it (with the same transaction id, which the server deduplicates) instead
+/// of losing what it carried while the Olm sessions that encrypted it moved on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingToDevice {
+    /// The request's transaction id.
+    pub txn_id: String,
+    /// The event type (`m.room.encrypted`).
+    pub event_type: String,
+    /// The request body (opaque bytes: JSON holding Olm ciphertexts).
+    pub body: Vec<u8>,
+}
+
 /// A Megolm message index seen in an event (replay detection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenMessage {
@@ -481,6 +498,7 @@ pub(crate) mod domain {
     pub(crate) const SECRET_NAME: u8 = 7;
     pub(crate) const SECRET_ID: u8 = 8;
     pub(crate) const REQUEST: u8 = 9;
+    pub(crate) const TXN: u8 = 10;
 }
 
 /// The fixed keys of the singleton rows.
@@ -531,6 +549,9 @@ impl Keys<'_> {
     pub(crate) fn request(&self, id: &str) -> Vec<u8> {
         self.0.hash(domain::REQUEST, id.as_bytes()).to_vec()
     }
+    pub(crate) fn txn(&self, txn_id: &str) -> Vec<u8> {
+        self.0.hash(domain::TXN, txn_id.as_bytes()).to_vec()
+    }
     pub(crate) fn seen(&self, session_id: &str, index: u32) -> Vec<u8> {
         cat(&[&self.megolm(session_id), &index.to_be_bytes()])
     }
@@ -548,6 +569,8 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 // Encoding.
 
 const FORMAT_V1: u8 = 1;
+/// Account records since schema version 2 (adds the fallback key's publication time).
+const FORMAT_V2: u8 = 2;
 
 /// Context for encoding one record: the cipher (for pickles) and the row's associated data.
 pub(crate) struct Ctx<'a> {
@@ -647,19 +670,25 @@ impl Record for AccountRecord {
         check_id(self.device_id.as_str(), "empty or oversized device id")
     }
     fn encode(&self, w: &mut Writer, ctx: &Ctx<'_>) {
-        w.u8(FORMAT_V1);
+        w.u8(FORMAT_V2);
         w.str(self.user_id.as_str());
         w.str(self.device_id.as_str());
         w.bool(self.device_keys_uploaded);
+        w.opt_varint(self.fallback_key_published_ms);
         write_pickle(w, &self.account, ctx);
     }
     fn decode(r: &mut Reader<'_>, ctx: &Ctx<'_>) -> RecordResult<Self> {
-        read_version(r)?;
+        // Format 1 (schema version 1) has no fallback-key time.
+        let format = r.u8()?;
+        if format != FORMAT_V1 && format != FORMAT_V2 {
+            return Err(DecodeError("unknown record format version").into());
+        }
         let user_id = UserId(r.string()?);
         let device_id = DeviceId(r.string()?);
         let device_keys_uploaded = r.bool()?;
+        let fallback_key_published_ms = if format == FORMAT_V2 { r.opt_varint()? } else { None };
         let account = read_pickle(r, ctx)?;
-        Ok(Self { user_id, device_id, account, device_keys_uploaded })
+        Ok(Self { user_id, device_id, account, device_keys_uploaded, fallback_key_published_ms })
     }
 }
 
@@ -1082,6 +1111,27 @@ impl Record for RoomSettings {
     }
 }
 
+impl Record for OutgoingToDevice {
+    const TABLE: Table = Table::OutgoingToDevice;
+    fn key(&self, keys: &Keys<'_>) -> Vec<u8> {
+        keys.txn(&self.txn_id)
+    }
+    fn validate(&self) -> Result<()> {
+        check_id(&self.txn_id, "empty or oversized transaction id")?;
+        check_id(&self.event_type, "empty or oversized event type")
+    }
+    fn encode(&self, w: &mut Writer, _: &Ctx<'_>) {
+        w.u8(FORMAT_V1);
+        w.str(&self.txn_id);
+        w.str(&self.event_type);
+        w.bytes(&self.body);
+    }
+    fn decode(r: &mut Reader<'_>, _: &Ctx<'_>) -> RecordResult<Self> {
+        read_version(r)?;
+        Ok(Self { txn_id: r.string()?, event_type: r.string()?, body: r.bytes()?.to_vec() })
+    }
+}
+
 impl Record for SeenMessage {
     const TABLE: Table = Table::SeenMessages;
     fn key(&self, keys: &Keys<'_>) -> Vec<u8> {
@@ -1107,16 +1157,28 @@ impl Record for SeenMessage {
 pub(crate) fn seal_record<R: Record>(cipher: &StoreCipher, key: &[u8], record: &R) -> Result<Vec<u8>> {
     let ad = crate::cipher::associated_data(R::TABLE, key);
     let ctx = Ctx { cipher, table: R::TABLE, associated_data: &ad };
-    let mut w = Writer::with_capacity(256);
+    let mut w = Writer::with_capacity(512);
     record.encode(&mut w, &ctx);
     cipher.seal(R::TABLE, key, &w.into_inner())
 }
 
 /// Opens and decodes one record from its row, and checks it belongs to that row.
 pub(crate) fn open_record<R: Record>(cipher: &StoreCipher, key: &[u8], sealed: &[u8]) -> Result<R> {
+    open_record_if(cipher, key, sealed, |record: &R| record.key(&Keys(cipher)) == key)
+}
+
+/// Opens and decodes one record, and checks it belongs to its row with `belongs` (on the hot
+/// paths a comparison of the identifiers that were asked for, cheaper than hashing them again;
+/// the seal already binds the value to the row key).
+pub(crate) fn open_record_if<R: Record>(
+    cipher: &StoreCipher,
+    key: &[u8],
+    sealed: &[u8],
+    belongs: impl Fn(&R) -> bool,
+) -> Result<R> {
     let plaintext = cipher.open(R::TABLE, key, sealed)?;
     let record = decode_plaintext::<R>(cipher, key, &plaintext)?;
-    if record.key(&Keys(cipher)) != key {
+    if !belongs(&record) {
         return Err(StoreError::MalformedValue { table: R::TABLE, reason: "the record does not belong to its row" });
     }
     Ok(record)

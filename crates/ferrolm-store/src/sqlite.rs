@@ -25,7 +25,8 @@ use crate::error::{Result, StoreError};
 /// `PRAGMA application_id` of a ferrolm store: "FRLM".
 pub const APPLICATION_ID: i32 = 0x4652_4c4d;
 /// The version of the table layout this library writes and reads (`PRAGMA user_version`).
-pub const LAYOUT_VERSION: u32 = 1;
+/// Layout 2 adds the table `outgoing_to_device`.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// How hard SQLite syncs a commit to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,11 +48,23 @@ pub struct SqliteOptions {
     pub synchronous: Synchronous,
     /// How long a writer waits for another process's write lock. Default: 10 s.
     pub busy_timeout: Duration,
+    /// SQLite's page cache for this connection, in KiB (`PRAGMA cache_size`). Default: 8 MiB,
+    /// enough for the inner b-tree pages of a few hundred thousand room keys.
+    pub cache_kib: u32,
+    /// The size the WAL file is truncated back to after a checkpoint, in bytes
+    /// (`PRAGMA journal_size_limit`). Default: 4 MiB.
+    pub wal_size_limit: u64,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { create: true, synchronous: Synchronous::Full, busy_timeout: Duration::from_secs(10) }
+        Self {
+            create: true,
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(10),
+            cache_kib: 8 * 1024,
+            wal_size_limit: 4 * 1024 * 1024,
+        }
     }
 }
 
@@ -66,6 +79,47 @@ impl Default for SqliteOptions {
 pub struct SqliteBackend {
     conn: Connection,
     path: Option<PathBuf>,
+    sql: Vec<TableSql>,
+    /// The layout version of the file (older than [`LAYOUT_VERSION`] until `ensure_tables`).
+    layout: u32,
+}
+
+fn create_table_sql(table: Table) -> String {
+    format!("CREATE TABLE IF NOT EXISTS {} (k BLOB PRIMARY KEY NOT NULL, v BLOB NOT NULL) WITHOUT ROWID;", table.name())
+}
+
+/// Every statement of one table, written once.
+struct TableSql {
+    get: String,
+    put: String,
+    delete: String,
+    delete_range: String,
+    delete_from: String,
+    scan_range: [String; 2],
+    scan_from: [String; 2],
+    count_range: String,
+    count_from: String,
+}
+
+impl TableSql {
+    fn new(table: Table) -> Self {
+        let t = table.name();
+        let scan = |lower: &str, upper: bool| {
+            let upper = if upper { " AND k < ?2" } else { "" };
+            format!("SELECT k, v FROM {t} WHERE k {lower} ?1{upper} ORDER BY k LIMIT ?3")
+        };
+        Self {
+            get: format!("SELECT v FROM {t} WHERE k = ?1"),
+            put: format!("INSERT INTO {t} (k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v"),
+            delete: format!("DELETE FROM {t} WHERE k = ?1"),
+            delete_range: format!("DELETE FROM {t} WHERE k >= ?1 AND k < ?2"),
+            delete_from: format!("DELETE FROM {t} WHERE k >= ?1"),
+            scan_range: [scan(">=", true), scan(">", true)],
+            scan_from: [scan(">=", false), scan(">", false)],
+            count_range: format!("SELECT count(*) FROM {t} WHERE k >= ?1 AND k < ?2"),
+            count_from: format!("SELECT count(*) FROM {t} WHERE k >= ?1"),
+        }
+    }
 }
 
 impl core::fmt::Debug for SqliteBackend {
@@ -87,10 +141,6 @@ fn map_err(error: rusqlite::Error) -> BackendError {
 
 fn store_err(error: rusqlite::Error) -> StoreError {
     map_err(error).into()
-}
-
-fn sql_get(table: Table) -> String {
-    format!("SELECT v FROM {} WHERE k = ?1", table.name())
 }
 
 impl SqliteBackend {
@@ -152,6 +202,9 @@ impl SqliteBackend {
         if fresh && !options.create {
             return Err(StoreError::NotInitialized);
         }
+        if !fresh && user_version == 0 {
+            return Err(StoreError::MalformedMeta("the database has no layout version"));
+        }
         if user_version > LAYOUT_VERSION {
             return Err(StoreError::NewerSchema { found: user_version, supported: LAYOUT_VERSION });
         }
@@ -169,33 +222,47 @@ impl SqliteBackend {
             Synchronous::Normal => "PRAGMA synchronous = NORMAL",
         };
         conn.execute_batch(sync).map_err(store_err)?;
-        if fresh {
-            let mut sql = String::from("BEGIN IMMEDIATE;");
+        conn.execute_batch(&format!(
+            "PRAGMA cache_size = -{}; PRAGMA journal_size_limit = {};",
+            options.cache_kib, options.wal_size_limit
+        ))
+        .map_err(store_err)?;
+        let layout = if fresh {
+            let mut sql = String::new();
             for table in Table::ALL {
-                sql.push_str(&format!(
-                    "CREATE TABLE {} (k BLOB PRIMARY KEY NOT NULL, v BLOB NOT NULL) WITHOUT ROWID;",
-                    table.name()
-                ));
+                sql.push_str(&create_table_sql(table));
             }
-            sql.push_str(&format!(
-                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT_VERSION}; COMMIT;"
-            ));
-            conn.execute_batch(&sql).map_err(store_err)?;
+            sql.push_str(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {LAYOUT_VERSION};"));
+            let tx = conn.unchecked_transaction().map_err(store_err)?;
+            tx.execute_batch(&sql).map_err(store_err)?;
+            tx.commit().map_err(store_err)?;
+            LAYOUT_VERSION
         } else {
+            // The tables of the file's own layout must all be there; newer ones come with
+            // `ensure_tables`, once the store is unlocked.
             for table in Table::ALL {
-                if !names.iter().any(|n| n == table.name()) {
+                if table.since_layout() <= user_version && !names.iter().any(|n| n == table.name()) {
                     return Err(StoreError::MissingTable(table.name()));
                 }
             }
-        }
-        Ok(Self { conn, path })
+            user_version
+        };
+        Ok(Self { conn, path, sql: Table::ALL.iter().map(|&t| TableSql::new(t)).collect(), layout })
+    }
+
+    fn sql(&self, table: Table) -> Result<&TableSql, BackendError> {
+        self.sql.get(table.index()).ok_or_else(|| BackendError::new(BackendErrorKind::Other, "unknown table"))
     }
 
     fn apply(&mut self, batch: &Batch) -> Result<(), CommitError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+        let Self { conn, sql, .. } = self;
+        let sql_of = |table: Table| {
+            sql.get(table.index()).ok_or_else(|| BackendError::new(BackendErrorKind::Other, "unknown table"))
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
         for (i, condition) in batch.conditions.iter().enumerate() {
             let current: Option<Vec<u8>> = tx
-                .prepare_cached(&sql_get(condition.table))
+                .prepare_cached(&sql_of(condition.table)?.get)
                 .and_then(|mut s| s.query_row([&condition.key], |r| r.get(0)).optional())
                 .map_err(map_err)?;
             if current != condition.expected {
@@ -205,24 +272,21 @@ impl SqliteBackend {
         for op in &batch.ops {
             match op {
                 Op::Put { table, key, value } => {
-                    let sql = format!(
-                        "INSERT INTO {} (k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-                        table.name()
-                    );
-                    tx.prepare_cached(&sql).and_then(|mut s| s.execute(params![key, value])).map_err(map_err)?;
+                    let mut stmt = tx.prepare_cached(&sql_of(*table)?.put).map_err(map_err)?;
+                    stmt.execute(params![key, value]).map_err(map_err)?;
                 }
                 Op::Delete { table, key } => {
-                    let sql = format!("DELETE FROM {} WHERE k = ?1", table.name());
-                    tx.prepare_cached(&sql).and_then(|mut s| s.execute([key])).map_err(map_err)?;
+                    let mut stmt = tx.prepare_cached(&sql_of(*table)?.delete).map_err(map_err)?;
+                    stmt.execute([key]).map_err(map_err)?;
                 }
                 Op::DeletePrefix { table, prefix } => match prefix_end(prefix) {
                     Some(end) => {
-                        let sql = format!("DELETE FROM {} WHERE k >= ?1 AND k < ?2", table.name());
-                        tx.prepare_cached(&sql).and_then(|mut s| s.execute(params![prefix, end])).map_err(map_err)?;
+                        let mut stmt = tx.prepare_cached(&sql_of(*table)?.delete_range).map_err(map_err)?;
+                        stmt.execute(params![prefix, end]).map_err(map_err)?;
                     }
                     None => {
-                        let sql = format!("DELETE FROM {} WHERE k >= ?1", table.name());
-                        tx.prepare_cached(&sql).and_then(|mut s| s.execute([prefix])).map_err(map_err)?;
+                        let mut stmt = tx.prepare_cached(&sql_of(*table)?.delete_from).map_err(map_err)?;
+                        stmt.execute([prefix]).map_err(map_err)?;
                     }
                 },
             }
@@ -235,28 +299,27 @@ impl SqliteBackend {
 impl Backend for SqliteBackend {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
         self.conn
-            .prepare_cached(&sql_get(table))
+            .prepare_cached(&self.sql(table)?.get)
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
             .map_err(map_err)
     }
 
     fn scan(&self, table: Table, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Row>, BackendError> {
-        let (lower_op, lower) = match after {
-            Some(after) if after >= prefix => (">", after),
-            _ => (">=", prefix),
+        let sql = self.sql(table)?;
+        let (exclusive, lower) = match after {
+            Some(after) if after >= prefix => (1, after),
+            _ => (0, prefix),
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let end = prefix_end(prefix);
-        let sql = match end {
-            Some(_) => {
-                format!("SELECT k, v FROM {} WHERE k {lower_op} ?1 AND k < ?2 ORDER BY k LIMIT ?3", table.name())
-            }
-            None => format!("SELECT k, v FROM {} WHERE k {lower_op} ?1 ORDER BY k LIMIT ?3", table.name()),
-        };
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(map_err)?;
-        let end = end.unwrap_or_default();
-        let mut rows = match prefix_end(prefix) {
-            Some(_) => stmt.query(params![lower, end, limit]),
+        let text = match end {
+            Some(_) => sql.scan_range.get(exclusive),
+            None => sql.scan_from.get(exclusive),
+        }
+        .ok_or_else(|| BackendError::new(BackendErrorKind::Other, "no such statement"))?;
+        let mut stmt = self.conn.prepare_cached(text).map_err(map_err)?;
+        let mut rows = match &end {
+            Some(end) => stmt.query(params![lower, end, limit]),
             None => stmt.query(params![lower, rusqlite::types::Null, limit]),
         }
         .map_err(map_err)?;
@@ -268,15 +331,13 @@ impl Backend for SqliteBackend {
     }
 
     fn count(&self, table: Table, prefix: &[u8]) -> Result<u64, BackendError> {
+        let sql = self.sql(table)?;
         let n: i64 = match prefix_end(prefix) {
             Some(end) => self
                 .conn
-                .prepare_cached(&format!("SELECT count(*) FROM {} WHERE k >= ?1 AND k < ?2", table.name()))
+                .prepare_cached(&sql.count_range)
                 .and_then(|mut s| s.query_row(params![prefix, end], |r| r.get(0))),
-            None => self
-                .conn
-                .prepare_cached(&format!("SELECT count(*) FROM {} WHERE k >= ?1", table.name()))
-                .and_then(|mut s| s.query_row([prefix], |r| r.get(0))),
+            None => self.conn.prepare_cached(&sql.count_from).and_then(|mut s| s.query_row([prefix], |r| r.get(0))),
         }
         .map_err(map_err)?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -284,6 +345,22 @@ impl Backend for SqliteBackend {
 
     fn commit(&mut self, batch: &Batch) -> Result<(), CommitError> {
         self.apply(batch)
+    }
+
+    fn ensure_tables(&mut self) -> Result<(), BackendError> {
+        if self.layout >= LAYOUT_VERSION {
+            return Ok(());
+        }
+        let mut sql = String::new();
+        for table in Table::ALL.iter().filter(|t| t.since_layout() > self.layout) {
+            sql.push_str(&create_table_sql(*table));
+        }
+        sql.push_str(&format!("PRAGMA user_version = {LAYOUT_VERSION};"));
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+        tx.execute_batch(&sql).map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        self.layout = LAYOUT_VERSION;
+        Ok(())
     }
 
     fn check_engine_integrity(&self) -> Result<(), BackendError> {

@@ -11,13 +11,13 @@ use crate::error::{Result, StoreError};
 use crate::migrate::{self, MIGRATIONS, Migration};
 use crate::records::{
     self, AccountRecord, BackupRecord, DeviceId, DeviceRecord, IdentityRecord, InboundGroupSessionRecord, Keys,
-    OlmSessionRecord, OutboundGroupSessionRecord, OutboundShare, OutgoingRequest, PrivateCrossSigningKeys,
-    ReceivedSecret, Record, RoomId, RoomSettings, SeenMessage, SyncToken, TrackedUser, UserId, WithheldNotice,
-    singleton,
+    OlmSessionRecord, OutboundGroupSessionRecord, OutboundShare, OutgoingRequest, OutgoingToDevice,
+    PrivateCrossSigningKeys, ReceivedSecret, Record, RoomId, RoomSettings, SeenMessage, SyncToken, TrackedUser, UserId,
+    WithheldNotice, singleton,
 };
 
 /// The schema version this library writes, and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Keys of the plain rows of [`Table::Meta`].
 pub(crate) mod meta {
@@ -51,6 +51,10 @@ pub enum LeaseOutcome {
     /// Another holder has an unexpired lease.
     Held(LeaseInfo),
 }
+
+/// Where [`Store::inbound_group_sessions_page`] stopped: pass it back to continue. Opaque.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomKeyCursor(Vec<u8>);
 
 /// Counts of room keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -203,6 +207,8 @@ impl<B: Backend> Store<B> {
             .ok_or(StoreError::MalformedMeta("the wrapped store key is missing"))?;
         let store_key = cipher::unwrap_store_key(&wrapped, secret)?;
         let cipher = StoreCipher::new(&store_key);
+        // Unlocked: now the back end may add the tables a newer layout has.
+        backend.ensure_tables()?;
         if version < target {
             migrate::run(&mut backend, &cipher, migrations, version, target)?;
         }
@@ -346,6 +352,9 @@ impl<B: Backend> Store<B> {
         for session_id in &d.seen_messages {
             ops.push(Op::DeletePrefix { table: Table::SeenMessages, prefix: keys.megolm(session_id).to_vec() });
         }
+        for txn_id in &d.outgoing_to_device {
+            ops.push(Op::Delete { table: Table::OutgoingToDevice, key: keys.txn(txn_id) });
+        }
 
         if let Some(account) = &changes.account {
             ops.push(self.sealed(account)?);
@@ -412,6 +421,9 @@ impl<B: Backend> Store<B> {
         }
         for seen in &changes.seen_messages {
             ops.push(self.sealed(seen)?);
+        }
+        for request in &changes.outgoing_to_device {
+            ops.push(self.sealed(request)?);
         }
         Ok(ops)
     }
@@ -561,6 +573,21 @@ impl<B: Backend> Store<B> {
         }
     }
 
+    fn get_if<R: Record>(&self, key: &[u8], belongs: impl Fn(&R) -> bool) -> Result<Option<R>> {
+        match self.backend.get(R::TABLE, key)? {
+            Some(value) => Ok(Some(records::open_record_if(&self.cipher, key, &value, belongs)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_if<R: Record>(&self, prefix: &[u8], belongs: impl Fn(&R) -> bool) -> Result<Vec<R>> {
+        self.backend
+            .scan(R::TABLE, prefix, None, usize::MAX)?
+            .into_iter()
+            .map(|(key, value)| records::open_record_if(&self.cipher, &key, &value, &belongs))
+            .collect()
+    }
+
     fn scan<R: Record>(&self, prefix: &[u8]) -> Result<Vec<R>> {
         self.backend
             .scan(R::TABLE, prefix, None, usize::MAX)?
@@ -576,12 +603,14 @@ impl<B: Backend> Store<B> {
 
     /// One Olm session.
     pub fn olm_session(&self, sender_key: &Curve25519PublicKey, session_id: &str) -> Result<Option<OlmSessionRecord>> {
-        self.get(&self.keys().olm_session(sender_key, session_id))
+        self.get_if(&self.keys().olm_session(sender_key, session_id), |r: &OlmSessionRecord| {
+            r.sender_key == *sender_key && r.session_id() == session_id
+        })
     }
 
     /// Every Olm session with the device of this Curve25519 key.
     pub fn olm_sessions(&self, sender_key: &Curve25519PublicKey) -> Result<Vec<OlmSessionRecord>> {
-        self.scan(&self.keys().sender(sender_key))
+        self.scan_if(&self.keys().sender(sender_key), |r: &OlmSessionRecord| r.sender_key == *sender_key)
     }
 
     /// One room key.
@@ -590,12 +619,14 @@ impl<B: Backend> Store<B> {
         room_id: &RoomId,
         session_id: &str,
     ) -> Result<Option<InboundGroupSessionRecord>> {
-        self.get(&self.keys().room_session(room_id, session_id))
+        self.get_if(&self.keys().room_session(room_id, session_id), |r: &InboundGroupSessionRecord| {
+            r.room_id == *room_id && r.session_id() == session_id
+        })
     }
 
     /// Every room key of a room.
     pub fn inbound_group_sessions_in_room(&self, room_id: &RoomId) -> Result<Vec<InboundGroupSessionRecord>> {
-        self.scan(&self.keys().room(room_id))
+        self.scan_if(&self.keys().room(room_id), |r: &InboundGroupSessionRecord| r.room_id == *room_id)
     }
 
     /// Every room key of every room (for key export and `inspect`; loads them all).
@@ -645,6 +676,32 @@ impl<B: Backend> Store<B> {
     /// Every device of a user (deleted ones too; see [`DeviceRecord::deleted`]).
     pub fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceRecord>> {
         self.scan(&self.keys().user(user_id))
+    }
+
+    /// The device of `user_id` whose Curve25519 identity key is `key`, if any (the owner of an
+    /// Olm sender key). Reads the user's devices.
+    pub fn device_by_curve25519_key(
+        &self,
+        user_id: &UserId,
+        key: &Curve25519PublicKey,
+    ) -> Result<Option<DeviceRecord>> {
+        Ok(self.devices(user_id)?.into_iter().find(|d| d.curve25519_key.as_ref() == Some(key)))
+    }
+
+    /// Up to `limit` room keys of every room, in storage order (by keyed hash, not by room
+    /// name), starting after `after`; returns them and the cursor to pass next (`None`: done).
+    pub fn inbound_group_sessions_page(
+        &self,
+        after: Option<&RoomKeyCursor>,
+        limit: usize,
+    ) -> Result<(Vec<InboundGroupSessionRecord>, Option<RoomKeyCursor>)> {
+        let rows = self.backend.scan(Table::InboundGroupSessions, &[], after.map(|c| c.0.as_slice()), limit)?;
+        let next = if rows.len() == limit { rows.last().map(|(k, _)| RoomKeyCursor(k.clone())) } else { None };
+        let records = rows
+            .into_iter()
+            .map(|(key, value)| records::open_record(&self.cipher, &key, &value))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((records, next))
     }
 
     /// Every device of every user (for `inspect`).
@@ -710,6 +767,16 @@ impl<B: Backend> Store<B> {
     /// A room's settings.
     pub fn room_settings(&self, room_id: &RoomId) -> Result<Option<RoomSettings>> {
         self.get(&self.keys().room(room_id))
+    }
+
+    /// Every to-device request not yet accepted by the server (to resend after a restart).
+    pub fn outgoing_to_device(&self) -> Result<Vec<OutgoingToDevice>> {
+        self.scan(&[])
+    }
+
+    /// One to-device request by transaction id.
+    pub fn outgoing_to_device_request(&self, txn_id: &str) -> Result<Option<OutgoingToDevice>> {
+        self.get(&self.keys().txn(txn_id))
     }
 
     /// The event id seen with this Megolm session and message index, if any.
@@ -831,6 +898,7 @@ impl<B: Backend> Store<B> {
             Table::Withheld => records::open_record::<WithheldNotice>(c, key, value).map(drop),
             Table::RoomSettings => records::open_record::<RoomSettings>(c, key, value).map(drop),
             Table::SeenMessages => records::open_record::<SeenMessage>(c, key, value).map(drop),
+            Table::OutgoingToDevice => records::open_record::<OutgoingToDevice>(c, key, value).map(drop),
         }
     }
 }

@@ -183,7 +183,10 @@ fn sigkill_never_loses_or_half_applies_a_commit() {
                 local_trust: LocalTrust::Unset,
                 deleted: false,
             });
-            changes.olm_sessions.push(common::olm_record(&pair.alice, pair.bob_session, 0));
+            // Last used at 0: change set k sets it to k.
+            let mut record = common::olm_record(&pair.alice, pair.bob_session, 0);
+            record.last_use_ms = 0;
+            changes.olm_sessions.push(record);
         }
         store.save_changes(&changes).unwrap()
     };

@@ -1,10 +1,12 @@
-//! The schema-v1 fixture: a store written by version 1 of this crate, committed under
-//! `tests/fixtures/`, that every later version must open, migrate and read back completely.
+//! Fixtures: a store written by each schema version of this crate, committed under
+//! `tests/fixtures/store-vN.sqlite3`, that every later version must open, migrate and read
+//! back completely.
 //!
-//! Regenerate it (only when a new fixture version is added; never overwrite an old one):
+//! When the schema version goes up, write the new version's fixture (old fixtures are never
+//! overwritten; `store-v1.sqlite3` was written by commit 5501ce8 with schema version 1):
 //!
 //! ```sh
-//! cargo test -p ferrolm-store --test fixture -- --ignored generate_fixture_v1
+//! cargo test -p ferrolm-store --test fixture -- --ignored generate_current_fixture
 //! ```
 //!
 //! Its contents are fixed: every core object comes from a seeded generator, every other field
@@ -22,10 +24,9 @@ use ferrolm::pk::PkDecryption;
 use ferrolm_store::*;
 
 const PASSPHRASE: &str = "ferrolm store fixture v1";
-const FIXTURE: &str = "tests/fixtures/store-v1.sqlite3";
 
-fn fixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)
+fn fixture_path(version: u32) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/store-v{version}.sqlite3"))
 }
 
 /// splitmix64: deterministic, test only.
@@ -72,7 +73,8 @@ fn room(name: &str) -> RoomId {
     RoomId::from(format!("!{name}:fixture.example"))
 }
 
-fn fixture() -> Fixture {
+/// What the fixture of schema `version` holds (as read back by the current version).
+fn fixture(version: u32) -> Fixture {
     let mut rng = SeededRng(0x5eed_0001);
     let alice = Account::new_with_rng(&mut rng);
     let mut bob = Account::new_with_rng(&mut rng);
@@ -103,6 +105,8 @@ fn fixture() -> Fixture {
             device_id: DeviceId::from("BOBFIXTURE"),
             account: bob.clone(),
             device_keys_uploaded: true,
+            // Since version 2.
+            fallback_key_published_ms: (version >= 2).then_some(1_700_000_002_000),
         }),
         ..Changes::default()
     };
@@ -251,18 +255,36 @@ fn fixture() -> Fixture {
             event_id: format!("$fixture-event-{index}"),
         });
     }
+    if version >= 2 {
+        changes.outgoing_to_device.push(OutgoingToDevice {
+            txn_id: "fixture-txn".into(),
+            event_type: "m.room.encrypted".into(),
+            body: b"{\"messages\":{\"@alice:fixture.example\":{}}}".to_vec(),
+        });
+    }
     Fixture { changes, alice_session, outbound, backup_key }
 }
 
+fn raw_versions(path: &std::path::Path) -> (u32, u32, bool) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let version: Vec<u8> =
+        conn.query_row("SELECT v FROM meta WHERE k = CAST('schema_version' AS BLOB)", [], |r| r.get(0)).unwrap();
+    let layout: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let outgoing: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'outgoing_to_device'", [], |r| r.get(0))
+        .unwrap();
+    (u32::from_le_bytes(version.try_into().unwrap()), layout, outgoing == 1)
+}
+
 #[test]
-#[ignore = "writes the committed fixture; run by hand when adding a fixture version"]
-fn generate_fixture_v1() {
-    let path = fixture_path();
+#[ignore = "writes the committed fixture of the current version; run by hand when the schema version goes up"]
+fn generate_current_fixture() {
+    let path = fixture_path(SCHEMA_VERSION);
     assert!(!path.exists(), "{} exists: fixtures are never overwritten", path.display());
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let kdf = KdfParams::new(64, 1, 1).unwrap();
     let mut store = SqliteStore::create_file(&path, &StoreSecret::passphrase(PASSPHRASE), kdf).unwrap();
-    store.save_changes(&fixture().changes).unwrap();
+    store.save_changes(&fixture(SCHEMA_VERSION).changes).unwrap();
     drop(store);
     // Fold the WAL into the file: the fixture is one self-contained file.
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -271,23 +293,41 @@ fn generate_fixture_v1() {
 
 #[test]
 fn the_v1_fixture_opens_migrates_and_reads_back_completely() {
+    check_fixture(1);
+}
+
+#[test]
+fn the_v2_fixture_opens_and_reads_back_completely() {
+    check_fixture(2);
+}
+
+fn check_fixture(version: u32) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.sqlite3");
-    std::fs::copy(fixture_path(), &path).expect("the committed v1 fixture");
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let version: Vec<u8> =
-            conn.query_row("SELECT v FROM meta WHERE k = CAST('schema_version' AS BLOB)", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 1u32.to_le_bytes(), "the fixture is of schema version 1");
-    }
+    std::fs::copy(fixture_path(version), &path).expect("the committed fixture");
+    let (schema, layout, has_outgoing) = raw_versions(&path);
+    assert_eq!((schema, layout), (version, version), "the fixture is of schema and layout version {version}");
+    assert_eq!(has_outgoing, version >= 2);
+    // A wrong passphrase changes nothing, not even the layout.
     assert_eq!(SqliteStore::open_file(&path, &StoreSecret::passphrase("wrong")).unwrap_err(), StoreError::WrongSecret);
+    assert_eq!(raw_versions(&path), (schema, layout, has_outgoing));
+    let generation_before = {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let g: Vec<u8> =
+            conn.query_row("SELECT v FROM meta WHERE k = CAST('generation' AS BLOB)", [], |r| r.get(0)).unwrap();
+        u64::from_le_bytes(g.try_into().unwrap())
+    };
+
     let store = SqliteStore::open_file(&path, &StoreSecret::passphrase(PASSPHRASE)).unwrap();
     let info = store.info().unwrap();
     assert_eq!(info.schema_version, SCHEMA_VERSION, "migrated to the current version");
+    let steps = u64::from(SCHEMA_VERSION - version);
+    assert_eq!(info.generation, generation_before + steps, "one committed step per version");
+    assert_eq!(raw_versions(&path), (SCHEMA_VERSION, LAYOUT_VERSION, true));
     assert_eq!(info.key_wrapping, WrapKind::Passphrase(KdfParams::new(64, 1, 1).unwrap()));
     store.check_integrity().unwrap();
 
-    let Fixture { changes: expected, mut alice_session, mut outbound, backup_key } = fixture();
+    let Fixture { changes: expected, mut alice_session, mut outbound, backup_key } = fixture(version);
 
     // Counts: nothing more, nothing less.
     let counts: std::collections::BTreeMap<&str, u64> =
@@ -306,6 +346,7 @@ fn the_v1_fixture_opens_migrates_and_reads_back_completely() {
     assert_eq!(counts["withheld"], 1);
     assert_eq!(counts["room_settings"], 2);
     assert_eq!(counts["seen_messages"], 3);
+    assert_eq!(counts["outgoing_to_device"], u64::from(version >= 2));
 
     let want = expected.account.as_ref().unwrap();
     let account = store.account().unwrap().unwrap();
@@ -378,4 +419,5 @@ fn the_v1_fixture_opens_migrates_and_reads_back_completely() {
     for want in &expected.seen_messages {
         assert_eq!(store.seen_message(&want.session_id, want.message_index).unwrap(), Some(want.event_id.clone()));
     }
+    assert_eq!(store.outgoing_to_device().unwrap(), expected.outgoing_to_device);
 }

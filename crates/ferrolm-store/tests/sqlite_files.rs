@@ -101,6 +101,11 @@ fn a_missing_table() {
     assert_eq!(SqliteStore::open_file(&path, &secret()).unwrap_err(), StoreError::MissingTable("outbound_shares"));
     // Opening did not recreate it.
     assert_eq!(SqliteStore::open_file(&path, &secret()).unwrap_err(), StoreError::MissingTable("outbound_shares"));
+    // Nor the table of the current layout.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE outgoing_to_device").unwrap();
+    drop(conn);
+    assert!(matches!(SqliteStore::open_file(&path, &secret()).unwrap_err(), StoreError::MissingTable(_)));
 }
 
 #[test]
@@ -109,14 +114,14 @@ fn a_newer_layout_or_schema() {
     let path = dir.path().join("store.sqlite3");
     let ids = populated(&path, 3);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("PRAGMA user_version = 2").unwrap();
+    conn.execute_batch(&format!("PRAGMA user_version = {}", LAYOUT_VERSION + 1)).unwrap();
     drop(conn);
     assert_eq!(
         SqliteStore::open_file(&path, &secret()).unwrap_err(),
-        StoreError::NewerSchema { found: 2, supported: LAYOUT_VERSION }
+        StoreError::NewerSchema { found: LAYOUT_VERSION + 1, supported: LAYOUT_VERSION }
     );
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("PRAGMA user_version = 1").unwrap();
+    conn.execute_batch(&format!("PRAGMA user_version = {LAYOUT_VERSION}")).unwrap();
     conn.execute("UPDATE meta SET v = ?1 WHERE k = CAST('schema_version' AS BLOB)", [7u32.to_le_bytes().to_vec()])
         .unwrap();
     drop(conn);
@@ -125,8 +130,11 @@ fn a_newer_layout_or_schema() {
         StoreError::NewerSchema { found: 7, supported: SCHEMA_VERSION }
     );
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("UPDATE meta SET v = ?1 WHERE k = CAST('schema_version' AS BLOB)", [1u32.to_le_bytes().to_vec()])
-        .unwrap();
+    conn.execute(
+        "UPDATE meta SET v = ?1 WHERE k = CAST('schema_version' AS BLOB)",
+        [SCHEMA_VERSION.to_le_bytes().to_vec()],
+    )
+    .unwrap();
     drop(conn);
     read_all(&path, &ids).unwrap();
 }

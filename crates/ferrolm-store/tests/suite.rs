@@ -21,6 +21,7 @@ fn assert_holds_everything<B: Backend>(store: &Store<B>, e: &Everything) {
     assert_eq!(account.user_id, saved.user_id);
     assert_eq!(account.device_id, saved.device_id);
     assert!(account.device_keys_uploaded);
+    assert_eq!(account.fallback_key_published_ms, Some(1_234_567));
     assert_eq!(account.account.identity_keys(), saved.account.identity_keys());
     assert_eq!(account.account.one_time_keys(), saved.account.one_time_keys());
 
@@ -80,6 +81,13 @@ fn assert_holds_everything<B: Backend>(store: &Store<B>, e: &Everything) {
     assert_eq!(store.withheld_notice(&room("dogs"), "withheldsession").unwrap().as_ref(), e.changes.withheld.first());
     assert_eq!(store.room_settings(&room("cats")).unwrap().as_ref(), e.changes.room_settings.first());
     assert_eq!(store.seen_message("seensession", 12).unwrap().as_deref(), Some("$event12"));
+    assert_eq!(store.outgoing_to_device().unwrap(), e.changes.outgoing_to_device);
+    assert_eq!(store.outgoing_to_device_request("txn1").unwrap().as_ref(), e.changes.outgoing_to_device.first());
+    assert_eq!(
+        store.device_by_curve25519_key(&user("alice"), &e.pair.alice.curve25519_key()).unwrap().as_ref(),
+        e.changes.devices.first()
+    );
+    assert!(store.device_by_curve25519_key(&user("alice"), &e.pair.bob.curve25519_key()).unwrap().is_none());
 }
 
 fn every_record_kind_round_trips<H: Harness>() {
@@ -116,6 +124,9 @@ fn absent_records_are_none<H: Harness>() {
     assert!(store.withheld_notice(&room("a"), "x").unwrap().is_none());
     assert!(store.room_settings(&room("a")).unwrap().is_none());
     assert!(store.seen_message("x", 0).unwrap().is_none());
+    assert!(store.outgoing_to_device().unwrap().is_empty());
+    assert!(store.outgoing_to_device_request("x").unwrap().is_none());
+    assert_eq!(store.inbound_group_sessions_page(None, 10).unwrap().0.len(), 0);
     assert_eq!(store.room_key_counts().unwrap(), RoomKeyCounts::default());
     store.check_integrity().unwrap();
 }
@@ -187,6 +198,22 @@ fn queries_select_exactly_their_rows<H: Harness>() {
     assert_eq!(store.room_key_counts().unwrap(), RoomKeyCounts { total: 7, backed_up: 3 });
 
     assert_eq!(store.all_inbound_group_sessions().unwrap().len(), 7);
+    // Paging through every room key: each exactly once, in pages of at most 3.
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = store.inbound_group_sessions_page(cursor.as_ref(), 3).unwrap();
+        assert!(page.len() <= 3);
+        paged.extend(page.into_iter().map(|r| r.session_id()));
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    paged.sort();
+    let mut every: Vec<String> = ids.values().flatten().cloned().collect();
+    every.sort();
+    assert_eq!(paged, every);
     assert_eq!(store.all_olm_sessions().unwrap().len(), 3);
     assert_eq!(store.all_devices().unwrap().len(), 4);
     assert!(store.all_identities().unwrap().is_empty());
@@ -270,6 +297,7 @@ fn deletions_remove_exactly_what_they_name<H: Harness>() {
     d.withheld.push((room("dogs"), "withheldsession".into()));
     d.room_settings.push(room("cats"));
     d.seen_messages.push("seensession".into());
+    d.outgoing_to_device.push("txn1".into());
     // Deleting something absent is not an error.
     d.olm_sessions.push((e.pair.bob.curve25519_key(), "absent".into()));
     d.identities.push(user("nobody"));
@@ -295,6 +323,7 @@ fn deletions_remove_exactly_what_they_name<H: Harness>() {
     assert!(store.withheld_notice(&room("dogs"), "withheldsession").unwrap().is_none());
     assert!(store.room_settings(&room("cats")).unwrap().is_none());
     assert!(store.seen_message("seensession", 12).unwrap().is_none());
+    assert!(store.outgoing_to_device().unwrap().is_empty());
     // Untouched.
     assert!(store.account().unwrap().is_some());
     assert_eq!(store.sync_token().unwrap().as_deref(), Some("s42_1"));
@@ -598,12 +627,16 @@ fn broken_metadata_is_reported<H: Harness>() {
     let mut store = create(&h);
     store.save_changes(&Changes { sync_token: Some("x".into()), ..Changes::default() }).unwrap();
     // A newer schema is refused, untouched.
-    h.set(Table::Meta, b"schema_version", Some(2u32.to_le_bytes().to_vec()));
-    assert_eq!(Store::open(h.backend(), &secret()).unwrap_err(), StoreError::NewerSchema { found: 2, supported: 1 });
-    assert_eq!(h.rows(Table::Meta).iter().find(|(k, _)| k == b"schema_version").unwrap().1, 2u32.to_le_bytes());
+    let newer = SCHEMA_VERSION + 1;
+    h.set(Table::Meta, b"schema_version", Some(newer.to_le_bytes().to_vec()));
+    assert_eq!(
+        Store::open(h.backend(), &secret()).unwrap_err(),
+        StoreError::NewerSchema { found: newer, supported: SCHEMA_VERSION }
+    );
+    assert_eq!(h.rows(Table::Meta).iter().find(|(k, _)| k == b"schema_version").unwrap().1, newer.to_le_bytes());
     h.set(Table::Meta, b"schema_version", Some(vec![1, 0]));
     assert!(matches!(Store::open(h.backend(), &secret()).unwrap_err(), StoreError::MalformedMeta(_)));
-    h.set(Table::Meta, b"schema_version", Some(1u32.to_le_bytes().to_vec()));
+    h.set(Table::Meta, b"schema_version", Some(SCHEMA_VERSION.to_le_bytes().to_vec()));
     // The wrapped key altered: refused like a wrong secret. Missing: named.
     let (_, wrapped) = h.rows(Table::Meta).into_iter().find(|(k, _)| k == b"store_key").unwrap();
     let mut altered = wrapped.clone();

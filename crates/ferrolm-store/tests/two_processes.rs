@@ -7,8 +7,9 @@
 //! and then a replay of an old pre-key message), and hands each message to one of the two
 //! children, two at a time, so they contend. Each child, like a real machine, caches Bob's
 //! account and sessions between commands, takes the lease for each command (a 40 ms lease it
-//! may keep and reuse), reloads its caches when the generation moved, and retries from fresh
-//! state when a write is fenced off. Afterwards: no session is wedged (the genuine next message
+//! may keep and reuse), is now and then suspended for longer than its lease (so the other takes
+//! over), reloads its caches when the generation moved, and retries from fresh state when a
+//! write is fenced off. Afterwards: no session is wedged (the genuine next message
 //! on every session decrypts), no one-time key was used twice, every room key is stored, every
 //! session the peers created exists exactly once, and the store passes its integrity check.
 #![cfg(all(feature = "sqlite", unix))]
@@ -160,6 +161,12 @@ impl Device {
     fn run(&mut self, command: &[&str]) -> String {
         loop {
             self.ensure_lease();
+            // Now and then the process is suspended (as iOS suspends an extension) for longer
+            // than its lease, and the other one takes over meanwhile: this one's write must be
+            // fenced off, and it must redo the work from fresh state.
+            if self.rng.chance(2) {
+                std::thread::sleep(Duration::from_millis(LEASE_MS + 15));
+            }
             let outcome = match command[0] {
                 "publish" => self.publish(command[1].parse().unwrap()),
                 "decrypt" => {
@@ -462,6 +469,7 @@ fn two_processes_share_one_device() {
             device_id: DeviceId::from("BOB"),
             account: bob,
             device_keys_uploaded: true,
+            fallback_key_published_ms: None,
         };
         store.save_changes(&Changes { account: Some(account), ..Changes::default() }).unwrap();
     }
@@ -559,6 +567,8 @@ fn two_processes_share_one_device() {
         world.room_keys.len(),
         started.elapsed().as_secs_f64()
     );
-    // The processes really alternated: each reloaded after the other wrote, many times.
+    // The processes really alternated: each reloaded after the other wrote, many times, and
+    // writes of suspended processes were fenced off.
     assert!(stats.iter().all(|s| s[0] > 100), "too few handovers: {stats:?}");
+    assert!(fenced > 0, "no write was fenced off: {stats:?}");
 }

@@ -211,6 +211,7 @@ pub fn everything() -> Everything {
         device_id: DeviceId::from("BOBDEVICE"),
         account: pair.bob.clone(),
         device_keys_uploaded: true,
+        fallback_key_published_ms: Some(1_234_567),
     });
     changes.olm_sessions.push(olm_record(&pair.alice, pair.bob_session.clone(), 1000));
     changes.inbound_group_sessions.push(igs);
@@ -286,6 +287,11 @@ pub fn everything() -> Everything {
         session_id: "seensession".into(),
         message_index: 12,
         event_id: "$event12".into(),
+    });
+    changes.outgoing_to_device.push(OutgoingToDevice {
+        txn_id: "txn1".into(),
+        event_type: "m.room.encrypted".into(),
+        body: b"{\"messages\":{}}".to_vec(),
     });
     Everything { pair, changes, outbound, backup_key }
 }
