@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferrolm::olm::IdentityKeys;
-use ferrolm_store::{AccountRecord, Backend, Changes, Store, TrackedUser};
+use ferrolm_store::{AccountRecord, Backend, Changes, OutgoingToDevice, Store, TrackedUser};
 use ruma::api::client::to_device::send_event_to_device;
 use ruma::events::{AnyToDeviceEventContent, ToDeviceEventType};
 use ruma::serde::Raw;
@@ -131,10 +131,11 @@ impl<B: Backend> OlmMachine<B> {
                         stored_device: record.device_id.to_string(),
                     });
                 }
-                // When the previous fallback key's successor was published is not stored yet
-                // (REQUESTS-from-machine.md): count its hour from now, which only keeps it longer.
-                let previous_fallback_since_ms =
-                    own_device::has_previous_fallback_key(&record.account).then(|| env.now_ms());
+                // A store written before the publication time was kept (schema 1) has a previous
+                // fallback key without it: count its hour from now, which only keeps it longer.
+                let previous_fallback_since_ms = record
+                    .fallback_key_published_ms
+                    .or_else(|| own_device::has_previous_fallback_key(&record.account).then(|| env.now_ms()));
                 OwnDevice {
                     account: record.account,
                     device_keys_uploaded: record.device_keys_uploaded,
@@ -149,6 +150,7 @@ impl<B: Backend> OlmMachine<B> {
                     device_id: device_to_store(&device_id),
                     account: account.clone(),
                     device_keys_uploaded: false,
+                    fallback_key_published_ms: None,
                 });
                 OwnDevice {
                     account,
@@ -166,8 +168,13 @@ impl<B: Backend> OlmMachine<B> {
         if !changes.is_empty() {
             store.save_changes(&changes)?;
         }
-        let state =
-            State { own, tracker, channel: OlmChannel::default(), pending: Vec::new(), no_olm_sent: BTreeSet::new() };
+        // To-device requests encrypted before a restart and not yet sent go out again, with
+        // their transaction ids (the homeserver ignores a second delivery).
+        let mut pending = Vec::new();
+        for saved in store.outgoing_to_device()? {
+            pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
+        }
+        let state = State { own, tracker, channel: OlmChannel::default(), pending, no_olm_sent: BTreeSet::new() };
         Ok(Self { user_id, device_id, store, env, state })
     }
 
@@ -243,6 +250,7 @@ impl<B: Backend> OlmMachine<B> {
                 device_id: device_to_store(&self.device_id),
                 account: state.own.account.clone(),
                 device_keys_uploaded: state.own.device_keys_uploaded,
+                fallback_key_published_ms: state.own.previous_fallback_since_ms,
             });
         }
         if !changes.is_empty() {
@@ -417,7 +425,9 @@ impl<B: Backend> OlmMachine<B> {
                     self.queue_dummies(&mut step, &dummies, now)?;
                 }
             }
-            (Purpose::ToDevice, IncomingResponse::ToDevice(_)) => {}
+            (Purpose::ToDevice, IncomingResponse::ToDevice(_)) => {
+                step.changes.deletions.outgoing_to_device.push(request_id.to_owned());
+            }
             _ => return Err(MachineError::Internal("request purpose and kind disagree".into())),
         }
         self.commit(step)?;
@@ -468,7 +478,7 @@ impl<B: Backend> OlmMachine<B> {
         }
         if !messages.is_empty() {
             let request_id = self.new_request_id();
-            push_to_device(&mut step.state, request_id, messages);
+            push_to_device(step, request_id, messages)?;
         }
         Ok(())
     }
@@ -552,7 +562,7 @@ impl<B: Backend> OlmMachine<B> {
         if !messages.is_empty() {
             let request_id = self.new_request_id();
             outcome.request_id = Some(request_id.clone());
-            push_to_device(&mut step.state, request_id, messages);
+            push_to_device(&mut step, request_id, messages)?;
         }
         self.commit(step)?;
         Ok(outcome)
@@ -685,26 +695,57 @@ fn raw_content(content: &Value) -> Result<Raw<AnyToDeviceEventContent>, MachineE
     Ok(Raw::from_json(raw))
 }
 
-fn push_to_device(state: &mut State, request_id: String, messages: send_event_to_device::v3::Messages) {
-    push_to_device_of_type(state, request_id, "m.room.encrypted", messages);
+/// Queues an `m.room.encrypted` to-device request, saved in the step's change set.
+fn push_to_device(
+    step: &mut Step,
+    request_id: String,
+    messages: send_event_to_device::v3::Messages,
+) -> Result<(), MachineError> {
+    push_to_device_of_type(step, request_id, "m.room.encrypted", messages)
 }
 
+/// Queues a to-device request of `event_type`, saved in the step's change set (with the Olm
+/// sessions that encrypted it), so a restart resends it instead of losing it.
 fn push_to_device_of_type(
-    state: &mut State,
+    step: &mut Step,
     request_id: String,
     event_type: &str,
     messages: send_event_to_device::v3::Messages,
-) {
+) -> Result<(), MachineError> {
+    let body = serde_json::to_vec(&serde_json::json!({ "messages": messages }))
+        .map_err(|e| MachineError::Internal(e.to_string()))?;
+    step.changes.outgoing_to_device.push(OutgoingToDevice {
+        txn_id: request_id.clone(),
+        event_type: event_type.to_owned(),
+        body,
+    });
     let request = send_event_to_device::v3::Request::new_raw(
         ToDeviceEventType::from(event_type),
         OwnedTransactionId::from(request_id.as_str()),
         messages,
     );
-    state.pending.push(Pending {
+    step.state.pending.push(Pending {
         request: OutgoingRequest { request_id, request: Request::ToDevice(request) },
         purpose: Purpose::ToDevice,
         listed: true,
     });
+    Ok(())
+}
+
+/// A saved to-device request, as sent.
+fn saved_to_device(saved: &OutgoingToDevice) -> Result<OutgoingRequest, MachineError> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        messages: send_event_to_device::v3::Messages,
+    }
+    let body: Body = serde_json::from_slice(&saved.body)
+        .map_err(|e| MachineError::Internal(format!("saved to-device request {}: {e}", saved.txn_id)))?;
+    let request = send_event_to_device::v3::Request::new_raw(
+        ToDeviceEventType::from(saved.event_type.as_str()),
+        OwnedTransactionId::from(saved.txn_id.as_str()),
+        body.messages,
+    );
+    Ok(OutgoingRequest { request_id: saved.txn_id.clone(), request: Request::ToDevice(request) })
 }
 
 impl<B: Backend> core::fmt::Debug for OlmMachine<B> {

@@ -640,11 +640,7 @@ pub(crate) fn find_device<B: Backend>(
     sender: &UserId,
     sender_key: &Curve25519PublicKey,
 ) -> Result<Option<Device>, MachineError> {
-    Ok(store
-        .devices(&user_to_store(sender))?
-        .iter()
-        .filter_map(Device::from_record)
-        .find(|d| d.curve25519_key == *sender_key))
+    Ok(store.device_by_curve25519_key(&user_to_store(sender), sender_key)?.as_ref().and_then(Device::from_record))
 }
 
 fn decrypt_message<B: Backend>(

@@ -212,6 +212,38 @@ fn rule_a_used_fallback_key_is_replaced_and_the_previous_one_dropped_an_hour_lat
 }
 
 #[test]
+fn the_previous_fallback_keys_hour_survives_a_restart() {
+    let mut hs = Homeserver::new();
+    let mut alice = alice(&mut hs);
+    alice.settle(&mut hs, 1).unwrap();
+    let (user, device) = id(&alice);
+    let curve = alice.machine.identity_keys().curve25519;
+    let ed = alice.machine.identity_keys().ed25519;
+    let carol_id = OwnedUserId::try_from("@carol:test.server").unwrap();
+    let mut carol = RawDevice::new(&mut hs, &carol_id, "CAROL", 7);
+    for _ in 0..50 {
+        carol.open_session(&mut hs, &user, &device, curve).unwrap();
+    }
+    let mut late = RawDevice::new(&mut hs, &carol_id, "LATE", 9);
+    let mut late_session = late.open_session(&mut hs, &user, &device, curve).unwrap();
+    sync(&mut hs, &mut alice.machine).unwrap();
+    run_requests(&mut hs, &mut alice.machine).unwrap(); // the new fallback key is published
+    // Half an hour later the device restarts; half an hour after that the previous key is gone.
+    alice.clock.advance_ms(PREVIOUS_FALLBACK_KEY_LIFETIME_MS / 2);
+    let mut alice = alice.restart(50).unwrap();
+    alice.clock.advance_ms(PREVIOUS_FALLBACK_KEY_LIFETIME_MS / 2);
+    sync(&mut hs, &mut alice.machine).unwrap();
+    let payload = late.payload(&user, &ed, "org.example.late", serde_json::json!({}));
+    let event = late.encrypted_event(&mut late_session, &carol_id, &curve, &payload);
+    hs.forge_to_device(&user, &device, event);
+    let outcome = sync(&mut hs, &mut alice.machine).unwrap();
+    assert_eq!(
+        common::the_refusal(&outcome),
+        &ToDeviceError::SessionCreation(SessionCreationFailure::MissingOneTimeKey)
+    );
+}
+
+#[test]
 fn a_store_of_another_account_is_refused() {
     let mut hs = Homeserver::new();
     let alice = alice(&mut hs);

@@ -459,3 +459,29 @@ fn sync_without_keys(room: &mut Room, device: &mut TestDevice) -> (SyncOutcome, 
     }
     result
 }
+
+#[test]
+fn a_room_key_encrypted_before_a_crash_is_sent_after_the_restart() {
+    let (mut room, alice, mut bob1, _) = setup();
+    let mut alice = alice;
+    let members = room.hs.members(&room.id);
+    let claim = alice.machine.get_missing_sessions(&members).unwrap().unwrap();
+    send(&mut room.hs, &mut alice.machine, &claim).unwrap();
+    let shared = alice.machine.share_room_key(&room.id, &members, EncryptionSettings::default()).unwrap();
+    let before: Vec<_> = alice.machine.outgoing_requests().unwrap();
+    // The process dies before the to-device request is sent; the Olm sessions that encrypted
+    // it were saved with it, so the restarted machine sends the very same request.
+    let mut alice = alice.restart(77).unwrap();
+    let after = alice.machine.outgoing_requests().unwrap();
+    let ids = |r: &[ferrolm_machine::OutgoingRequest]| -> Vec<(String, String)> {
+        r.iter().map(|r| (r.request_id.clone(), r.body_json().unwrap())).collect()
+    };
+    assert_eq!(ids(&after), ids(&before));
+    assert_eq!(after[0].request_id, shared.request_ids[0]);
+    run_requests(&mut room.hs, &mut alice.machine).unwrap();
+    let (outcome, _) = read(&mut room, &mut bob1);
+    assert_eq!(accepted(&outcome), vec![shared.session_id]);
+    // Sent: not listed again, not even after another restart.
+    let mut alice = alice.restart(78).unwrap();
+    assert!(alice.machine.outgoing_requests().unwrap().is_empty());
+}

@@ -250,12 +250,12 @@ impl<B: Backend> OlmMachine<B> {
         for messages in chunks(encrypted) {
             let request_id = self.new_request_id();
             result.request_ids.push(request_id.clone());
-            push_to_device(&mut step.state, request_id, messages);
+            push_to_device(&mut step, request_id, messages)?;
         }
         for messages in chunks(withheld) {
             let request_id = self.new_request_id();
             result.request_ids.push(request_id.clone());
-            push_to_device_of_type(&mut step.state, request_id, "m.room_key.withheld", messages);
+            push_to_device_of_type(&mut step, request_id, "m.room_key.withheld", messages)?;
         }
         step.changes.room_settings.push(settings.to_record(room_id));
         step.changes.outbound_group_sessions.push(outbound);
