@@ -1,4 +1,5 @@
-//! Room events encrypted with Megolm: what a decryption yields, and every reason it may not.
+//! Room events encrypted with Megolm ([`OlmMachine::decrypt_room_event`](crate::OlmMachine::decrypt_room_event)): what a
+//! decryption yields, and every reason it may not.
 //!
 //! Rules (each a named function with a test that breaks it):
 //! - sessions are looked up by (room id, session id) only; the deprecated `sender_key` and
@@ -9,10 +10,19 @@
 //! - [`check_trust`]: under [`TrustRequirement::VerifiedDevice`], events from devices the user
 //!   has not verified are not shown.
 
+use ferrolm::megolm::{self, MegolmMessage};
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
-use ferrolm_store::LocalTrust;
-use ruma::{OwnedDeviceId, OwnedUserId};
+use ferrolm_store::{Backend, Changes, LocalTrust, RoomKeySource, SeenMessage, Store};
+use ruma::events::AnySyncTimelineEvent;
+use ruma::serde::Raw;
+use ruma::{OwnedDeviceId, OwnedUserId, RoomId};
+use serde::Deserialize;
 use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::error::MachineError;
+use crate::olm_channel;
+use crate::own_device::MEGOLM_ALGORITHM;
 
 /// What the app requires of a room event's sender to show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -148,6 +158,140 @@ pub(crate) fn verification_state(trust: Option<LocalTrust>, forwarded: bool) -> 
         Some(LocalTrust::Blacklisted) => VerificationState::Blacklisted,
         Some(LocalTrust::Unset | LocalTrust::Ignored) => VerificationState::Unverified,
     }
+}
+
+/// The own device, as room event decryption needs it.
+pub(crate) struct Me<'a> {
+    pub user_id: &'a ruma::UserId,
+    pub device_id: &'a ruma::DeviceId,
+    pub curve25519: Curve25519PublicKey,
+}
+
+#[derive(Deserialize)]
+struct EncryptedRoomEvent {
+    #[serde(rename = "type")]
+    event_type: String,
+    event_id: String,
+    sender: String,
+    content: Value,
+}
+
+#[derive(Deserialize)]
+struct EncryptedRoomContent {
+    #[serde(default)]
+    ciphertext: Option<String>,
+    #[serde(default)]
+    session_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MegolmPlaintext {
+    #[serde(rename = "type")]
+    event_type: String,
+    content: Value,
+    #[serde(default)]
+    room_id: Option<String>,
+}
+
+/// Decrypts a room event of `room_id`; the first decryption of a message index goes into
+/// `changes` (replay detection).
+pub(crate) fn decrypt<B: Backend>(
+    store: &Store<B>,
+    me: &Me<'_>,
+    event: &Raw<AnySyncTimelineEvent>,
+    room_id: &RoomId,
+    requirement: TrustRequirement,
+    changes: &mut Changes,
+) -> Result<Result<DecryptedRoomEvent, UnableToDecrypt>, MachineError> {
+    let malformed = |e: &dyn std::fmt::Display| Ok(Err(UnableToDecrypt::Malformed(e.to_string())));
+    let event: EncryptedRoomEvent = match serde_json::from_str(event.json().get()) {
+        Ok(e) => e,
+        Err(e) => return malformed(&e),
+    };
+    if event.event_type != "m.room.encrypted" {
+        return malformed(&"not an m.room.encrypted event");
+    }
+    match event.content.get("algorithm").and_then(Value::as_str) {
+        Some(MEGOLM_ALGORITHM) => {}
+        Some(other) => return Ok(Err(UnableToDecrypt::UnsupportedAlgorithm(other.to_owned()))),
+        None => return malformed(&"algorithm"),
+    }
+    let content: EncryptedRoomContent = match serde_json::from_value(event.content) {
+        Ok(c) => c,
+        Err(e) => return malformed(&e),
+    };
+    let (Some(ciphertext), Some(session_id)) = (content.ciphertext, content.session_id) else {
+        return malformed(&"ciphertext or session_id missing");
+    };
+    let Ok(sender) = OwnedUserId::try_from(event.sender.as_str()) else { return malformed(&"sender") };
+    let room = ferrolm_store::RoomId::from(room_id.as_str());
+    // Looked up by (room, session id) only: never by the deprecated sender_key/device_id.
+    let Some(mut record) = store.inbound_group_session(&room, &session_id)? else {
+        let withheld = store.withheld_notice(&room, &session_id)?.map(|n| n.code);
+        return Ok(Err(UnableToDecrypt::MissingSession { withheld }));
+    };
+    let message = match MegolmMessage::from_base64(&ciphertext) {
+        Ok(m) => m,
+        Err(e) => return malformed(&e),
+    };
+    let decrypted = match record.session.decrypt(&message) {
+        Ok(d) => d,
+        Err(megolm::DecryptionError::UnknownMessageIndex { first_known, requested }) => {
+            return Ok(Err(UnableToDecrypt::UnknownMessageIndex {
+                first_known_index: first_known,
+                message_index: requested,
+            }));
+        }
+        Err(megolm::DecryptionError::VersionMismatch { .. }) => return malformed(&"message version"),
+        Err(_) => return Ok(Err(UnableToDecrypt::Forged)),
+    };
+    let plaintext = Zeroizing::new(decrypted.plaintext);
+    let plaintext: MegolmPlaintext = match serde_json::from_slice(&plaintext) {
+        Ok(p) => p,
+        Err(e) => return malformed(&e),
+    };
+    if let Err(e) = check_room_id(plaintext.room_id.as_deref(), room_id) {
+        return Ok(Err(e));
+    }
+    let index = decrypted.message_index;
+    let seen = store.seen_message(&session_id, index)?;
+    if let Err(e) = check_replay(seen.as_deref(), &event.event_id, index) {
+        return Ok(Err(e));
+    }
+    if seen.is_none() {
+        changes.seen_messages.push(SeenMessage {
+            session_id: session_id.clone(),
+            message_index: index,
+            event_id: event.event_id.clone(),
+        });
+    }
+    let forwarded = record.source != RoomKeySource::Direct;
+    let (sender_device, trust) = if sender == me.user_id && record.sender_key == me.curve25519 {
+        (Some(me.device_id.to_owned()), Some(LocalTrust::Verified))
+    } else {
+        match olm_channel::find_device(store, &sender, &record.sender_key)? {
+            Some(d) => (Some(d.device_id), Some(d.local_trust)),
+            None => (None, None),
+        }
+    };
+    let verification = verification_state(trust, forwarded);
+    if let Err(e) = check_trust(verification, requirement) {
+        return Ok(Err(e));
+    }
+    Ok(Ok(DecryptedRoomEvent {
+        event_type: plaintext.event_type,
+        content: plaintext.content,
+        encryption: EncryptionInfo {
+            sender,
+            sender_device,
+            sender_curve25519_key: record.sender_key,
+            claimed_ed25519_key: record.claimed_signing_key,
+            verification,
+            forwarded,
+            session_id,
+            message_index: index,
+        },
+    }))
 }
 
 #[cfg(test)]

@@ -3,16 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use ferrolm::megolm::{self, GroupSession, InboundGroupSession, MegolmMessage};
+use ferrolm::megolm::{self, GroupSession, InboundGroupSession};
 use ferrolm_store::{
     Backend, InboundGroupSessionRecord, LocalTrust, OutboundGroupSessionRecord, OutboundShare, RoomKeySource,
-    SeenMessage, ShareState,
+    ShareState,
 };
 use ruma::events::AnySyncTimelineEvent;
 use ruma::serde::Raw;
 use ruma::to_device::DeviceIdOrAllDevices;
 use ruma::{OwnedUserId, RoomId};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -22,7 +21,7 @@ use crate::devices::Device;
 use crate::error::MachineError;
 use crate::olm_channel::{self, DeviceKey, Sender};
 use crate::own_device::{self, MEGOLM_ALGORITHM};
-use crate::room_events::{self, DecryptedRoomEvent, EncryptionInfo, TrustRequirement, UnableToDecrypt};
+use crate::room_events::{self, DecryptedRoomEvent, TrustRequirement, UnableToDecrypt};
 use crate::room_keys_in::{self, RoomKeyInfo, RoomKeyOutcome};
 use crate::room_keys_out::{self, EncryptionSettings, SharingStrategy, TO_DEVICE_CHUNK};
 use crate::sync::{SyncOutcome, ToDeviceOutcome};
@@ -40,32 +39,6 @@ pub struct RoomKeyShare {
     pub withheld: Vec<(DeviceKey, String)>,
     /// The queued to-device requests ([`OlmMachine::outgoing_requests`] lists them).
     pub request_ids: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct EncryptedRoomEvent {
-    #[serde(rename = "type")]
-    event_type: String,
-    event_id: String,
-    sender: String,
-    content: Value,
-}
-
-#[derive(Deserialize)]
-struct EncryptedRoomContent {
-    #[serde(default)]
-    ciphertext: Option<String>,
-    #[serde(default)]
-    session_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct MegolmPlaintext {
-    #[serde(rename = "type")]
-    event_type: String,
-    content: Value,
-    #[serde(default)]
-    room_id: Option<String>,
 }
 
 /// `messages` split into maps of at most [`TO_DEVICE_CHUNK`] devices.
@@ -327,108 +300,14 @@ impl<B: Backend> OlmMachine<B> {
         requirement: TrustRequirement,
     ) -> Result<Result<DecryptedRoomEvent, UnableToDecrypt>, MachineError> {
         let mut step = self.begin();
-        let result = self.decrypt_room_event_in(&mut step, event, room_id, requirement)?;
+        let me = room_events::Me {
+            user_id: &self.user_id,
+            device_id: &self.device_id,
+            curve25519: step.state.own.account.curve25519_key(),
+        };
+        let result = room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut step.changes)?;
         self.commit(step)?;
         Ok(result)
-    }
-
-    fn decrypt_room_event_in(
-        &mut self,
-        step: &mut Step,
-        event: &Raw<AnySyncTimelineEvent>,
-        room_id: &RoomId,
-        requirement: TrustRequirement,
-    ) -> Result<Result<DecryptedRoomEvent, UnableToDecrypt>, MachineError> {
-        let malformed = |e: &dyn std::fmt::Display| Ok(Err(UnableToDecrypt::Malformed(e.to_string())));
-        let event: EncryptedRoomEvent = match serde_json::from_str(event.json().get()) {
-            Ok(e) => e,
-            Err(e) => return malformed(&e),
-        };
-        if event.event_type != "m.room.encrypted" {
-            return malformed(&"not an m.room.encrypted event");
-        }
-        match event.content.get("algorithm").and_then(Value::as_str) {
-            Some(MEGOLM_ALGORITHM) => {}
-            Some(other) => return Ok(Err(UnableToDecrypt::UnsupportedAlgorithm(other.to_owned()))),
-            None => return malformed(&"algorithm"),
-        }
-        let content: EncryptedRoomContent = match serde_json::from_value(event.content) {
-            Ok(c) => c,
-            Err(e) => return malformed(&e),
-        };
-        let (Some(ciphertext), Some(session_id)) = (content.ciphertext, content.session_id) else {
-            return malformed(&"ciphertext or session_id missing");
-        };
-        let Ok(sender) = OwnedUserId::try_from(event.sender.as_str()) else { return malformed(&"sender") };
-        let room = ferrolm_store::RoomId::from(room_id.as_str());
-        // Looked up by (room, session id) only: never by the deprecated sender_key/device_id.
-        let Some(mut record) = self.store.inbound_group_session(&room, &session_id)? else {
-            let withheld = self.store.withheld_notice(&room, &session_id)?.map(|n| n.code);
-            return Ok(Err(UnableToDecrypt::MissingSession { withheld }));
-        };
-        let message = match MegolmMessage::from_base64(&ciphertext) {
-            Ok(m) => m,
-            Err(e) => return malformed(&e),
-        };
-        let decrypted = match record.session.decrypt(&message) {
-            Ok(d) => d,
-            Err(megolm::DecryptionError::UnknownMessageIndex { first_known, requested }) => {
-                return Ok(Err(UnableToDecrypt::UnknownMessageIndex {
-                    first_known_index: first_known,
-                    message_index: requested,
-                }));
-            }
-            Err(megolm::DecryptionError::VersionMismatch { .. }) => return malformed(&"message version"),
-            Err(_) => return Ok(Err(UnableToDecrypt::Forged)),
-        };
-        let plaintext = Zeroizing::new(decrypted.plaintext);
-        let plaintext: MegolmPlaintext = match serde_json::from_slice(&plaintext) {
-            Ok(p) => p,
-            Err(e) => return malformed(&e),
-        };
-        if let Err(e) = room_events::check_room_id(plaintext.room_id.as_deref(), room_id) {
-            return Ok(Err(e));
-        }
-        let index = decrypted.message_index;
-        let seen = self.store.seen_message(&session_id, index)?;
-        if let Err(e) = room_events::check_replay(seen.as_deref(), &event.event_id, index) {
-            return Ok(Err(e));
-        }
-        if seen.is_none() {
-            step.changes.seen_messages.push(SeenMessage {
-                session_id: session_id.clone(),
-                message_index: index,
-                event_id: event.event_id.clone(),
-            });
-        }
-        let forwarded = record.source != RoomKeySource::Direct;
-        let own = self.identity_keys();
-        let (sender_device, trust) = if sender == self.user_id && record.sender_key == own.curve25519 {
-            (Some(self.device_id.clone()), Some(LocalTrust::Verified))
-        } else {
-            match olm_channel::find_device(&self.store, &sender, &record.sender_key)? {
-                Some(d) => (Some(d.device_id), Some(d.local_trust)),
-                None => (None, None),
-            }
-        };
-        let verification = room_events::verification_state(trust, forwarded);
-        if let Err(e) = room_events::check_trust(verification, requirement) {
-            return Ok(Err(e));
-        }
-        Ok(Ok(DecryptedRoomEvent {
-            event_type: plaintext.event_type,
-            content: plaintext.content,
-            encryption: EncryptionInfo {
-                sender,
-                sender_device,
-                sender_curve25519_key: record.sender_key,
-                claimed_ed25519_key: record.claimed_signing_key,
-                verification,
-                forwarded,
-                session_id,
-                message_index: index,
-            },
-        }))
     }
 
     /// Room keys and withheld notices among the to-device events of a sync.
