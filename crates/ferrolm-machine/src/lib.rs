@@ -131,6 +131,8 @@
 //!   [`OlmMachine::encrypt_room_event`]).
 //! - [`room_keys_in`]: `m.room_key` only over Olm, only improving a stored key, only from its
 //!   sender; withheld notices kept ([`SyncOutcome::room_keys`] says which UTDs to retry).
+//! - [`key_requests`]: room key requests and forwarded keys, between the own verified devices
+//!   only ([`OlmMachine::request_room_key`]).
 //! - [`room_events`]: [`OlmMachine::decrypt_room_event`] and its typed unable-to-decrypt
 //!   reasons ([`UnableToDecrypt`]).
 //! - [`signing`]: signed JSON over canonical JSON (ruma's canonical form).
@@ -139,7 +141,7 @@
 //! [`DeviceEvent`], [`FailedClaim`]), never a panic and never a log line; [`MachineError`] is
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
-//! Not here yet: forwarded room keys and key requests, cross-signing and trust (and with it
+//! Not here yet: cross-signing and trust (and with it
 //! the identity-based sharing strategy), verification, backups, secrets, and the fuzz targets
 //! for the untrusted inputs (to-device events, keys query and claim responses, sync changes,
 //! room events).
@@ -149,6 +151,7 @@ mod adapt;
 pub mod devices;
 mod env;
 mod error;
+pub mod key_requests;
 mod machine;
 pub mod olm_channel;
 pub mod own_device;
@@ -164,6 +167,7 @@ pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;
 /// The user's trust in a device (as the store keeps it).
 pub use ferrolm_store::LocalTrust;
+pub use key_requests::{ForwardedKeyRejection, KeyRequestOutcome, KeyRequestRefusal};
 pub use machine::{OlmMachine, RoomKeyShare, ToDeviceEncryption};
 pub use olm_channel::{
     ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,

@@ -25,6 +25,7 @@ use crate::own_device::{self, OwnDevice, UploadContents};
 use crate::requests::{IncomingResponse, OutgoingRequest, Request};
 use crate::sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
+mod key_sharing;
 mod rooms;
 
 pub use rooms::RoomKeyShare;

@@ -60,6 +60,9 @@ pub enum RoomKeyRejection {
     /// knows nothing changed).
     #[error("the stored key is as good or better")]
     NotBetter,
+    /// A forwarded key that the forwarding rules refuse.
+    #[error("forwarded key refused: {0}")]
+    Forwarded(crate::key_requests::ForwardedKeyRejection),
 }
 
 /// The outcome of one `m.room_key`.

@@ -8,6 +8,7 @@ use ruma::serde::Raw;
 use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt};
 
 use crate::devices::DeviceEvent;
+use crate::key_requests::KeyRequestOutcome;
 use crate::olm_channel::{DecryptedToDeviceEvent, FailedClaim, ToDeviceError};
 use crate::room_keys_in::{RoomKeyOutcome, WithheldInfo};
 
@@ -58,6 +59,8 @@ pub struct SyncOutcome {
     pub room_keys: Vec<RoomKeyOutcome>,
     /// Withheld notices received.
     pub withheld: Vec<WithheldInfo>,
+    /// Key requests from the own other devices, answered or not.
+    pub key_requests: Vec<KeyRequestOutcome>,
 }
 
 /// What a response to a request produced.

@@ -340,15 +340,23 @@ impl<B: Backend> OlmMachine<B> {
             ToDeviceOutcome::Decrypted(event) if event.event_type == "m.room_key" => {
                 sync.room_keys.push(self.receive_room_key(step, event)?);
             }
+            ToDeviceOutcome::Decrypted(event) if event.event_type == "m.forwarded_room_key" => {
+                sync.room_keys.push(self.receive_forwarded_key(step, event)?);
+            }
             ToDeviceOutcome::Decrypted(event) if event.event_type == "m.room_key.withheld" => {
                 self.receive_withheld(step, event.sender.as_str(), &event.content, sync);
             }
+            ToDeviceOutcome::Decrypted(event) if event.event_type == "m.room_key_request" => {
+                self.receive_key_request(step, event.sender.as_str(), &event.content, sync)?;
+            }
             ToDeviceOutcome::Plaintext(raw) => {
                 let value: Value = serde_json::from_str(raw.json().get()).unwrap_or_default();
-                if value.get("type").and_then(Value::as_str) == Some("m.room_key.withheld") {
-                    let sender = value.get("sender").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    let content = value.get("content").cloned().unwrap_or_default();
-                    self.receive_withheld(step, &sender, &content, sync);
+                let sender = value.get("sender").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let content = value.get("content").cloned().unwrap_or_default();
+                match value.get("type").and_then(Value::as_str) {
+                    Some("m.room_key.withheld") => self.receive_withheld(step, &sender, &content, sync),
+                    Some("m.room_key_request") => self.receive_key_request(step, &sender, &content, sync)?,
+                    _ => {}
                 }
             }
             _ => {}
@@ -363,6 +371,24 @@ impl<B: Backend> OlmMachine<B> {
             }
             sync.withheld.push(info);
         }
+    }
+
+    /// The stored (or pending in this step) room key of a session.
+    pub(super) fn stored_room_key(
+        &self,
+        step: &Step,
+        room: &ferrolm_store::RoomId,
+        session_id: &str,
+    ) -> Result<Option<InboundGroupSessionRecord>, MachineError> {
+        let pending = step
+            .changes
+            .inbound_group_sessions
+            .iter()
+            .rposition(|r| r.room_id == *room && r.session.session_id() == session_id);
+        Ok(match pending {
+            Some(i) => step.changes.inbound_group_sessions.get(i).cloned(),
+            None => self.store.inbound_group_session(room, session_id)?,
+        })
     }
 
     fn receive_room_key(
@@ -382,17 +408,8 @@ impl<B: Backend> OlmMachine<B> {
         let room = key.room_id.clone();
         let session_id = key.session.session_id();
         let new = room_keys_in::record(key, event.sender_curve25519_key, event.sender_ed25519_key);
-        let store_room = ferrolm_store::RoomId::from(room.as_str());
         // The step may already hold a key for this session (two in one sync).
-        let pending = step
-            .changes
-            .inbound_group_sessions
-            .iter()
-            .rposition(|r| r.room_id == store_room && r.session.session_id() == session_id);
-        let stored = match pending {
-            Some(i) => step.changes.inbound_group_sessions.get(i).cloned(),
-            None => self.store.inbound_group_session(&store_room, &session_id)?,
-        };
+        let stored = self.stored_room_key(step, &ferrolm_store::RoomId::from(room.as_str()), &session_id)?;
         match room_keys_in::check_room_key_update(stored.as_ref(), new) {
             Ok(record) => {
                 let info = RoomKeyInfo {
