@@ -4,7 +4,7 @@
 //! Rules (each a named function with a test that breaks it):
 //! - [`check_key_request`]: a request is answered only if it comes from another of the own
 //!   user's devices, known, not deleted, and verified by the user;
-//! - [`check_forwarded_key`]: a forwarded key is accepted only from another own device that is
+//! - `check_forwarded_key`: a forwarded key is accepted only from another own device that is
 //!   verified, over Olm from the device that owns the Olm key, and only for a session we
 //!   requested; it is stored as forwarded (not from the original sender). Once answered, the
 //!   request is cancelled at the other devices.
