@@ -277,6 +277,26 @@ fn rule_left_out_devices_get_withheld_codes() {
     assert!(third.rotated, "the settings changed");
     assert_eq!(third.shared_with, vec![id(&bob1)]);
     assert_eq!(third.withheld, vec![(id(&bob2), "m.unverified".to_owned())]);
+    // Not told twice.
+    let again = share(&mut room, &mut alice, settings);
+    assert!(again.withheld.is_empty() && again.shared_with.is_empty());
+    // BOB2 verified since: it gets the key of the same session, at the current index.
+    say(&mut room, &mut alice, "one");
+    alice.machine.set_local_trust(&user(&bob2), device_id!("BOB2"), LocalTrust::Verified).unwrap();
+    let fourth = share(&mut room, &mut alice, settings);
+    assert!(!fourth.rotated);
+    assert_eq!(fourth.session_id, third.session_id);
+    assert_eq!(fourth.shared_with, vec![id(&bob2)]);
+    let (outcome, _) = read(&mut room, &mut bob2);
+    let received: Vec<u32> = outcome
+        .room_keys
+        .iter()
+        .filter_map(|k| match k {
+            RoomKeyOutcome::Accepted(info) if info.session_id == third.session_id => Some(info.first_known_index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(received, vec![1]);
 }
 
 #[test]

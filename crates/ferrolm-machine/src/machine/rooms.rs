@@ -177,9 +177,17 @@ impl<B: Backend> OlmMachine<B> {
             };
             for device in &recipients {
                 let key = (device.user_id.clone(), device.device_id.clone());
-                let already = shares
-                    .iter()
-                    .any(|s| s.user_id.as_str() == key.0.as_str() && s.device_id.as_str() == key.1.as_str());
+                // Each device gets the key (or a withheld notice) once. A device told why it was
+                // left out, and now allowed (verified since), gets the key after all.
+                let code = room_keys_out::withheld_code(device, settings.strategy);
+                let already = shares.iter().any(|s| {
+                    s.user_id.as_str() == key.0.as_str()
+                        && s.device_id.as_str() == key.1.as_str()
+                        && match &s.state {
+                            ShareState::Shared { .. } => true,
+                            ShareState::Withheld { code: sent } => code == Some(sent.as_str()),
+                        }
+                });
                 if already {
                     continue;
                 }
@@ -190,7 +198,7 @@ impl<B: Backend> OlmMachine<B> {
                     device_id: device_to_store(&key.1),
                     state,
                 };
-                if let Some(code) = room_keys_out::withheld_code(device, settings.strategy) {
+                if let Some(code) = code {
                     let content = json!({
                         "algorithm": MEGOLM_ALGORITHM, "sender_key": own_curve, "code": code,
                         "room_id": room_id, "session_id": session_id,
