@@ -33,3 +33,25 @@ f=$(count ferrolm megolm_bulk_decrypt 1000) # count() already divides by the 1,0
 v=$(count vodozemac megolm_decrypt 1000)
 awk -v f="$f" -v v="$v" -v F="$(grouped "$f")" -v V="$(grouped "$v")" \
     'BEGIN { printf "| megolm_bulk_decrypt (per message, 1,000) | %s | %s (one by one) | – | %.2f× | – |\n", F, V, v / f }'
+
+# The key store, ferrolm-store against matrix-sdk-sqlite. matrix-sdk-sqlite runs SQLite on
+# tokio's blocking threads, outside `measured`, so these count the whole process with N
+# operations and with none, for both implementations alike, and divide the difference by N.
+# CPU work only: the fsync each commit waits for is not an instruction.
+count_process() { # implementation operation n -> instructions of the whole process
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$ops" "$1" "$2" "$3" 2>&1 >/dev/null |
+        sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -1
+}
+per_op() { # implementation operation n
+    local with without
+    with=$(count_process "$1" "$2" "$3"); without=$(count_process "$1" "$2" 0)
+    echo $(( (with - without) / $3 ))
+}
+printf '\n| store operation | ferrolm | matrix-sdk-sqlite | matrix-sdk-sqlite / ferrolm |\n'
+printf '| --- | ---: | ---: | ---: |\n'
+for spec in store_save_olm_session:200:"save one changed Olm session" store_lookup:500:"look up one room key among 1,000"; do
+    op=${spec%%:*}; rest=${spec#*:}; n=${rest%%:*}; label=${rest#*:}
+    f=$(per_op ferrolm "$op" "$n"); m=$(per_op matrix-sdk-sqlite "$op" "$n")
+    awk -v op="$label" -v f="$f" -v m="$m" -v F="$(grouped "$f")" -v M="$(grouped "$m")" \
+        'BEGIN { printf "| %s | %s | %s | %.2f× |\n", op, F, M, m / f }'
+done

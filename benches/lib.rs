@@ -15,7 +15,10 @@ pub fn ferrolm_pair() -> (f::Session, f::Session) {
     let mut a =
         alice.create_outbound_session(f::SessionConfig::version_1(), bob.curve25519_key(), otk).expect("valid keys");
     let f::OlmMessage::PreKey(first) = a.encrypt(b"hello") else { unreachable!("pre-key first") };
-    let mut b = bob.create_inbound_session(alice.curve25519_key(), &first).expect("decrypts").session;
+    let mut b = bob
+        .create_inbound_session(f::SessionConfig::version_1(), alice.curve25519_key(), &first)
+        .expect("decrypts")
+        .session;
     a.decrypt(&b.encrypt(b"reply")).expect("decrypts");
     (a, b)
 }
@@ -110,3 +113,9 @@ impl Backup {
         }
     }
 }
+
+/// Set-up for the store benchmarks: the same room keys and Olm sessions for ferrolm-store and
+/// matrix-sdk-sqlite.
+#[path = "store_setup.rs"]
+#[allow(clippy::indexing_slicing)] // indices come from the set-up itself
+pub mod store;

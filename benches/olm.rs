@@ -68,7 +68,7 @@ fn session_creation(c: &mut Criterion) {
     g.bench_function("ferrolm", |b| {
         b.iter_batched(
             || fb.clone(),
-            |mut bob| bob.create_inbound_session(fa.curve25519_key(), &f_msg).unwrap(),
+            |mut bob| bob.create_inbound_session(f::SessionConfig::version_1(), fa.curve25519_key(), &f_msg).unwrap(),
             BatchSize::SmallInput,
         )
     });

@@ -133,9 +133,66 @@ fn run(implementation: &str, operation: &str, n: usize) -> Option<()> {
             let (key, messages) = (&mut b.libolm_key, &b.libolm);
             measured(n, |i| drop(black_box(key.decrypt(&messages[i].2, &messages[i].1, &messages[i].0).unwrap())));
         }
+        ("ferrolm" | "matrix-sdk-sqlite", "store_save_olm_session" | "store_lookup") => {
+            store(implementation, operation, n)
+        }
         _ => return None,
     }
     Some(())
+}
+
+/// Room keys in the store that `store_lookup` reads from: fewer than the criterion group's
+/// 100,000, since valgrind runs the set-up about 50 times slower than the machine.
+const CALLGRIND_STORE_SIZE: usize = 1_000;
+
+/// The store operations. matrix-sdk-sqlite runs its SQLite calls on tokio's blocking pool,
+/// threads that `measured` does not cover, so `benches/callgrind.sh` counts these over the
+/// whole process, once with N operations and once with none, and divides the difference by N
+/// (the same for both implementations). The Olm session saved is the same state each time:
+/// the write is the same work whether the bytes changed or not.
+fn store(implementation: &str, operation: &str, n: usize) {
+    use ferrolm_benches::store::{self as s, Ferrolm, RoomKeys, Sdk, TempDir};
+    let dir = TempDir::new("ops");
+    let keys = RoomKeys::generate(CALLGRIND_STORE_SIZE);
+    let order = s::lookup_order(keys.len());
+    if implementation == "ferrolm" {
+        match operation {
+            "store_save_olm_session" => {
+                let mut store = Ferrolm::create(dir.path());
+                let changes = s::olm_session_changes(store.olm_session());
+                measured(n, |_| store.save_olm_session(&changes));
+            }
+            _ => {
+                drop(Ferrolm::create_filled(dir.path(), &keys));
+                let store = Ferrolm::open(dir.path());
+                let rooms: Vec<_> = keys.keys.iter().map(|k| ferrolm_store::RoomId::new(k.room_id.as_str())).collect();
+                measured(n, |i| {
+                    let k = order[i % order.len()];
+                    drop(black_box(store.room_key(&rooms[k], &keys.keys[k].session_id)))
+                });
+            }
+        }
+        return;
+    }
+    let rt = s::runtime();
+    let _in_runtime = rt.enter();
+    match operation {
+        "store_save_olm_session" => {
+            let store = rt.block_on(Sdk::create(dir.path()));
+            let session = rt.block_on(store.olm_session());
+            measured(n, |_| rt.block_on(store.save_olm_session(session.clone())));
+            rt.block_on(store.close());
+        }
+        _ => {
+            rt.block_on(async { Sdk::create_filled(dir.path(), &keys).await.close().await });
+            let store = rt.block_on(Sdk::open(dir.path()));
+            measured(n, |i| {
+                let (room, session) = keys.id(order[i % order.len()]);
+                drop(black_box(rt.block_on(store.room_key(room, session))))
+            });
+            rt.block_on(store.close());
+        }
+    }
 }
 
 /// Interleaved timing of backup decryption: see the module documentation.

@@ -4,7 +4,9 @@
 Reads <target>/criterion/<group>/<implementation>/new/estimates.json for every group whose
 name starts with one of the given prefixes, and prints one row per operation: the median of
 each implementation and the ratios of vodozemac's and libolm's medians to ferrolm's
-(above 1: ferrolm is faster).
+(above 1: ferrolm is faster). The prefix `store` prints its own table, ferrolm-store against
+matrix-sdk-sqlite, with the file sizes the store bench records in
+<target>/criterion/store_file_size/<implementation>.json.
 Usage: report.py TARGET_DIR [PREFIX ...]
 """
 import json
@@ -12,6 +14,7 @@ import os
 import sys
 
 IMPLEMENTATIONS = ["ferrolm", "vodozemac", "libolm"]
+STORES = ["ferrolm", "matrix-sdk-sqlite"]
 
 
 def median_ns(path):
@@ -26,13 +29,55 @@ def fmt(ns):
     return f"{ns:.0f} ns"
 
 
+def group_medians(root, group, implementations):
+    medians = {}
+    for impl in implementations:
+        path = os.path.join(root, group, impl, "new", "estimates.json")
+        if os.path.exists(path):
+            medians[impl] = median_ns(path)
+    return medians
+
+
+def store_table(root):
+    """ferrolm-store against matrix-sdk-sqlite: medians, ratio, and the file size row."""
+    print("| store operation | ferrolm | matrix-sdk-sqlite | matrix-sdk-sqlite / ferrolm |")
+    print("| --- | ---: | ---: | ---: |")
+    for group in sorted(os.listdir(root)):
+        if not group.startswith("store"):
+            continue
+        medians = group_medians(root, group, STORES)
+        if len(medians) != len(STORES):
+            continue
+        with open(os.path.join(root, group, "ferrolm", "new", "benchmark.json")) as f:
+            name = json.load(f)["group_id"]
+        ours, theirs = medians["ferrolm"], medians["matrix-sdk-sqlite"]
+        print(f"| {name} | {fmt(ours)} | {fmt(theirs)} | {theirs / ours:.2f}× |")
+    sizes = {}
+    for impl in STORES:
+        path = os.path.join(root, "store_file_size", f"{impl}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                recorded = json.load(f)
+            sizes[impl] = recorded["bytes"] / recorded["room_keys"] * 100000
+    if len(sizes) == len(STORES):
+        ours, theirs = sizes["ferrolm"], sizes["matrix-sdk-sqlite"]
+        print(f"| store/file_size_per_100000_room_keys (bytes, not time) | {ours / 1e6:.1f} MB | "
+              f"{theirs / 1e6:.1f} MB | {theirs / ours:.2f}× |")
+
+
 def main():
     target = sys.argv[1]
     prefixes = sys.argv[2:] or [""]
     root = os.path.join(target, "criterion")
+    if "store" in prefixes:
+        store_table(root)
+        prefixes = [p for p in prefixes if p != "store"]
+        if not prefixes:
+            return
+        print()
     rows = []
     for group in sorted(os.listdir(root)):
-        if group == "report" or not any(group.startswith(p) for p in prefixes):
+        if group == "report" or group.startswith("store") or not any(group.startswith(p) for p in prefixes):
             continue
         medians = {}
         for impl in IMPLEMENTATIONS:

@@ -25,7 +25,7 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"
 
 echo "== bindings"
-for language in kotlin swift js; do
+for language in kotlin swift js python; do
     "bindings/$language/build.sh" 2>&1 | tee -a "$log"
 done
 
@@ -38,5 +38,5 @@ fi
 # One closing line for the whole run (cargo prints one per test binary, the last of which
 # may be a crate with no doc tests; the fuzz smoke counts one per target).
 awk '/^test result:/ { passed += $4; failed += $6 }
-     /^(fuzz|kotlin|swift|js): [0-9]+ passed, [0-9]+ failed/ { passed += $2; failed += $4 }
+     /^(fuzz|kotlin|swift|js|python): [0-9]+ passed, [0-9]+ failed/ { passed += $2; failed += $4 }
      END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

@@ -7,8 +7,9 @@
 #      playwright-core) with `npm ci`;
 #   2. builds crates/ferrolm-ffi for wasm32-unknown-unknown with the Debian rustc (rustup's
 #      cargo, -Zbuild-std, in its own target directory $CACHE/wasm-target);
-#   3. generates the TypeScript from the .wasm (uniffi-bindgen-js), and wires in ferrolm's
-#      randomness import (tools/patch-runtime.mjs: crypto.getRandomValues, see src/random.ts);
+#   3. generates the TypeScript from the .wasm (uniffi-bindgen-js), gives the error classes
+#      their human `message` (tools/patch-errors.mjs), and wires in ferrolm's randomness
+#      import (tools/patch-runtime.mjs: crypto.getRandomValues, see src/random.ts);
 #   4. compiles the package (build/package/dist: .js, .d.ts, ferrolm_ffi.wasm) and packs it with
 #      `npm pack` (build/ferrolm-<version>.tgz);
 #   5. installs the tarball into a scratch project (build/consumer) and compiles the tests there
@@ -32,7 +33,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${FERROLM_CACHE:-$HOME/.cache/ferrolm}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 NATIVE_TARGET=${CARGO_TARGET_DIR:-$CACHE/target}   # shared with the other native builds
-WASM_TARGET=$CACHE/wasm-target                      # the Debian rustc's builds only
+WASM_TARGET=${FERROLM_WASM_TARGET:-$CACHE/wasm-target}   # the Debian rustc's builds only
 WASM_TOOLCHAIN=$CACHE/wasm-toolchain
 WASM_ROOT=$WASM_TOOLCHAIN/root
 # Debian bookworm's rustc-web (it can build wasm32-unknown-unknown, with -Zbuild-std).
@@ -123,7 +124,7 @@ fi
 echo "wasm imports: $imports"
 
 # ---- 3. generate -----------------------------------------------------------------------------
-step "generate TypeScript (uniffi-bindgen-js $BINDGEN_JS_VERSION) and wire in the randomness import"
+step "generate TypeScript (uniffi-bindgen-js $BINDGEN_JS_VERSION), patch the error messages, wire in the randomness import"
 rm -rf "$BUILD/gen"
 mkdir -p "$BUILD/gen"
 # The crate's uniffi.toml holds each language's settings (a [bindings.js] section, if any, is
@@ -134,7 +135,8 @@ for f in ferrolm_ffi.ts uniffi_runtime.ts ferrolm_ffi.wasm; do
 done
 mkdir -p "$BUILD/src.new"
 rm -rf "$BUILD/src.new"/*
-cp "$BUILD/gen/ferrolm_ffi.ts" "$HERE"/src/*.ts "$BUILD/src.new/"
+cp "$HERE"/src/*.ts "$BUILD/src.new/"
+node "$HERE/tools/patch-errors.mjs" "$BUILD/gen/ferrolm_ffi.ts" "$BUILD/src.new/ferrolm_ffi.ts"
 node "$HERE/tools/patch-runtime.mjs" "$BUILD/gen/uniffi_runtime.ts" "$BUILD/src.new/uniffi_runtime.ts"
 echo "$(wc -l <"$BUILD/gen/ferrolm_ffi.ts") lines in build/gen/ferrolm_ffi.ts"
 

@@ -3,7 +3,8 @@
 #   1. installs the toolchain if missing: JNA 5.13 (Debian libjna-java) and the Kotlin
 #      compiler 2.4.20 (the npm package kotlin-compiler, a full kotlinc-jvm) under the cache;
 #   2. builds the release cdylib (crates/ferrolm-ffi) and uniffi-bindgen (same uniffi version);
-#   3. generates the Kotlin code from the built library (uniffi library mode);
+#   3. generates the Kotlin code from the built library (uniffi library mode), and makes each
+#      exception's `message` its Rust Display (tools/patch-messages.sh);
 #   4. compiles the bindings and the tests with kotlinc-jvm (skipped when nothing changed);
 #   5. packages build/ferrolm.jar: the bindings plus the native library as a JNA resource
 #      (linux-x86-64/libferrolm_ffi.so), so `java -cp ferrolm.jar:jna.jar:…` needs no
@@ -69,6 +70,8 @@ mkdir -p "$BUILD"
 rm -rf "$BUILD/generated.new"
 # From inside the workspace: the generator runs `cargo metadata` to find the crate's uniffi.toml.
 "$BINDGEN" generate "$LIB" --language kotlin --out-dir "$BUILD/generated.new" --no-format >/dev/null
+# Each exception's `message` becomes its Rust Display (uniffi would dump the fields).
+"$HERE/tools/patch-messages.sh" "$BUILD/generated.new/ferrolm/ferrolm_ffi.kt"
 GENERATED=$BUILD/generated/ferrolm/ferrolm_ffi.kt
 if [ -f "$GENERATED" ] && cmp -s "$BUILD/generated.new/ferrolm/ferrolm_ffi.kt" "$GENERATED"; then
     rm -rf "$BUILD/generated.new"   # unchanged: keep the old file (and its timestamp)

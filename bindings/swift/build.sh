@@ -7,8 +7,9 @@
 #   2. builds the release cdylib (crates/ferrolm-ffi) and uniffi-bindgen (same uniffi version);
 #   3. generates the Swift code, C header and module map from the built library (library mode):
 #      Ferrolm.swift, ferrolmFFI.h, ferrolmFFI.modulemap (names set in crates/ferrolm-ffi/uniffi.toml);
-#   4. stages the SwiftPM package in build/package: this folder's Package.swift, Tests/ and
-#      Sources/FerrolmBench/, plus the generated files and lib/libferrolm_ffi.so; and copies it
+#   4. stages the SwiftPM package in build/package: this folder's Package.swift, Tests/,
+#      Sources/FerrolmBench/ and Sources/Ferrolm/ (hand-written additions to the module), plus
+#      the generated files and lib/libferrolm_ffi.so; and copies it
 #      into the chroot (/ferrolm/package), changed files only, so SwiftPM's incremental build holds;
 #   5. `swift build --build-tests`, then `swift test` (XCTest) inside the chroot, with /proc
 #      mounted only for that and always unmounted afterwards;
@@ -173,6 +174,8 @@ cp "$HERE/Package.swift" "$NEXT/"
 cp -r "$HERE/Tests" "$NEXT/Tests"
 cp -r "$HERE/Sources/FerrolmBench" "$NEXT/Sources/FerrolmBench"
 cp "$BUILD/generated/Ferrolm.swift" "$NEXT/Sources/Ferrolm/"
+# Hand-written additions to the module (the errors' human descriptions).
+cp "$HERE"/Sources/Ferrolm/*.swift "$NEXT/Sources/Ferrolm/"
 cp "$BUILD/generated/ferrolmFFI.h" "$NEXT/Sources/ferrolmFFI/"
 # A system-library target's module map must be called module.modulemap.
 cp "$BUILD/generated/ferrolmFFI.modulemap" "$NEXT/Sources/ferrolmFFI/module.modulemap"

@@ -1,5 +1,5 @@
 #![no_main]
-use ferrolm::olm::{Message, OlmMessage, PreKeyMessage};
+use ferrolm::olm::{Message, OlmMessage, PreKeyMessage, SessionConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,8 +16,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = alice.decrypt(&OlmMessage::Normal(message));
     }
     if let Ok(pre_key) = PreKeyMessage::from_bytes(data) {
-        let mut bob = fixture.bob.clone();
-        let _ = bob.create_inbound_session(pre_key.identity_key(), &pre_key);
+        for config in [SessionConfig::version_1(), SessionConfig::version_2()] {
+            let mut bob = fixture.bob.clone();
+            let _ = bob.create_inbound_session(config, pre_key.identity_key(), &pre_key);
+        }
         let mut session = fixture.bob_session.clone();
         let _ = session.decrypt(&OlmMessage::PreKey(pre_key));
     }

@@ -68,7 +68,10 @@ pub fn olm_fixture() -> &'static OlmFixture {
         let OlmMessage::PreKey(first) = alice_session.encrypt_with_rng(b"first", &mut rng) else {
             unreachable!("pre-key first")
         };
-        let mut bob_session = bob.create_inbound_session(alice.curve25519_key(), &first).expect("decrypts").session;
+        let mut bob_session = bob
+            .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first)
+            .expect("decrypts")
+            .session;
         let reply = bob_session.encrypt_with_rng(b"reply", &mut rng);
         alice_session.decrypt(&reply).expect("decrypts");
         let mut second = alice

@@ -19,4 +19,7 @@ export const {
   keyExportDefaultRounds,
   keyExportEncrypt,
   keyExportRounds,
+  messageTypeFromInt,
+  messageTypeToInt,
+  olmMessageFromParts,
 } = FerrolmFfi;

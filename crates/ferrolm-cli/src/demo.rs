@@ -73,7 +73,9 @@ pub(crate) fn demo(dir: &Path, out: &mut impl std::io::Write) -> Result<(), Stri
     let first = alice_session.encrypt(b"Hello Bob, this is Alice.");
     step(out, format!("   {}", describe(&first)))?;
     let OlmMessage::PreKey(pre_key) = &first else { return Err("expected a pre-key message".into()) };
-    let created = bob.create_inbound_session(alice.curve25519_key(), pre_key).map_err(|e| e.to_string())?;
+    let created = bob
+        .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), pre_key)
+        .map_err(|e| e.to_string())?;
     let mut bob_session = created.session;
     step(out, format!("   Bob creates the session and reads: \"{}\"", text(&created.plaintext)))?;
     step(out, format!("   Bob's one-time keys left: {} (the used one is gone)", bob.stored_one_time_key_count()))?;
@@ -187,7 +189,9 @@ fn room(
         .map_err(|e| e.to_string())?;
     let key_message = alice_to_carol.encrypt(room.session_key().to_base64().as_bytes());
     let OlmMessage::PreKey(pre_key) = &key_message else { return Err("expected a pre-key message".into()) };
-    let created = carol.create_inbound_session(alice.curve25519_key(), pre_key).map_err(|e| e.to_string())?;
+    let created = carol
+        .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), pre_key)
+        .map_err(|e| e.to_string())?;
     let plaintext = Zeroizing::new(created.plaintext);
     let key = SessionKey::from_base64(core::str::from_utf8(&plaintext).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;

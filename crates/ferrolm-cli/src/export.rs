@@ -12,21 +12,7 @@ use ferrolm::zeroize::Zeroizing;
 pub(crate) const PASSPHRASE_VAR: &str = "FERROLM_PASSPHRASE";
 
 fn passphrase(confirm: bool) -> Result<Zeroizing<String>, String> {
-    if let Ok(value) = std::env::var(PASSPHRASE_VAR) {
-        return Ok(Zeroizing::new(value));
-    }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("Passphrase: ").map_err(|e| format!("cannot read the passphrase: {e}"))?,
-    );
-    if confirm {
-        let second = Zeroizing::new(
-            rpassword::prompt_password("Again: ").map_err(|e| format!("cannot read the passphrase: {e}"))?,
-        );
-        if *first != *second {
-            return Err("the passphrases differ".into());
-        }
-    }
-    Ok(first)
+    crate::read_passphrase(PASSPHRASE_VAR, "Passphrase: ", confirm)
 }
 
 fn read_input(path: Option<&str>) -> Result<Zeroizing<String>, String> {

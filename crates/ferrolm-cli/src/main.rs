@@ -6,13 +6,17 @@
 //!   session key, without any key.
 //! - `ferrolm export decrypt|encrypt …`: key export files.
 //! - `ferrolm recovery-key check [KEY]`: check a secret storage recovery key.
+//! - `ferrolm store init|inspect|change-passphrase PATH`: ferrolm-store's SQLite files.
 
 mod demo;
 mod export;
 mod inspect;
+mod store;
 mod vectors;
 
 use std::process::ExitCode;
+
+use ferrolm::zeroize::Zeroizing;
 
 const USAGE: &str = "\
 ferrolm: end-to-end encryption for Matrix
@@ -28,11 +32,39 @@ USAGE:
     ferrolm export encrypt [--rounds N] [--in FILE] [--out FILE]
                                         encrypt a JSON array of room keys into a key export file
     ferrolm recovery-key check [KEY]    check a recovery key's prefix, length and parity
+    ferrolm store init PATH [--user USER_ID --device DEVICE_ID] [--kdf M,T,P]
+                                        create an empty encrypted key store (SQLite), with a new
+                                        account for that device if asked; Argon2id parameters
+                                        MEMORY_KIB,PASSES,LANES (default 65536,3,1)
+    ferrolm store inspect PATH          counts per table, the account's public identity keys,
+                                        devices per user, room keys per room with their first
+                                        known indices, schema version, lease holder; no secret
+    ferrolm store change-passphrase PATH [--kdf M,T,P]
+                                        re-wrap the store key under a new passphrase
+                                        ($FERROLM_NEW_PASSPHRASE or prompted); data untouched
     ferrolm vectors DIR                 replay the known-answer test vectors in DIR byte for byte
     ferrolm help                        this text
 
 Passphrases are read from the terminal without echo, or from $FERROLM_PASSPHRASE.
 ";
+
+/// A passphrase from the environment variable `var` (scripts, tests), or else from the
+/// terminal without echo, asked twice when `confirm`.
+fn read_passphrase(var: &str, prompt: &str, confirm: bool) -> Result<Zeroizing<String>, String> {
+    if let Ok(value) = std::env::var(var) {
+        return Ok(Zeroizing::new(value));
+    }
+    let read = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .map_err(|e| format!("cannot read the passphrase (or set ${var}): {e}"))
+    };
+    let first = read(prompt)?;
+    if confirm && *first != *read("Again: ")? {
+        return Err("the passphrases differ".into());
+    }
+    Ok(first)
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +73,7 @@ fn main() -> ExitCode {
         Some("inspect") => inspect::run(args.get(1..).unwrap_or_default()),
         Some("export") => export::run(args.get(1..).unwrap_or_default()),
         Some("recovery-key") => export::recovery_key(args.get(1..).unwrap_or_default()),
+        Some("store") => store::run(args.get(1..).unwrap_or_default()),
         Some("vectors") => vectors::run(args.get(1..).unwrap_or_default()),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");

@@ -566,17 +566,22 @@ impl State {
                     )
                     .map_err(|e| e.to_string())?;
                 rng.finish()?;
-                check_b64("session id", step.str("session_id")?, &session.session_id())?;
+                check_b64("session id", step.str("session_id")?, &session.session_id().to_base64())?;
                 self.sessions.insert(name, session);
                 Ok(())
             }
             "session.create_inbound" => {
                 let account = lookup(&mut self.accounts, "account", &step.name("account")?)?;
                 let message = PreKeyMessage::from_base64(step.str("message")?).map_err(|e| e.to_string())?;
-                let result = account.create_inbound_session(curve_key(step, "their_identity_key")?, &message);
+                // libolm's vectors are all in its format, version 1.
+                let result = account.create_inbound_session(
+                    olm::SessionConfig::version_1(),
+                    curve_key(step, "their_identity_key")?,
+                    &message,
+                );
                 if let Some(created) = expect_outcome(step, result, session_creation_error)? {
                     check_text("plaintext", step.str("plaintext")?, &created.plaintext)?;
-                    check_b64("session id", step.str("session_id")?, &created.session.session_id())?;
+                    check_b64("session id", step.str("session_id")?, &created.session.session_id().to_base64())?;
                     self.sessions.insert(name, created.session);
                 }
                 Ok(())
@@ -585,7 +590,7 @@ impl State {
                 let key = step.hex("pickle_key")?;
                 let result = Session::from_libolm_pickle(step.str("pickle")?, &key);
                 if let Some(session) = expect_outcome(step, result, pickle_error)? {
-                    check_b64("session id", step.str("session_id")?, &session.session_id())?;
+                    check_b64("session id", step.str("session_id")?, &session.session_id().to_base64())?;
                     self.sessions.insert(name, session);
                 }
                 Ok(())

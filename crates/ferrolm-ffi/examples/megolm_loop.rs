@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ferrolm::megolm as core;
 use ferrolm_ffi::SessionVersion;
-use ferrolm_ffi::megolm::{GroupSession, InboundGroupSession, MegolmError};
+use ferrolm_ffi::megolm::{FerrolmMegolmError, GroupSession, InboundGroupSession};
 
 /// The plaintext every binding's loop uses: 160 bytes, about the size of a short
 /// `m.room.message` event.
@@ -34,10 +34,10 @@ fn core_loop(n: u32, plaintext: &[u8]) -> Result<Duration, core::DecryptionError
     Ok(start.elapsed())
 }
 
-fn ffi_api_loop(n: u32, plaintext: &[u8]) -> Result<Duration, MegolmError> {
+fn ffi_api_loop(n: u32, plaintext: &[u8]) -> Result<Duration, FerrolmMegolmError> {
     let start = Instant::now();
-    let outbound = GroupSession::new(SessionVersion::V1);
-    let inbound = InboundGroupSession::new(outbound.session_key(), SessionVersion::V1)?;
+    let outbound = GroupSession::new(Some(SessionVersion::V1));
+    let inbound = InboundGroupSession::new(outbound.session_key(), Some(SessionVersion::V1))?;
     for i in 0..n {
         let message = outbound.encrypt(plaintext.to_vec());
         let decrypted = inbound.decrypt(message)?;

@@ -7,8 +7,12 @@ use ferrolm::key_export::{self as core, KeyExportError as CoreKeyExportError};
 use crate::convert::len32;
 
 /// Why a key export file could not be written or read.
+///
+/// Every value has a human message (Rust's `Display`, the same text in every language:
+/// `e.message` in Kotlin and JavaScript, `localizedDescription`/`description` in Swift,
+/// `describe()` everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
-pub enum KeyExportError {
+pub enum FerrolmKeyExportError {
     /// The `-----BEGIN MEGOLM SESSION DATA-----` line is missing.
     #[error("the file has no BEGIN MEGOLM SESSION DATA line")]
     MissingHeader,
@@ -42,7 +46,15 @@ pub enum KeyExportError {
     InvalidMac,
 }
 
-impl From<CoreKeyExportError> for KeyExportError {
+#[uniffi::export]
+impl FerrolmKeyExportError {
+    /// The error's human message (its Rust `Display`), the same text in every language.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<CoreKeyExportError> for FerrolmKeyExportError {
     fn from(error: CoreKeyExportError) -> Self {
         match error {
             CoreKeyExportError::MissingHeader => Self::MissingHeader,
@@ -64,19 +76,23 @@ pub fn key_export_default_rounds() -> u32 {
 
 /// Encrypts `plaintext` (the JSON array of room keys) into an armoured key export file.
 #[uniffi::export]
-pub fn key_export_encrypt(plaintext: Vec<u8>, passphrase: String, rounds: u32) -> Result<String, KeyExportError> {
+pub fn key_export_encrypt(
+    plaintext: Vec<u8>,
+    passphrase: String,
+    rounds: u32,
+) -> Result<String, FerrolmKeyExportError> {
     Ok(core::encrypt(&plaintext, &passphrase, rounds)?)
 }
 
 /// Decrypts an armoured key export file. The MAC is checked before anything is decrypted.
 #[uniffi::export]
-pub fn key_export_decrypt(file: String, passphrase: String) -> Result<Vec<u8>, KeyExportError> {
+pub fn key_export_decrypt(file: String, passphrase: String) -> Result<Vec<u8>, FerrolmKeyExportError> {
     Ok(core::decrypt(&file, &passphrase)?.to_vec())
 }
 
 /// The PBKDF2 round count a file asks for, without decrypting it (to warn the user how long
 /// decryption will take).
 #[uniffi::export]
-pub fn key_export_rounds(file: String) -> Result<u32, KeyExportError> {
+pub fn key_export_rounds(file: String) -> Result<u32, FerrolmKeyExportError> {
     Ok(core::rounds(&file)?)
 }

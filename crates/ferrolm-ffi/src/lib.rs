@@ -17,26 +17,35 @@
 //! - **Keys, messages, signatures and pickles** are unpadded base64 `String`s, exactly as they
 //!   appear in Matrix JSON. Inputs may be padded or not.
 //! - **Pickle keys** are bytes: 32 for ferrolm's own pickle format, any length for libolm's.
-//! - **Errors**: one error enum per module ([`olm::OlmError`], [`megolm::MegolmError`],
-//!   [`sas::SasError`], [`pk::PkError`], [`key_export::KeyExportError`],
-//!   [`secret_storage::SecretStorageError`], [`pickle::PickleError`], [`utility::KeyError`]).
-//!   They keep the core's distinctions (a bad MAC is not a replay is not a malformed message),
-//!   carry no secret material, and become exception subclasses in Kotlin and Swift.
+//! - **Errors**: one error enum per module, each named `Ferrolm` + the module + `Error` so that
+//!   no name collides with a built-in or standard-library type of Kotlin (where `…Error`
+//!   becomes `…Exception`), Swift, JavaScript or Python: [`olm::FerrolmOlmError`],
+//!   [`megolm::FerrolmMegolmError`], [`sas::FerrolmSasError`], [`pk::FerrolmPkError`],
+//!   [`key_export::FerrolmKeyExportError`], [`secret_storage::FerrolmSecretStorageError`],
+//!   [`pickle::FerrolmPickleError`], [`utility::FerrolmUtilityError`]. They keep the core's
+//!   distinctions (a bad MAC is not a replay is not a malformed message), carry no secret
+//!   material, and become exception subclasses in Kotlin and Swift. Each has a human message,
+//!   its `Display`, exported as the method `describe()`; the bindings make it the language's
+//!   own message (`message` in Kotlin and JavaScript, `description`/`localizedDescription` in
+//!   Swift), so the text is the same everywhere.
+//! - **Session versions** ([`SessionVersion`]) are optional arguments that default to v1,
+//!   libolm's format, and errors name them `v1`/`v2`, never by their wire bytes.
 //! - Nothing here panics on any input: malformed base64, keys of the wrong length, truncated
 //!   messages and corrupted pickles all come back as typed errors.
 //!
 //! From Rust the same API reads like this (a binding's calls look alike):
 //!
 //! ```
-//! use ferrolm_ffi::SessionVersion;
-//! use ferrolm_ffi::megolm::{GroupSession, InboundGroupSession, MegolmError};
+//! use ferrolm_ffi::megolm::{FerrolmMegolmError, GroupSession, InboundGroupSession};
 //!
-//! let outbound = GroupSession::new(SessionVersion::V1);
-//! let inbound = InboundGroupSession::new(outbound.session_key(), SessionVersion::V1)?;
+//! let outbound = GroupSession::new(None); // v1, as every Matrix client
+//! let inbound = InboundGroupSession::new(outbound.session_key(), None)?;
 //! let message: String = outbound.encrypt(b"Hello, room".to_vec());
 //! assert_eq!(inbound.decrypt(message)?.plaintext, b"Hello, room");
-//! assert!(matches!(inbound.decrypt("AwoA".to_owned()), Err(MegolmError::Malformed { .. })));
-//! # Ok::<(), MegolmError>(())
+//! let error = inbound.decrypt("AwoA".to_owned()).unwrap_err();
+//! assert!(matches!(error, FerrolmMegolmError::Malformed { .. }));
+//! assert_eq!(error.describe(), "the message or key is malformed: the input is too short (3 bytes)");
+//! # Ok::<(), FerrolmMegolmError>(())
 //! ```
 //!
 //! uniffi generates the `extern "C"` scaffolding (exported symbols, raw pointers, `unsafe`
@@ -61,12 +70,26 @@ pub mod utility;
 mod wasm_random;
 
 /// The message format of an Olm or Megolm session (the core's `SessionConfig`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+///
+/// Every function that takes one takes it as an optional argument: left out (or `null`/`nil`),
+/// it is [`SessionVersion::V1`], the format libolm reads and every Matrix client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, uniffi::Enum)]
 pub enum SessionVersion {
     /// libolm's format, with an 8-byte truncated MAC. Every Matrix client speaks it: use it.
+    #[default]
     V1,
     /// The full 32-byte MAC, as vodozemac's experimental configuration. libolm cannot read it.
     V2,
+}
+
+impl std::fmt::Display for SessionVersion {
+    /// `v1` or `v2`, as error messages name versions.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        })
+    }
 }
 
 impl From<SessionVersion> for ferrolm::olm::SessionConfig {
@@ -88,9 +111,21 @@ impl From<SessionVersion> for ferrolm::megolm::SessionConfig {
 }
 
 impl SessionVersion {
+    /// The version an optional argument stands for: [`SessionVersion::V1`] when left out.
+    pub(crate) fn or_default(version: Option<Self>) -> Self {
+        version.unwrap_or_default()
+    }
+
     /// The version of a core configuration (1 or 2; anything else cannot be constructed).
     fn from_number(version: u8) -> Self {
         if version == 2 { Self::V2 } else { Self::V1 }
+    }
+
+    /// The version of an Olm or Megolm message from its version byte: 3 is v1 (8-byte MAC),
+    /// 4 is v2 (32-byte MAC), in both protocols. The decoders refuse every other byte, so a
+    /// version mismatch the core reports only ever carries these two.
+    pub(crate) fn from_message_version(byte: u8) -> Self {
+        if byte == 4 { Self::V2 } else { Self::V1 }
     }
 }
 

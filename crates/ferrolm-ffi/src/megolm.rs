@@ -14,16 +14,20 @@ use ferrolm::zeroize::Zeroizing;
 
 use crate::SessionVersion;
 use crate::convert::lock;
-use crate::pickle::{PickleError, ferrolm_key, libolm_key};
+use crate::pickle::{FerrolmPickleError, ferrolm_key, libolm_key};
 
 /// Why a Megolm operation failed. Decryption failures leave the session unchanged.
+///
+/// Every value has a human message (Rust's `Display`, the same text in every language:
+/// `e.message` in Kotlin and JavaScript, `localizedDescription`/`description` in Swift,
+/// `describe()` everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
-pub enum MegolmError {
+pub enum FerrolmMegolmError {
     /// A message or key is not valid base64.
-    #[error("invalid base64")]
+    #[error("the message or key is not valid base64")]
     InvalidBase64,
     /// A session key or exported key has the wrong length.
-    #[error("invalid key length: expected {expected} bytes, got {got}")]
+    #[error("the key is {got} bytes long, not {expected}")]
     InvalidKeyLength {
         /// The format's length.
         expected: u32,
@@ -31,49 +35,60 @@ pub enum MegolmError {
         got: u32,
     },
     /// The version byte of a message or key is not one this library reads.
-    #[error("unsupported version {version}")]
+    #[error("the message or key has a format version ferrolm does not read")]
     UnknownVersion {
         /// The version byte found.
         version: u8,
     },
     /// The message cannot be decoded: empty, truncated, a missing field, an index beyond
     /// 32 bits, or an encoding the format never uses.
-    #[error("malformed message: {reason}")]
+    #[error("the message or key is malformed: {reason}")]
     Malformed {
         /// What is wrong, in words.
         reason: String,
     },
     /// The Ed25519 key inside a session key is not a valid point.
-    #[error("the session's Ed25519 key is invalid")]
+    #[error("the session key's Ed25519 key is not a valid point")]
     InvalidSigningKey,
     /// The signature of a session key, or of a message, does not verify: forged or altered.
-    #[error("the signature is invalid")]
+    #[error("the signature does not verify: forged or altered, or from another session")]
     InvalidSignature,
     /// The message's MAC does not match (a signed message with a wrong MAC: a broken sender).
-    #[error("the message's MAC does not match")]
+    #[error("the message's MAC does not match (a broken sender)")]
     InvalidMac,
     /// The MAC matched but the padding is invalid (a broken sender).
-    #[error("the message's padding is invalid")]
+    #[error("the message decrypted to invalid padding (a broken sender)")]
     InvalidPadding,
-    /// The message's version does not match the session's configuration.
-    #[error("the message has version {got}, but this session uses version {expected}")]
+    /// The message's session version is not the session's. A session key carries no version,
+    /// so this shows only when the first message arrives: create the session with the version
+    /// its sender uses (v1 for every Matrix client).
+    #[error("the message is a {got} message, but the session is {expected}")]
     VersionMismatch {
-        /// The version this session's messages carry.
-        expected: u8,
-        /// The version the message carries.
-        got: u8,
+        /// The session's version.
+        expected: SessionVersion,
+        /// The message's version.
+        got: SessionVersion,
     },
-    /// The message precedes the first index this session can decrypt.
-    #[error("the message has index {requested}, before this session's first known index {first_known}")]
+    /// The message, or the index asked of `export_at`, precedes the first index this session
+    /// knows.
+    #[error("index {requested} is before this session's first known index {first_known}")]
     UnknownMessageIndex {
         /// The session's first known index.
         first_known: u32,
-        /// The message's index.
+        /// The message's index, or the index asked for.
         requested: u32,
     },
 }
 
-impl From<DecodeError> for MegolmError {
+#[uniffi::export]
+impl FerrolmMegolmError {
+    /// The error's human message (its Rust `Display`), the same text in every language.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<DecodeError> for FerrolmMegolmError {
     fn from(error: DecodeError) -> Self {
         match error {
             DecodeError::Base64 => Self::InvalidBase64,
@@ -92,10 +107,13 @@ impl From<DecodeError> for MegolmError {
     }
 }
 
-impl From<DecryptionError> for MegolmError {
+impl From<DecryptionError> for FerrolmMegolmError {
     fn from(error: DecryptionError) -> Self {
         match error {
-            DecryptionError::VersionMismatch { expected, got } => Self::VersionMismatch { expected, got },
+            DecryptionError::VersionMismatch { expected, got } => Self::VersionMismatch {
+                expected: SessionVersion::from_message_version(expected),
+                got: SessionVersion::from_message_version(got),
+            },
             DecryptionError::InvalidSignature => Self::InvalidSignature,
             DecryptionError::InvalidMac => Self::InvalidMac,
             DecryptionError::InvalidPadding => Self::InvalidPadding,
@@ -133,7 +151,7 @@ pub enum BatchDecryption {
     /// The message did not decode or decrypt; the others are unaffected.
     Failed {
         /// Why.
-        error: MegolmError,
+        error: FerrolmMegolmError,
     },
 }
 
@@ -180,21 +198,21 @@ impl GroupSession {
 
 #[uniffi::export]
 impl GroupSession {
-    /// A new session with a random ratchet and signing key.
-    #[uniffi::constructor]
-    pub fn new(version: SessionVersion) -> Arc<Self> {
-        Self::wrap(core::GroupSession::new(version.into()))
+    /// A new session with a random ratchet and signing key. `version` defaults to v1.
+    #[uniffi::constructor(default(version = None))]
+    pub fn new(version: Option<SessionVersion>) -> Arc<Self> {
+        Self::wrap(core::GroupSession::new(SessionVersion::or_default(version).into()))
     }
 
     /// Restores a session from [`GroupSession::pickle`]'s output, under the same 32-byte key.
     #[uniffi::constructor]
-    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::GroupSession::from_pickle(&pickle, &ferrolm_key(pickle_key)?)?))
     }
 
     /// Restores a session from libolm's outbound group session pickle.
     #[uniffi::constructor]
-    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::GroupSession::from_libolm_pickle(&pickle, &libolm_key(pickle_key))?))
     }
 
@@ -224,13 +242,13 @@ impl GroupSession {
     }
 
     /// Encrypts the session into ferrolm's pickle format under a 32-byte key.
-    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, FerrolmPickleError> {
         let key = ferrolm_key(pickle_key)?;
         Ok(lock(&self.inner).pickle(&key))
     }
 
     /// Encrypts the session into libolm's pickle format (version 1 sessions only).
-    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, FerrolmPickleError> {
         Ok(lock(&self.inner).to_libolm_pickle(&libolm_key(pickle_key))?)
     }
 }
@@ -257,30 +275,38 @@ impl InboundGroupSession {
 impl InboundGroupSession {
     /// A session from a signed session key (base64, the `session_key` of `m.room_key`),
     /// whose signature is checked. The session counts as verified.
-    #[uniffi::constructor]
-    pub fn new(session_key: String, version: SessionVersion) -> Result<Arc<Self>, MegolmError> {
+    ///
+    /// `version` defaults to v1, the only one `m.megolm.v1.aes-sha2` uses. A session key does
+    /// not say which version its sender encrypts with, so a wrong `version` cannot be refused
+    /// here: the first message then fails with `VersionMismatch`, naming both versions.
+    #[uniffi::constructor(default(version = None))]
+    pub fn new(session_key: String, version: Option<SessionVersion>) -> Result<Arc<Self>, FerrolmMegolmError> {
         let key = SessionKey::from_base64(&Zeroizing::new(session_key))?;
-        Ok(Self::wrap(core::InboundGroupSession::new(&key, version.into())))
+        Ok(Self::wrap(core::InboundGroupSession::new(&key, SessionVersion::or_default(version).into())))
     }
 
     /// A session from an exported key (base64: forwarded keys, backups, key export files).
     /// There is no signature, so the session is not verified until merged with one that is.
-    #[uniffi::constructor]
-    pub fn from_exported_key(exported_key: String, version: SessionVersion) -> Result<Arc<Self>, MegolmError> {
+    /// `version` defaults to v1 (as for [`InboundGroupSession::new`]).
+    #[uniffi::constructor(default(version = None))]
+    pub fn from_exported_key(
+        exported_key: String,
+        version: Option<SessionVersion>,
+    ) -> Result<Arc<Self>, FerrolmMegolmError> {
         let key = ExportedSessionKey::from_base64(&Zeroizing::new(exported_key))?;
-        Ok(Self::wrap(core::InboundGroupSession::import(&key, version.into())))
+        Ok(Self::wrap(core::InboundGroupSession::import(&key, SessionVersion::or_default(version).into())))
     }
 
     /// Restores a session from [`InboundGroupSession::pickle`]'s output, under the same
     /// 32-byte key.
     #[uniffi::constructor]
-    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::InboundGroupSession::from_pickle(&pickle, &ferrolm_key(pickle_key)?)?))
     }
 
     /// Restores a session from libolm's inbound group session pickle.
     #[uniffi::constructor]
-    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::InboundGroupSession::from_libolm_pickle(&pickle, &libolm_key(pickle_key))?))
     }
 
@@ -310,7 +336,7 @@ impl InboundGroupSession {
     }
 
     /// Decrypts a message (base64): checks its signature, then its MAC, then decrypts.
-    pub fn decrypt(&self, message: String) -> Result<DecryptedMessage, MegolmError> {
+    pub fn decrypt(&self, message: String) -> Result<DecryptedMessage, FerrolmMegolmError> {
         let message = MegolmMessage::from_base64(&message)?;
         Ok(lock(&self.inner).decrypt(&message)?.into())
     }
@@ -320,9 +346,9 @@ impl InboundGroupSession {
     pub fn decrypt_batch(&self, messages: Vec<String>) -> Vec<BatchDecryption> {
         // Decoded messages move into `valid`; `decoded` keeps each one's place (or its error).
         let mut valid = Vec::with_capacity(messages.len());
-        let decoded: Vec<Result<(), MegolmError>> = messages
+        let decoded: Vec<Result<(), FerrolmMegolmError>> = messages
             .iter()
-            .map(|m| MegolmMessage::from_base64(m).map(|m| valid.push(m)).map_err(MegolmError::from))
+            .map(|m| MegolmMessage::from_base64(m).map(|m| valid.push(m)).map_err(FerrolmMegolmError::from))
             .collect();
         let mut results = lock(&self.inner).decrypt_batch(&valid).into_iter();
         decoded
@@ -333,15 +359,21 @@ impl InboundGroupSession {
                     Some(Ok(message)) => BatchDecryption::Decrypted { message: message.into() },
                     Some(Err(error)) => BatchDecryption::Failed { error: error.into() },
                     // The core returns one result per message; this arm is never taken.
-                    None => BatchDecryption::Failed { error: MegolmError::InvalidSignature },
+                    None => BatchDecryption::Failed { error: FerrolmMegolmError::InvalidSignature },
                 },
             })
             .collect()
     }
 
-    /// The exported session key at `index` (base64), if this session knows that index.
-    pub fn export_at(&self, index: u32) -> Option<String> {
-        lock(&self.inner).export_at(index).map(|key| reveal(key.to_base64()))
+    /// The exported session key at `index` (base64). An index before the first known index
+    /// is `UnknownMessageIndex`.
+    pub fn export_at(&self, index: u32) -> Result<String, FerrolmMegolmError> {
+        let session = lock(&self.inner);
+        let key = session.export_at(index).ok_or(FerrolmMegolmError::UnknownMessageIndex {
+            first_known: session.first_known_index(),
+            requested: index,
+        })?;
+        Ok(reveal(key.to_base64()))
     }
 
     /// The exported session key at the first known index (base64).
@@ -369,13 +401,13 @@ impl InboundGroupSession {
     }
 
     /// Encrypts the session into ferrolm's pickle format under a 32-byte key.
-    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, FerrolmPickleError> {
         let key = ferrolm_key(pickle_key)?;
         Ok(lock(&self.inner).pickle(&key))
     }
 
     /// Encrypts the session into libolm's pickle format (version 1 sessions only).
-    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, FerrolmPickleError> {
         Ok(lock(&self.inner).to_libolm_pickle(&libolm_key(pickle_key))?)
     }
 }
@@ -386,18 +418,33 @@ mod tests {
 
     #[test]
     fn every_core_error_keeps_its_distinction() {
-        assert_eq!(MegolmError::from(DecryptionError::InvalidMac), MegolmError::InvalidMac);
-        assert_eq!(MegolmError::from(DecryptionError::InvalidPadding), MegolmError::InvalidPadding);
-        assert_eq!(MegolmError::from(DecryptionError::InvalidSignature), MegolmError::InvalidSignature);
+        assert_eq!(FerrolmMegolmError::from(DecryptionError::InvalidMac), FerrolmMegolmError::InvalidMac);
+        assert_eq!(FerrolmMegolmError::from(DecryptionError::InvalidPadding), FerrolmMegolmError::InvalidPadding);
+        assert_eq!(FerrolmMegolmError::from(DecryptionError::InvalidSignature), FerrolmMegolmError::InvalidSignature);
         assert_eq!(
-            MegolmError::from(DecryptionError::UnknownMessageIndex { first_known: 5, requested: 1 }),
-            MegolmError::UnknownMessageIndex { first_known: 5, requested: 1 }
+            FerrolmMegolmError::from(DecryptionError::UnknownMessageIndex { first_known: 5, requested: 1 }),
+            FerrolmMegolmError::UnknownMessageIndex { first_known: 5, requested: 1 }
         );
-        assert_eq!(MegolmError::from(DecodeError::InvalidSigningKey), MegolmError::InvalidSigningKey);
+        assert_eq!(FerrolmMegolmError::from(DecodeError::InvalidSigningKey), FerrolmMegolmError::InvalidSigningKey);
         assert_eq!(
-            MegolmError::from(DecodeError::InvalidLength { expected: 229, got: 3 }),
-            MegolmError::InvalidKeyLength { expected: 229, got: 3 }
+            FerrolmMegolmError::from(DecodeError::InvalidLength { expected: 229, got: 3 }),
+            FerrolmMegolmError::InvalidKeyLength { expected: 229, got: 3 }
         );
-        assert!(matches!(MegolmError::from(DecodeError::InvalidIndex(1 << 40)), MegolmError::Malformed { .. }));
+        assert!(matches!(
+            FerrolmMegolmError::from(DecodeError::InvalidIndex(1 << 40)),
+            FerrolmMegolmError::Malformed { .. }
+        ));
+        assert_eq!(
+            FerrolmMegolmError::from(DecryptionError::VersionMismatch { expected: 4, got: 3 }),
+            FerrolmMegolmError::VersionMismatch { expected: SessionVersion::V2, got: SessionVersion::V1 }
+        );
+    }
+
+    #[test]
+    fn messages_name_versions_not_wire_bytes() {
+        let error = FerrolmMegolmError::from(DecryptionError::VersionMismatch { expected: 3, got: 4 });
+        assert_eq!(error.describe(), "the message is a v2 message, but the session is v1");
+        let unknown = FerrolmMegolmError::from(DecodeError::UnknownVersion(7)).describe();
+        assert!(!unknown.contains('7'), "{unknown}");
     }
 }

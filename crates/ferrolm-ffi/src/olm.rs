@@ -16,57 +16,69 @@ use ferrolm::types::{Curve25519PublicKey, KeyId};
 
 use crate::SessionVersion;
 use crate::convert::{KeyParseError, curve25519_key, len32, lock};
-use crate::pickle::{PickleError, ferrolm_key, libolm_key};
+use crate::pickle::{FerrolmPickleError, ferrolm_key, libolm_key};
 
 /// Why an Olm operation failed. Decryption failures leave the session unchanged.
+///
+/// Every value has a human message (Rust's `Display`, the same text in every language:
+/// `e.message` in Kotlin and JavaScript, `localizedDescription`/`description` in Swift,
+/// `describe()` everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
-pub enum OlmError {
+pub enum FerrolmOlmError {
     /// A key or message is not valid base64.
-    #[error("invalid base64")]
+    #[error("the key or message is not valid base64")]
     InvalidBase64,
     /// A key has the wrong length.
-    #[error("invalid key length: expected {expected} bytes, got {got}")]
+    #[error("the key is {got} bytes long, not {expected}")]
     InvalidKeyLength {
         /// The length the key must have (32).
         expected: u32,
         /// The length that was given.
         got: u32,
     },
-    /// The message's version byte is not one this library speaks.
-    #[error("unsupported message version {version}")]
+    /// The message's version byte is neither v1's nor v2's.
+    #[error("the message is neither a v1 nor a v2 Olm message (unknown version)")]
     UnknownMessageVersion {
         /// The version byte found.
         version: u8,
     },
+    /// A message type other than 0 (pre-key) or 1 (normal), from [`olm_message_from_parts`]
+    /// or [`message_type_from_int`].
+    #[error("unknown Olm message type {message_type}: 0 is a pre-key message, 1 a normal message")]
+    UnknownMessageType {
+        /// The type that was given.
+        message_type: u32,
+    },
     /// The message cannot be decoded: empty, truncated, a missing field, a key field of the
     /// wrong length, or an encoding the format never uses.
-    #[error("malformed message: {reason}")]
+    #[error("the message is malformed: {reason}")]
     Malformed {
         /// What is wrong, in words.
         reason: String,
     },
-    /// The message's version does not match the session's configuration.
-    #[error("the message has version {got}, but this session uses version {expected}")]
+    /// The message's session version is not the session's (or, creating a session from a
+    /// pre-key message, not the one asked for).
+    #[error("the message is a {got} message, but the session is {expected}")]
     VersionMismatch {
-        /// The version this session's messages carry.
-        expected: u8,
-        /// The version the message carries.
-        got: u8,
+        /// The session's version (or the one asked for).
+        expected: SessionVersion,
+        /// The message's version.
+        got: SessionVersion,
     },
     /// The MAC does not match: the message was altered, or belongs to another session.
-    #[error("the message's MAC does not match")]
+    #[error("the message's MAC does not match: it was altered, or is not for this session")]
     InvalidMac,
     /// The MAC matched but the plaintext padding is invalid (a broken sender).
-    #[error("the message's padding is invalid")]
+    #[error("the message decrypted to invalid padding (a broken sender)")]
     InvalidPadding,
     /// The message's key is gone: it was already decrypted (a replay), or skipped too long ago.
-    #[error("no message key for chain index {index}: already used, or too old")]
+    #[error("no key for message {index} of its chain: a replay, or skipped too long ago")]
     MissingMessageKey {
         /// The message's index in its chain.
         index: u64,
     },
     /// The message is too far ahead in its chain.
-    #[error("the message is {gap} messages ahead of the chain, more than the {max} allowed")]
+    #[error("the message is {gap} messages ahead in its chain, more than the {max} allowed")]
     TooBigMessageGap {
         /// How far ahead the message is.
         gap: u64,
@@ -75,13 +87,13 @@ pub enum OlmError {
     },
     /// The message starts a new ratchet chain before this side has replied, which the
     /// protocol does not allow.
-    #[error("the message uses a new ratchet key before we have replied")]
+    #[error("the message uses a new ratchet key before this side has replied")]
     UnexpectedRatchetKey,
     /// One of the other side's keys is of small order (the exchange would not be secret).
-    #[error("a key of the other side is of small order (non-contributory)")]
+    #[error("a key of the other side is of small order (non-contributory): the exchange would not be secret")]
     NonContributoryKey,
     /// The pre-key message names another identity key than the event's sender key.
-    #[error("the pre-key message's identity key {got} is not the expected {expected}")]
+    #[error("the pre-key message is from identity key {got}, not the expected {expected}")]
     MismatchedIdentityKey {
         /// The identity key the caller expected (base64).
         expected: String,
@@ -90,14 +102,22 @@ pub enum OlmError {
     },
     /// The pre-key message used a one-time key this account does not hold (already used,
     /// evicted, or never ours).
-    #[error("no one-time or fallback key {key} in this account")]
+    #[error("this account holds no one-time or fallback key {key}: already used, or never ours")]
     MissingOneTimeKey {
         /// The one-time key the message names (base64).
         key: String,
     },
 }
 
-impl From<KeyParseError> for OlmError {
+#[uniffi::export]
+impl FerrolmOlmError {
+    /// The error's human message (its Rust `Display`), the same text in every language.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<KeyParseError> for FerrolmOlmError {
     fn from(error: KeyParseError) -> Self {
         match error {
             KeyParseError::Base64 => Self::InvalidBase64,
@@ -106,25 +126,30 @@ impl From<KeyParseError> for OlmError {
     }
 }
 
-impl From<DecodeError> for OlmError {
+impl From<DecodeError> for FerrolmOlmError {
     fn from(error: DecodeError) -> Self {
         match error {
             DecodeError::Base64 => Self::InvalidBase64,
             DecodeError::UnknownVersion(version) => Self::UnknownMessageVersion { version },
+            DecodeError::UnknownMessageType(message_type) => {
+                Self::UnknownMessageType { message_type: u32::try_from(message_type).unwrap_or(u32::MAX) }
+            }
             DecodeError::Empty
             | DecodeError::TooShort(_)
             | DecodeError::MissingField(_)
             | DecodeError::InvalidKeyLength { .. }
-            | DecodeError::Malformed(_)
-            | DecodeError::UnknownMessageType(_) => Self::Malformed { reason: error.to_string() },
+            | DecodeError::Malformed(_) => Self::Malformed { reason: error.to_string() },
         }
     }
 }
 
-impl From<DecryptionError> for OlmError {
+impl From<DecryptionError> for FerrolmOlmError {
     fn from(error: DecryptionError) -> Self {
         match error {
-            DecryptionError::VersionMismatch { expected, got } => Self::VersionMismatch { expected, got },
+            DecryptionError::VersionMismatch { expected, got } => Self::VersionMismatch {
+                expected: SessionVersion::from_message_version(expected),
+                got: SessionVersion::from_message_version(got),
+            },
             DecryptionError::InvalidMac => Self::InvalidMac,
             DecryptionError::InvalidPadding => Self::InvalidPadding,
             DecryptionError::MissingMessageKey(index) => Self::MissingMessageKey { index },
@@ -135,13 +160,16 @@ impl From<DecryptionError> for OlmError {
     }
 }
 
-impl From<SessionCreationError> for OlmError {
+impl From<SessionCreationError> for FerrolmOlmError {
     fn from(error: SessionCreationError) -> Self {
         match error {
             SessionCreationError::MismatchedIdentityKey { expected, got } => {
                 Self::MismatchedIdentityKey { expected: expected.to_base64(), got: got.to_base64() }
             }
             SessionCreationError::MissingOneTimeKey(key) => Self::MissingOneTimeKey { key: key.to_base64() },
+            SessionCreationError::MismatchedSessionConfig { expected, got } => {
+                Self::VersionMismatch { expected: expected.into(), got: got.into() }
+            }
             SessionCreationError::NonContributoryKey => Self::NonContributoryKey,
             SessionCreationError::Decryption(error) => error.into(),
         }
@@ -193,11 +221,33 @@ impl From<&CoreOlmMessage> for OlmMessage {
 }
 
 impl TryFrom<&OlmMessage> for CoreOlmMessage {
-    type Error = OlmError;
+    type Error = FerrolmOlmError;
 
-    fn try_from(message: &OlmMessage) -> Result<Self, OlmError> {
+    fn try_from(message: &OlmMessage) -> Result<Self, FerrolmOlmError> {
         Ok(Self::from_parts(message.message_type.into(), &message.body)?)
     }
+}
+
+/// The message type of an integer as Matrix JSON carries it (`"type": 0` or `1`); any other
+/// integer is `UnknownMessageType`.
+#[uniffi::export]
+pub fn message_type_from_int(message_type: u32) -> Result<MessageType, FerrolmOlmError> {
+    Ok(CoreMessageType::try_from(u64::from(message_type))?.into())
+}
+
+/// The integer Matrix JSON carries for a message type: 0 (pre-key) or 1 (normal).
+#[uniffi::export]
+pub fn message_type_to_int(message_type: MessageType) -> u32 {
+    CoreMessageType::from(message_type) as u32
+}
+
+/// An Olm message from the `type` (an integer, as in Matrix JSON) and `body` of a to-device
+/// event's ciphertext entry. Both are checked: an unknown type is `UnknownMessageType`, a body
+/// that does not decode is `InvalidBase64`, `UnknownMessageVersion` or `Malformed`.
+#[uniffi::export]
+pub fn olm_message_from_parts(message_type: u32, body: String) -> Result<OlmMessage, FerrolmOlmError> {
+    let message = CoreOlmMessage::from_parts(CoreMessageType::try_from(u64::from(message_type))?, &body)?;
+    Ok(OlmMessage::from(&message))
 }
 
 /// A device's two identity keys, as published in its device keys (base64).
@@ -229,13 +279,48 @@ pub struct SessionKeys {
     pub one_time_key: String,
 }
 
-/// A session created from a pre-key message, with that message's plaintext.
+/// A session created from a pre-key message, with that message's plaintext and the account
+/// key it used.
 #[derive(uniffi::Record)]
 pub struct InboundCreationResult {
     /// The new session.
     pub session: Arc<Session>,
     /// The decrypted first message.
     pub plaintext: Vec<u8>,
+    /// The account's key the session was made with: a store updates that key's row (deletes a
+    /// one-time key) in the same transaction that saves the session and the account.
+    pub consumed_key: ConsumedKey,
+}
+
+/// Which of the account's keys a pre-key message used; `key_id` is the key id in base64, as
+/// [`Account::one_time_keys`] and [`Account::fallback_key`] name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum ConsumedKey {
+    /// A one-time key, now removed from the account.
+    OneTime {
+        /// The key's id (base64).
+        key_id: String,
+    },
+    /// The current fallback key, which stays (a fallback key may be used more than once).
+    Fallback {
+        /// The key's id (base64).
+        key_id: String,
+    },
+    /// The previous fallback key, which stays until [`Account::forget_fallback_key`].
+    PreviousFallback {
+        /// The key's id (base64).
+        key_id: String,
+    },
+}
+
+impl From<core::ConsumedKey> for ConsumedKey {
+    fn from(key: core::ConsumedKey) -> Self {
+        match key {
+            core::ConsumedKey::OneTime(id) => Self::OneTime { key_id: id.to_base64() },
+            core::ConsumedKey::Fallback(id) => Self::Fallback { key_id: id.to_base64() },
+            core::ConsumedKey::PreviousFallback(id) => Self::PreviousFallback { key_id: id.to_base64() },
+        }
+    }
 }
 
 fn key_map(keys: std::collections::BTreeMap<KeyId, Curve25519PublicKey>) -> HashMap<String, String> {
@@ -264,13 +349,13 @@ impl Account {
 
     /// Restores an account from [`Account::pickle`]'s output, under the same 32-byte key.
     #[uniffi::constructor]
-    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::Account::from_pickle(&pickle, &ferrolm_key(pickle_key)?)?))
     }
 
     /// Restores an account from a libolm pickle (versions 2 to 4), under libolm's pickle key.
     #[uniffi::constructor]
-    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::Account::from_libolm_pickle(&pickle, &libolm_key(pickle_key))?))
     }
 
@@ -343,41 +428,55 @@ impl Account {
     }
 
     /// Creates a session to the device with `identity_key`, using one of its one-time (or
-    /// fallback) keys claimed from the server (both base64).
+    /// fallback) keys claimed from the server (both base64). `version` defaults to v1.
+    #[uniffi::method(default(version = None))]
     pub fn create_outbound_session(
         &self,
         identity_key: String,
         one_time_key: String,
-        version: SessionVersion,
-    ) -> Result<Arc<Session>, OlmError> {
+        version: Option<SessionVersion>,
+    ) -> Result<Arc<Session>, FerrolmOlmError> {
         let identity_key = curve25519_key(&identity_key)?;
         let one_time_key = curve25519_key(&one_time_key)?;
-        let session = lock(&self.inner).create_outbound_session(version.into(), identity_key, one_time_key)?;
+        let config = SessionVersion::or_default(version).into();
+        let session = lock(&self.inner).create_outbound_session(config, identity_key, one_time_key)?;
         Ok(Session::wrap(session))
     }
 
     /// Creates the session a pre-key message (its base64 body) opens, and decrypts the
     /// message. `identity_key` is the sender key of the event that carried it. The one-time
-    /// key used is removed only once the message has decrypted.
+    /// key used is removed only once the message has decrypted (fallback keys stay); the
+    /// result says which key it was.
+    ///
+    /// `version` is the session version the caller expects (default v1, what every Matrix
+    /// client sends): a pre-key message of the other version is refused with
+    /// `VersionMismatch` before anything is decrypted or any key is used.
+    #[uniffi::method(default(version = None))]
     pub fn create_inbound_session(
         &self,
         identity_key: String,
         pre_key_message: String,
-    ) -> Result<InboundCreationResult, OlmError> {
+        version: Option<SessionVersion>,
+    ) -> Result<InboundCreationResult, FerrolmOlmError> {
         let identity_key = curve25519_key(&identity_key)?;
         let message = PreKeyMessage::from_base64(&pre_key_message)?;
-        let result = lock(&self.inner).create_inbound_session(identity_key, &message)?;
-        Ok(InboundCreationResult { session: Session::wrap(result.session), plaintext: result.plaintext })
+        let config = SessionVersion::or_default(version).into();
+        let result = lock(&self.inner).create_inbound_session(config, identity_key, &message)?;
+        Ok(InboundCreationResult {
+            session: Session::wrap(result.session),
+            plaintext: result.plaintext,
+            consumed_key: result.consumed_key.into(),
+        })
     }
 
     /// Encrypts the account into ferrolm's pickle format under a 32-byte key.
-    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, FerrolmPickleError> {
         let key = ferrolm_key(pickle_key)?;
         Ok(lock(&self.inner).pickle(&key))
     }
 
     /// Encrypts the account into libolm's pickle format, readable by libolm and vodozemac.
-    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, FerrolmPickleError> {
         Ok(lock(&self.inner).to_libolm_pickle(&libolm_key(pickle_key))?)
     }
 }
@@ -398,19 +497,19 @@ impl Session {
 impl Session {
     /// Restores a session from [`Session::pickle`]'s output, under the same 32-byte key.
     #[uniffi::constructor]
-    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::Session::from_pickle(&pickle, &ferrolm_key(pickle_key)?)?))
     }
 
     /// Restores a session from a libolm pickle, under libolm's pickle key.
     #[uniffi::constructor]
-    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::Session::from_libolm_pickle(&pickle, &libolm_key(pickle_key))?))
     }
 
     /// The session id: the same on both sides.
     pub fn session_id(&self) -> String {
-        lock(&self.inner).session_id()
+        lock(&self.inner).session_id().to_base64()
     }
 
     /// The three keys that created the session.
@@ -436,7 +535,7 @@ impl Session {
 
     /// Whether a pre-key message (its base64 body) belongs to this session. Use it to find the
     /// existing session for an incoming pre-key message before creating a new one.
-    pub fn matches(&self, pre_key_message: String) -> Result<bool, OlmError> {
+    pub fn matches(&self, pre_key_message: String) -> Result<bool, FerrolmOlmError> {
         let message = PreKeyMessage::from_base64(&pre_key_message)?;
         Ok(lock(&self.inner).matches(&message))
     }
@@ -447,19 +546,19 @@ impl Session {
     }
 
     /// Decrypts a message from the other side. On any error the session is unchanged.
-    pub fn decrypt(&self, message: OlmMessage) -> Result<Vec<u8>, OlmError> {
+    pub fn decrypt(&self, message: OlmMessage) -> Result<Vec<u8>, FerrolmOlmError> {
         let message = CoreOlmMessage::try_from(&message)?;
         Ok(lock(&self.inner).decrypt(&message)?)
     }
 
     /// Encrypts the session into ferrolm's pickle format under a 32-byte key.
-    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, FerrolmPickleError> {
         let key = ferrolm_key(pickle_key)?;
         Ok(lock(&self.inner).pickle(&key))
     }
 
     /// Encrypts the session into libolm's pickle format (version 1 sessions only).
-    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+    pub fn to_libolm_pickle(&self, pickle_key: Vec<u8>) -> Result<String, FerrolmPickleError> {
         Ok(lock(&self.inner).to_libolm_pickle(&libolm_key(pickle_key))?)
     }
 }
@@ -470,29 +569,42 @@ mod tests {
 
     #[test]
     fn every_core_error_keeps_its_distinction() {
-        assert_eq!(OlmError::from(DecryptionError::InvalidMac), OlmError::InvalidMac);
-        assert_eq!(OlmError::from(DecryptionError::InvalidPadding), OlmError::InvalidPadding);
-        assert_eq!(OlmError::from(DecryptionError::MissingMessageKey(7)), OlmError::MissingMessageKey { index: 7 });
+        assert_eq!(FerrolmOlmError::from(DecryptionError::InvalidMac), FerrolmOlmError::InvalidMac);
+        assert_eq!(FerrolmOlmError::from(DecryptionError::InvalidPadding), FerrolmOlmError::InvalidPadding);
         assert_eq!(
-            OlmError::from(DecryptionError::TooBigMessageGap { gap: 3000, max: 2000 }),
-            OlmError::TooBigMessageGap { gap: 3000, max: 2000 }
-        );
-        assert_eq!(OlmError::from(DecryptionError::UnexpectedRatchetKey), OlmError::UnexpectedRatchetKey);
-        assert_eq!(OlmError::from(DecryptionError::NonContributoryKey), OlmError::NonContributoryKey);
-        assert_eq!(
-            OlmError::from(DecryptionError::VersionMismatch { expected: 3, got: 4 }),
-            OlmError::VersionMismatch { expected: 3, got: 4 }
-        );
-        assert_eq!(OlmError::from(SessionCreationError::Decryption(DecryptionError::InvalidMac)), OlmError::InvalidMac);
-        assert_eq!(OlmError::from(DecodeError::Base64), OlmError::InvalidBase64);
-        assert_eq!(OlmError::from(DecodeError::UnknownVersion(9)), OlmError::UnknownMessageVersion { version: 9 });
-        assert_eq!(
-            OlmError::from(DecodeError::TooShort(2)),
-            OlmError::Malformed { reason: "the message is too short (2 bytes)".into() }
+            FerrolmOlmError::from(DecryptionError::MissingMessageKey(7)),
+            FerrolmOlmError::MissingMessageKey { index: 7 }
         );
         assert_eq!(
-            OlmError::from(KeyParseError::Length { expected: 32, got: 1 }),
-            OlmError::InvalidKeyLength { expected: 32, got: 1 }
+            FerrolmOlmError::from(DecryptionError::TooBigMessageGap { gap: 3000, max: 2000 }),
+            FerrolmOlmError::TooBigMessageGap { gap: 3000, max: 2000 }
+        );
+        assert_eq!(FerrolmOlmError::from(DecryptionError::UnexpectedRatchetKey), FerrolmOlmError::UnexpectedRatchetKey);
+        assert_eq!(FerrolmOlmError::from(DecryptionError::NonContributoryKey), FerrolmOlmError::NonContributoryKey);
+        assert_eq!(
+            FerrolmOlmError::from(DecryptionError::VersionMismatch { expected: 3, got: 4 }),
+            FerrolmOlmError::VersionMismatch { expected: SessionVersion::V1, got: SessionVersion::V2 }
+        );
+        assert_eq!(
+            FerrolmOlmError::from(DecodeError::UnknownMessageType(7)),
+            FerrolmOlmError::UnknownMessageType { message_type: 7 }
+        );
+        assert_eq!(
+            FerrolmOlmError::from(SessionCreationError::Decryption(DecryptionError::InvalidMac)),
+            FerrolmOlmError::InvalidMac
+        );
+        assert_eq!(FerrolmOlmError::from(DecodeError::Base64), FerrolmOlmError::InvalidBase64);
+        assert_eq!(
+            FerrolmOlmError::from(DecodeError::UnknownVersion(9)),
+            FerrolmOlmError::UnknownMessageVersion { version: 9 }
+        );
+        assert_eq!(
+            FerrolmOlmError::from(DecodeError::TooShort(2)),
+            FerrolmOlmError::Malformed { reason: "the message is too short (2 bytes)".into() }
+        );
+        assert_eq!(
+            FerrolmOlmError::from(KeyParseError::Length { expected: 32, got: 1 }),
+            FerrolmOlmError::InvalidKeyLength { expected: 32, got: 1 }
         );
     }
 
@@ -500,6 +612,22 @@ mod tests {
     fn message_types_convert_both_ways() {
         for t in [MessageType::PreKey, MessageType::Normal] {
             assert_eq!(MessageType::from(CoreMessageType::from(t)), t);
+            assert_eq!(message_type_from_int(message_type_to_int(t)), Ok(t));
         }
+        assert_eq!(message_type_to_int(MessageType::PreKey), 0);
+        assert_eq!(message_type_to_int(MessageType::Normal), 1);
+        assert_eq!(message_type_from_int(2), Err(FerrolmOlmError::UnknownMessageType { message_type: 2 }));
+        assert_eq!(
+            message_type_from_int(u32::MAX),
+            Err(FerrolmOlmError::UnknownMessageType { message_type: u32::MAX })
+        );
+    }
+
+    #[test]
+    fn messages_name_versions_not_wire_bytes() {
+        let error = FerrolmOlmError::from(DecryptionError::VersionMismatch { expected: 4, got: 3 });
+        assert_eq!(error.describe(), "the message is a v1 message, but the session is v2");
+        let unknown = FerrolmOlmError::from(DecodeError::UnknownVersion(9)).describe();
+        assert!(!unknown.contains('9'), "{unknown}");
     }
 }

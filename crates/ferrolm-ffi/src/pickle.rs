@@ -11,8 +11,12 @@ use ferrolm::zeroize::Zeroizing;
 use crate::convert::secret_array;
 
 /// Why a pickle could not be written or read. No variant carries secret material.
+///
+/// Every value has a human message (Rust's `Display`, the same text in every language:
+/// `e.message` in Kotlin and JavaScript, `localizedDescription`/`description` in Swift,
+/// `describe()` everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
-pub enum PickleError {
+pub enum FerrolmPickleError {
     /// The pickle key for ferrolm's format is not 32 bytes long.
     #[error("the pickle key is {got} bytes long, not {expected}")]
     InvalidKeyLength {
@@ -63,7 +67,15 @@ pub enum PickleError {
     },
 }
 
-impl From<CorePickleError> for PickleError {
+#[uniffi::export]
+impl FerrolmPickleError {
+    /// The error's human message (its Rust `Display`), the same text in every language.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<CorePickleError> for FerrolmPickleError {
     fn from(error: CorePickleError) -> Self {
         match error {
             CorePickleError::Base64 => Self::InvalidBase64,
@@ -82,9 +94,10 @@ impl From<CorePickleError> for PickleError {
 
 /// A ferrolm pickle key from the 32 bytes the application keeps (in a platform keystore, say).
 /// The copy that crossed the FFI is wiped when it is dropped.
-pub(crate) fn ferrolm_key(bytes: Vec<u8>) -> Result<PickleKey, PickleError> {
+pub(crate) fn ferrolm_key(bytes: Vec<u8>) -> Result<PickleKey, FerrolmPickleError> {
     let bytes = Zeroizing::new(bytes);
-    let key = secret_array::<32>(&bytes).map_err(|(expected, got)| PickleError::InvalidKeyLength { expected, got })?;
+    let key =
+        secret_array::<32>(&bytes).map_err(|(expected, got)| FerrolmPickleError::InvalidKeyLength { expected, got })?;
     Ok(PickleKey::from_bytes(*key))
 }
 
@@ -99,17 +112,23 @@ mod tests {
 
     #[test]
     fn every_core_error_keeps_its_distinction() {
-        assert_eq!(PickleError::from(CorePickleError::Padding), PickleError::InvalidPadding);
-        assert_eq!(PickleError::from(CorePickleError::UnknownVersion(9)), PickleError::UnknownVersion { version: 9 });
+        assert_eq!(FerrolmPickleError::from(CorePickleError::Padding), FerrolmPickleError::InvalidPadding);
         assert_eq!(
-            PickleError::from(CorePickleError::Corrupted("trailing bytes")),
-            PickleError::Corrupted { reason: "trailing bytes".into() }
+            FerrolmPickleError::from(CorePickleError::UnknownVersion(9)),
+            FerrolmPickleError::UnknownVersion { version: 9 }
+        );
+        assert_eq!(
+            FerrolmPickleError::from(CorePickleError::Corrupted("trailing bytes")),
+            FerrolmPickleError::Corrupted { reason: "trailing bytes".into() }
         );
     }
 
     #[test]
     fn ferrolm_pickle_keys_must_be_32_bytes() {
         assert!(ferrolm_key(vec![0; 32]).is_ok());
-        assert_eq!(ferrolm_key(vec![0; 64]).err(), Some(PickleError::InvalidKeyLength { expected: 32, got: 64 }));
+        assert_eq!(
+            ferrolm_key(vec![0; 64]).err(),
+            Some(FerrolmPickleError::InvalidKeyLength { expected: 32, got: 64 })
+        );
     }
 }

@@ -11,11 +11,15 @@ use ferrolm::pk::{self as core, PkError as CorePkError};
 use ferrolm::zeroize::Zeroizing;
 
 use crate::convert::{KeyParseError, curve25519_key, secret_array};
-use crate::pickle::{PickleError, ferrolm_key, libolm_key};
+use crate::pickle::{FerrolmPickleError, ferrolm_key, libolm_key};
 
 /// Why a PK operation failed.
+///
+/// Every value has a human message (Rust's `Display`, the same text in every language:
+/// `e.message` in Kotlin and JavaScript, `localizedDescription`/`description` in Swift,
+/// `describe()` everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
-pub enum PkError {
+pub enum FerrolmPkError {
     /// A field or key is not valid base64.
     #[error("the {field} is not valid base64")]
     InvalidBase64 {
@@ -23,7 +27,7 @@ pub enum PkError {
         field: String,
     },
     /// A key (public, ephemeral, secret or seed) has the wrong length.
-    #[error("invalid key length: expected {expected} bytes, got {got}")]
+    #[error("the key is {got} bytes long, not {expected}")]
     InvalidKeyLength {
         /// The length the key must have (32).
         expected: u32,
@@ -39,17 +43,25 @@ pub enum PkError {
         got: u32,
     },
     /// A key is of small order (non-contributory): refused.
-    #[error("the key is of small order (non-contributory)")]
+    #[error("the key is of small order (non-contributory): refused")]
     NonContributoryKey,
     /// The MAC does not match: the message was made for another backup key.
-    #[error("the MAC does not match (wrong backup key)")]
+    #[error("the MAC does not match: the message is for another backup key")]
     InvalidMac,
     /// The ciphertext decrypted to invalid padding (corrupted ciphertext).
-    #[error("the ciphertext's padding is invalid")]
+    #[error("the ciphertext decrypted to invalid padding (corrupted ciphertext)")]
     InvalidPadding,
 }
 
-impl From<CorePkError> for PkError {
+#[uniffi::export]
+impl FerrolmPkError {
+    /// The error's human message (its Rust `Display`), the same text in every language.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<CorePkError> for FerrolmPkError {
     fn from(error: CorePkError) -> Self {
         match error {
             CorePkError::Base64(field) => Self::InvalidBase64 { field: field.to_owned() },
@@ -66,7 +78,7 @@ impl From<CorePkError> for PkError {
     }
 }
 
-impl From<KeyParseError> for PkError {
+impl From<KeyParseError> for FerrolmPkError {
     fn from(error: KeyParseError) -> Self {
         match error {
             KeyParseError::Base64 => Self::InvalidBase64 { field: "public key".to_owned() },
@@ -97,7 +109,7 @@ pub enum PkBatchDecryption {
     /// The message did not decode or decrypt; the others are unaffected.
     Failed {
         /// Why.
-        error: PkError,
+        error: FerrolmPkError,
     },
 }
 
@@ -119,7 +131,7 @@ impl PkEncryption {
     /// Encryption to `public_key` (base64: the backup's `auth_data.public_key`). A key of
     /// small order is refused.
     #[uniffi::constructor]
-    pub fn from_key(public_key: String) -> Result<Arc<Self>, PkError> {
+    pub fn from_key(public_key: String) -> Result<Arc<Self>, FerrolmPkError> {
         Ok(Arc::new(Self { inner: core::PkEncryption::from_key(curve25519_key(&public_key)?)? }))
     }
 
@@ -156,22 +168,22 @@ impl PkDecryption {
 
     /// The key from its 32 secret bytes (what a backup recovery key decodes to).
     #[uniffi::constructor]
-    pub fn from_bytes(secret_key: Vec<u8>) -> Result<Arc<Self>, PkError> {
+    pub fn from_bytes(secret_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPkError> {
         let secret_key = Zeroizing::new(secret_key);
-        let bytes =
-            secret_array::<32>(&secret_key).map_err(|(expected, got)| PkError::InvalidKeyLength { expected, got })?;
+        let bytes = secret_array::<32>(&secret_key)
+            .map_err(|(expected, got)| FerrolmPkError::InvalidKeyLength { expected, got })?;
         Ok(Self::wrap(core::PkDecryption::from_bytes(&bytes)))
     }
 
     /// Restores a key from [`PkDecryption::pickle`]'s output, under the same 32-byte key.
     #[uniffi::constructor]
-    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::PkDecryption::from_pickle(&pickle, &ferrolm_key(pickle_key)?)?))
     }
 
     /// Restores a key from libolm's `PkDecryption` pickle.
     #[uniffi::constructor]
-    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, PickleError> {
+    pub fn from_libolm_pickle(pickle: String, pickle_key: Vec<u8>) -> Result<Arc<Self>, FerrolmPickleError> {
         Ok(Self::wrap(core::PkDecryption::from_libolm_pickle(&pickle, &libolm_key(pickle_key))?))
     }
 
@@ -186,7 +198,7 @@ impl PkDecryption {
     }
 
     /// Decrypts one message: checks the (libolm) MAC, then decrypts.
-    pub fn decrypt(&self, message: PkMessage) -> Result<Vec<u8>, PkError> {
+    pub fn decrypt(&self, message: PkMessage) -> Result<Vec<u8>, FerrolmPkError> {
         let message = core::PkMessage::from_base64(&message.ciphertext, &message.mac, &message.ephemeral_key)?;
         Ok(self.inner.decrypt(&message)?)
     }
@@ -197,12 +209,12 @@ impl PkDecryption {
     pub fn decrypt_many(&self, messages: Vec<PkMessage>) -> Vec<PkBatchDecryption> {
         // Decoded messages move into `valid`; `decoded` keeps each one's place (or its error).
         let mut valid = Vec::with_capacity(messages.len());
-        let decoded: Vec<Result<(), PkError>> = messages
+        let decoded: Vec<Result<(), FerrolmPkError>> = messages
             .iter()
             .map(|m| {
                 core::PkMessage::from_base64(&m.ciphertext, &m.mac, &m.ephemeral_key)
                     .map(|m| valid.push(m))
-                    .map_err(PkError::from)
+                    .map_err(FerrolmPkError::from)
             })
             .collect();
         let mut results = self.inner.decrypt_many(&valid).into_iter();
@@ -214,14 +226,14 @@ impl PkDecryption {
                     Some(Ok(plaintext)) => PkBatchDecryption::Decrypted { plaintext },
                     Some(Err(error)) => PkBatchDecryption::Failed { error: error.into() },
                     // The core returns one result per message; this arm is never taken.
-                    None => PkBatchDecryption::Failed { error: PkError::InvalidMac },
+                    None => PkBatchDecryption::Failed { error: FerrolmPkError::InvalidMac },
                 },
             })
             .collect()
     }
 
     /// Encrypts the key into ferrolm's pickle format under a 32-byte key.
-    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, PickleError> {
+    pub fn pickle(&self, pickle_key: Vec<u8>) -> Result<String, FerrolmPickleError> {
         Ok(self.inner.pickle(&ferrolm_key(pickle_key)?))
     }
 
@@ -247,9 +259,10 @@ impl PkSigning {
 
     /// The key of a 32-byte seed.
     #[uniffi::constructor]
-    pub fn from_seed(seed: Vec<u8>) -> Result<Arc<Self>, PkError> {
+    pub fn from_seed(seed: Vec<u8>) -> Result<Arc<Self>, FerrolmPkError> {
         let seed = Zeroizing::new(seed);
-        let bytes = secret_array::<32>(&seed).map_err(|(expected, got)| PkError::InvalidKeyLength { expected, got })?;
+        let bytes =
+            secret_array::<32>(&seed).map_err(|(expected, got)| FerrolmPkError::InvalidKeyLength { expected, got })?;
         Ok(Arc::new(Self { inner: core::PkSigning::from_seed(&bytes) }))
     }
 

@@ -14,13 +14,17 @@ use ferrolm::types::Curve25519PublicKey;
 use crate::convert::{KeyParseError, curve25519_key, len32, lock};
 
 /// Why a SAS step failed.
+///
+/// Every value has a human message (Rust's `Display`, the same text in every language:
+/// `e.message` in Kotlin and JavaScript, `localizedDescription`/`description` in Swift,
+/// `describe()` everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
-pub enum SasError {
+pub enum FerrolmSasError {
     /// The other side's public key is not valid base64.
-    #[error("invalid base64")]
+    #[error("the other side's public key is not valid base64")]
     InvalidBase64,
     /// The other side's public key is not 32 bytes long.
-    #[error("invalid key length: expected {expected} bytes, got {got}")]
+    #[error("the other side's public key is {got} bytes long, not {expected}")]
     InvalidKeyLength {
         /// The length the key must have (32).
         expected: u32,
@@ -28,17 +32,17 @@ pub enum SasError {
         got: u32,
     },
     /// The other side's key is of small order: the exchange would not be secret.
-    #[error("the other side's key is of small order (non-contributory)")]
+    #[error("the other side's key is of small order (non-contributory): the exchange would not be secret")]
     NonContributoryKey,
     /// [`Sas::diffie_hellman`] was already called on this object: each SAS key is used once.
-    #[error("this SAS object's key was already used")]
+    #[error("this SAS object's key was already used: each SAS key is used once")]
     AlreadyUsed,
     /// The MAC does not match: the keys differ from what the other side saw, or an attacker
     /// is in the middle.
-    #[error("the MAC does not match")]
+    #[error("the MAC does not match: the keys differ from what the other side saw")]
     InvalidMac,
     /// The MAC is not valid base64 or not 32 bytes long.
-    #[error("the MAC is malformed")]
+    #[error("the MAC is malformed: not base64, or not 32 bytes")]
     MalformedMac,
     /// More output bytes were asked of [`EstablishedSas::generate_bytes`] than HKDF can give.
     #[error("at most {max} bytes can be generated")]
@@ -48,7 +52,15 @@ pub enum SasError {
     },
 }
 
-impl From<KeyParseError> for SasError {
+#[uniffi::export]
+impl FerrolmSasError {
+    /// The error's human message (its Rust `Display`), the same text in every language.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<KeyParseError> for FerrolmSasError {
     fn from(error: KeyParseError) -> Self {
         match error {
             KeyParseError::Base64 => Self::InvalidBase64,
@@ -57,7 +69,7 @@ impl From<KeyParseError> for SasError {
     }
 }
 
-impl From<CoreSasError> for SasError {
+impl From<CoreSasError> for FerrolmSasError {
     fn from(error: CoreSasError) -> Self {
         match error {
             CoreSasError::NonContributoryKey => Self::NonContributoryKey,
@@ -114,9 +126,9 @@ impl Sas {
     /// Completes the exchange with the other side's public key (base64). Consumes the
     /// ephemeral secret: a second call fails with `AlreadyUsed`, and so does a call after one
     /// that was refused a small-order key. A key that does not parse consumes nothing.
-    pub fn diffie_hellman(&self, their_public_key: String) -> Result<Arc<EstablishedSas>, SasError> {
+    pub fn diffie_hellman(&self, their_public_key: String) -> Result<Arc<EstablishedSas>, FerrolmSasError> {
         let their_public_key = curve25519_key(&their_public_key)?;
-        let sas = lock(&self.inner).take().ok_or(SasError::AlreadyUsed)?;
+        let sas = lock(&self.inner).take().ok_or(FerrolmSasError::AlreadyUsed)?;
         Ok(Arc::new(EstablishedSas { inner: sas.diffie_hellman(their_public_key)? }))
     }
 }
@@ -145,10 +157,12 @@ impl EstablishedSas {
     }
 
     /// `length` bytes of HKDF output for `info` (libolm's `olm_sas_generate_bytes`).
-    pub fn generate_bytes(&self, info: String, length: u32) -> Result<Vec<u8>, SasError> {
+    pub fn generate_bytes(&self, info: String, length: u32) -> Result<Vec<u8>, FerrolmSasError> {
         const MAX: usize = 255 * 32;
-        let bytes =
-            self.inner.generate_bytes(&info, length as usize).ok_or(SasError::OutputTooLong { max: len32(MAX) })?;
+        let bytes = self
+            .inner
+            .generate_bytes(&info, length as usize)
+            .ok_or(FerrolmSasError::OutputTooLong { max: len32(MAX) })?;
         Ok(bytes.to_vec())
     }
 
@@ -158,7 +172,7 @@ impl EstablishedSas {
     }
 
     /// Checks a `hkdf-hmac-sha256.v2` MAC (base64), in constant time.
-    pub fn verify_mac(&self, input: String, info: String, mac: String) -> Result<(), SasError> {
+    pub fn verify_mac(&self, input: String, info: String, mac: String) -> Result<(), FerrolmSasError> {
         let mac = SasMac::from_base64(&mac)?;
         Ok(self.inner.verify_mac(&input, &info, &mac)?)
     }
@@ -170,7 +184,7 @@ impl EstablishedSas {
     }
 
     /// Checks a legacy `hkdf-hmac-sha256` MAC in libolm's malformed base64.
-    pub fn verify_mac_invalid_base64(&self, input: String, info: String, mac: String) -> Result<(), SasError> {
+    pub fn verify_mac_invalid_base64(&self, input: String, info: String, mac: String) -> Result<(), FerrolmSasError> {
         Ok(self.inner.verify_mac_invalid_base64(&input, &info, &mac)?)
     }
 }

@@ -9,10 +9,14 @@ use ferrolm::zeroize::Zeroizing;
 use crate::convert::{len32, secret_array};
 
 /// Why a secret could not be decrypted or a key not restored.
+///
+/// Every value has a human message (Rust's `Display`, the same text in every language:
+/// `e.message` in Kotlin and JavaScript, `localizedDescription`/`description` in Swift,
+/// `describe()` everywhere).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
-pub enum SecretStorageError {
+pub enum FerrolmSecretStorageError {
     /// The raw key is not 32 bytes long.
-    #[error("invalid key length: expected {expected} bytes, got {got}")]
+    #[error("the key is {got} bytes long, not {expected}")]
     InvalidKeyLength {
         /// The length the key must have (32).
         expected: u32,
@@ -77,7 +81,15 @@ pub enum SecretStorageError {
     },
 }
 
-impl From<CoreSecretStorageError> for SecretStorageError {
+#[uniffi::export]
+impl FerrolmSecretStorageError {
+    /// The error's human message (its Rust `Display`), the same text in every language.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<CoreSecretStorageError> for FerrolmSecretStorageError {
     fn from(error: CoreSecretStorageError) -> Self {
         match error {
             CoreSecretStorageError::Base64(field) => Self::InvalidBase64 { field: field.to_owned() },
@@ -91,7 +103,7 @@ impl From<CoreSecretStorageError> for SecretStorageError {
     }
 }
 
-impl From<RecoveryKeyError> for SecretStorageError {
+impl From<RecoveryKeyError> for FerrolmSecretStorageError {
     fn from(error: RecoveryKeyError) -> Self {
         match error {
             RecoveryKeyError::InvalidCharacter(character) => {
@@ -147,16 +159,16 @@ impl SecretStorageKey {
 
     /// Wraps 32 key bytes.
     #[uniffi::constructor]
-    pub fn from_bytes(key: Vec<u8>) -> Result<Arc<Self>, SecretStorageError> {
+    pub fn from_bytes(key: Vec<u8>) -> Result<Arc<Self>, FerrolmSecretStorageError> {
         let key = Zeroizing::new(key);
         let bytes = secret_array::<32>(&key)
-            .map_err(|(expected, got)| SecretStorageError::InvalidKeyLength { expected, got })?;
+            .map_err(|(expected, got)| FerrolmSecretStorageError::InvalidKeyLength { expected, got })?;
         Ok(Self::wrap(core::SecretStorageKey::from_bytes(*bytes)))
     }
 
     /// Restores a key from a recovery key as the user typed it (spaces ignored).
     #[uniffi::constructor]
-    pub fn from_recovery_key(recovery_key: String) -> Result<Arc<Self>, SecretStorageError> {
+    pub fn from_recovery_key(recovery_key: String) -> Result<Arc<Self>, FerrolmSecretStorageError> {
         let recovery_key = Zeroizing::new(recovery_key);
         Ok(Self::wrap(core::SecretStorageKey::from_recovery_key(&recovery_key)?))
     }
@@ -164,7 +176,11 @@ impl SecretStorageKey {
     /// The key of a passphrase (`m.pbkdf2`), with the key description's salt and iterations
     /// (zero, or more than 10,000,000, are refused: the description is untrusted input).
     #[uniffi::constructor]
-    pub fn from_passphrase(passphrase: String, salt: String, iterations: u32) -> Result<Arc<Self>, SecretStorageError> {
+    pub fn from_passphrase(
+        passphrase: String,
+        salt: String,
+        iterations: u32,
+    ) -> Result<Arc<Self>, FerrolmSecretStorageError> {
         let passphrase = Zeroizing::new(passphrase);
         Ok(Self::wrap(core::SecretStorageKey::from_passphrase(&passphrase, &salt, iterations)?))
     }
@@ -187,7 +203,7 @@ impl SecretStorageKey {
     }
 
     /// Decrypts the secret `name`; the MAC is checked first.
-    pub fn decrypt(&self, name: String, secret: EncryptedSecret) -> Result<Vec<u8>, SecretStorageError> {
+    pub fn decrypt(&self, name: String, secret: EncryptedSecret) -> Result<Vec<u8>, FerrolmSecretStorageError> {
         let secret = core::EncryptedSecret::from_base64(&secret.iv, &secret.ciphertext, &secret.mac)?;
         Ok(self.inner.decrypt(&name, &secret)?.to_vec())
     }
@@ -199,7 +215,7 @@ impl SecretStorageKey {
     }
 
     /// Checks that this key is the one a key description's check was made with.
-    pub fn verify_key_check(&self, check: KeyCheck) -> Result<(), SecretStorageError> {
+    pub fn verify_key_check(&self, check: KeyCheck) -> Result<(), FerrolmSecretStorageError> {
         let check = core::KeyCheck::from_base64(&check.iv, &check.mac)?;
         Ok(self.inner.verify_key_check(&check)?)
     }

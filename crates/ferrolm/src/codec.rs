@@ -133,30 +133,58 @@ impl<'a> FieldReader<'a> {
 }
 
 /// Writes libolm's pickle layout: big-endian integers, one-byte booleans, raw key bytes.
-/// The buffer zeroizes itself, since it holds secret keys.
+///
+/// The buffer holds secret keys, so it never leaves a copy of them behind: it zeroizes itself
+/// when dropped, and it never lets `Vec` reallocate it (which would free the old block with
+/// the secrets still in it). Callers give the exact size up front ([`PickleWriter::with_capacity`]),
+/// so the buffer is allocated once; should a write still not fit, the writer moves to a larger
+/// buffer itself and zeroizes the old one.
 pub(crate) struct PickleWriter {
     buf: Zeroizing<Vec<u8>>,
 }
 
 impl PickleWriter {
+    /// A writer for a pickle of `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self { buf: Zeroizing::new(Vec::with_capacity(capacity)) }
+    }
+
+    /// A writer for a small pickle (up to 512 bytes without moving).
     pub(crate) fn new() -> Self {
-        Self { buf: Zeroizing::new(Vec::with_capacity(512)) }
+        Self::with_capacity(512)
+    }
+
+    /// Makes room for `additional` bytes without leaving the old contents in freed memory.
+    fn reserve(&mut self, additional: usize) {
+        let needed = self.buf.len().saturating_add(additional);
+        if needed > self.buf.capacity() {
+            let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(self.buf.capacity().saturating_mul(2))));
+            grown.extend_from_slice(&self.buf);
+            // The old buffer is zeroized, all of its capacity, as it drops here.
+            self.buf = grown;
+        }
     }
 
     pub(crate) fn u8(&mut self, value: u8) {
-        self.buf.push(value);
+        self.bytes(&[value]);
     }
 
     pub(crate) fn bool(&mut self, value: bool) {
-        self.buf.push(u8::from(value));
+        self.u8(u8::from(value));
     }
 
     pub(crate) fn u32(&mut self, value: u32) {
-        self.buf.extend_from_slice(&value.to_be_bytes());
+        self.bytes(&value.to_be_bytes());
     }
 
     pub(crate) fn bytes(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len());
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// How many bytes have been written.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
     }
 
     pub(crate) fn finish(self) -> Zeroizing<Vec<u8>> {
@@ -250,6 +278,20 @@ mod tests {
             let mut reader = PickleReader::new(&bytes);
             while reader.u32().is_ok() && reader.secret::<33>().is_ok() && reader.bool().is_ok() {}
         }
+    }
+
+    #[test]
+    fn a_pickle_writer_that_outgrows_its_buffer_keeps_every_byte() {
+        let mut w = PickleWriter::with_capacity(3);
+        w.u8(1);
+        w.u32(0x0203_0405);
+        w.bytes(&[6; 100]);
+        w.bool(true);
+        let bytes = w.finish();
+        assert_eq!(bytes[..5], [1, 2, 3, 4, 5]);
+        assert_eq!(bytes.len(), 106);
+        assert!(bytes[5..105].iter().all(|&b| b == 6));
+        assert_eq!(bytes[105], 1);
     }
 
     #[test]

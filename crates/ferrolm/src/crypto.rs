@@ -112,6 +112,9 @@ impl CipherKeys {
     /// faster than two passes for a 4 KiB message).
     pub(crate) fn encrypt_then_mac_into(&self, plaintext: &[u8], out: &mut Vec<u8>) -> [u8; 32] {
         let start = out.len();
+        // Room for the whole ciphertext first: `out` must not reallocate while it holds
+        // plaintext, or the old block would be freed with the plaintext in it.
+        out.reserve(padded_len(plaintext.len()));
         out.extend_from_slice(plaintext);
         let pad = 16 - plaintext.len() % 16;
         out.resize(out.len() + pad, pad as u8);
@@ -135,9 +138,24 @@ impl CipherKeys {
     }
 
     /// AES-256-CBC/PKCS#7 decryption. Call only after the MAC has been checked.
+    ///
+    /// The plaintext is decrypted in place in one buffer of the ciphertext's size, and returned
+    /// in it (its capacity is the ciphertext's length). If the padding is wrong, the buffer
+    /// is zeroized before it is freed.
     pub(crate) fn decrypt(&self, ciphertext: &[u8]) -> Result<Vec<u8>, CipherError> {
         let decryptor = cbc::Decryptor::<Aes256>::new(&self.aes_key.into(), &self.iv.into());
-        decryptor.decrypt_padded_vec_mut::<Pkcs7>(ciphertext).map_err(|_| CipherError::Padding)
+        let mut buf = ciphertext.to_vec();
+        match decryptor.decrypt_padded_mut::<Pkcs7>(&mut buf) {
+            Ok(plaintext) => {
+                let len = plaintext.len();
+                buf.truncate(len);
+                Ok(buf)
+            }
+            Err(_) => {
+                buf.zeroize();
+                Err(CipherError::Padding)
+            }
+        }
     }
 
     /// The full HMAC-SHA-256 of `data`.

@@ -78,7 +78,9 @@ pub fn seed_pickles() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let first = session.encrypt(b"seed");
         push(PickleKind::Session, session.pickle(&key), session.to_libolm_pickle(b"fuzz").ok());
         let created = match &first {
-            olm::OlmMessage::PreKey(first) => bob.create_inbound_session(alice.curve25519_key(), first).ok(),
+            olm::OlmMessage::PreKey(first) => {
+                bob.create_inbound_session(olm::SessionConfig::version_1(), alice.curve25519_key(), first).ok()
+            }
             olm::OlmMessage::Normal(_) => None,
         };
         if let Some(created) = created {

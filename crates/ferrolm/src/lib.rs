@@ -26,7 +26,9 @@
 //!
 //! // Alice's first messages are pre-key messages; Bob creates his session from one.
 //! let OlmMessage::PreKey(first) = alice_session.encrypt(b"Hello, Bob") else { unreachable!() };
-//! let created = bob.create_inbound_session(alice.curve25519_key(), &first).expect("decrypts");
+//! let created = bob
+//!     .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first)
+//!     .expect("decrypts");
 //! assert_eq!(created.plaintext, b"Hello, Bob");
 //! let mut bob_session = created.session;
 //!
@@ -56,6 +58,7 @@
 mod codec;
 mod crypto;
 mod rng;
+mod secret_list;
 
 #[cfg(fuzzing)]
 #[doc(hidden)]

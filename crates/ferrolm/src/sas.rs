@@ -81,7 +81,11 @@ impl Sas {
     pub fn diffie_hellman(self, their_public_key: Curve25519PublicKey) -> Result<EstablishedSas, SasError> {
         // The only way the exchange fails is a small-order key.
         let shared = self.secret.diffie_hellman(&their_public_key).map_err(|_| SasError::NonContributoryKey)?;
-        Ok(EstablishedSas { shared: Zeroizing::new(*shared.as_bytes()), our_public_key: self.public, their_public_key })
+        Ok(EstablishedSas {
+            shared: Box::new(Zeroizing::new(*shared.as_bytes())),
+            our_public_key: self.public,
+            their_public_key,
+        })
     }
 }
 
@@ -99,7 +103,8 @@ impl core::fmt::Debug for Sas {
 
 /// A SAS exchange with the shared secret established.
 pub struct EstablishedSas {
-    shared: Zeroizing<[u8; 32]>,
+    /// Boxed, so that moving the value never copies the secret.
+    shared: Box<Zeroizing<[u8; 32]>>,
     our_public_key: Curve25519PublicKey,
     their_public_key: Curve25519PublicKey,
 }
@@ -117,7 +122,7 @@ impl EstablishedSas {
 
     /// The 6 bytes shown to the user: `HKDF(salt = 0, shared secret, info, 6)`.
     pub fn bytes(&self, info: &str) -> SasBytes {
-        SasBytes(*hkdf::<6>(&[], self.shared.as_ref(), info.as_bytes()))
+        SasBytes(*hkdf::<6>(&[], self.shared.as_slice(), info.as_bytes()))
     }
 
     /// `length` bytes of `HKDF(salt = 0, shared secret, info)` (libolm's `olm_sas_generate_bytes`).
@@ -127,13 +132,13 @@ impl EstablishedSas {
             return None;
         }
         let mut out = Zeroizing::new(vec![0u8; length]);
-        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, self.shared.as_ref());
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, self.shared.as_slice());
         hk.expand(info.as_bytes(), &mut out).ok()?;
         Some(out)
     }
 
     fn mac_bytes(&self, input: &str, info: &str) -> [u8; 32] {
-        let key = hkdf::<32>(&[], self.shared.as_ref(), info.as_bytes());
+        let key = hkdf::<32>(&[], self.shared.as_slice(), info.as_bytes());
         let mut mac = hmac(key.as_ref());
         mac.update(input.as_bytes());
         mac.finalize().into_bytes().into()

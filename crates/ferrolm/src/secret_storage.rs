@@ -91,9 +91,10 @@ pub enum RecoveryKeyError {
 /// recovery key with a space between every two characters, and some surrounding whitespace.
 pub const MAX_RECOVERY_KEY_INPUT: usize = 256;
 
-/// A 32-byte secret storage key. Zeroized on drop; `Debug` redacted.
+/// A 32-byte secret storage key. Zeroized on drop; `Debug` redacted. The key lives in a heap
+/// block of its own, so moving it copies a pointer, never the key.
 #[derive(Clone)]
-pub struct SecretStorageKey(Zeroizing<[u8; 32]>);
+pub struct SecretStorageKey(Box<Zeroizing<[u8; 32]>>);
 
 /// An encrypted secret as stored in account data: `{"iv", "ciphertext", "mac"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,12 +161,16 @@ impl SecretStorageKey {
     fn new_inner(rng: &mut impl CryptoRngCore) -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(key.as_mut());
-        Self(key)
+        Self::from_secret(key)
+    }
+
+    fn from_secret(key: Zeroizing<[u8; 32]>) -> Self {
+        Self(Box::new(key))
     }
 
     /// Wraps 32 key bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(Zeroizing::new(bytes))
+        Self::from_secret(Zeroizing::new(bytes))
     }
 
     /// The key's bytes.
@@ -208,7 +213,7 @@ impl SecretStorageKey {
         }
         let mut key = Zeroizing::new([0u8; 32]);
         pbkdf2::pbkdf2_hmac::<Sha512>(passphrase.as_bytes(), salt.as_bytes(), iterations, key.as_mut());
-        Ok(Self(key))
+        Ok(Self::from_secret(key))
     }
 
     /// Restores a key from a recovery key as the user typed it (spaces ignored).
@@ -229,7 +234,7 @@ impl SecretStorageKey {
         }
         let mut key = Zeroizing::new([0u8; 32]);
         key.copy_from_slice(body.get(2..).unwrap_or_default());
-        Ok(Self(key))
+        Ok(Self::from_secret(key))
     }
 
     /// The recovery key to show the user: `0x8B 0x01 ‖ key ‖ parity` in base58, in groups of
@@ -237,7 +242,7 @@ impl SecretStorageKey {
     pub fn to_recovery_key(&self) -> Zeroizing<String> {
         let mut bytes = Zeroizing::new(Vec::with_capacity(RECOVERY_KEY_LENGTH));
         bytes.extend_from_slice(&RECOVERY_KEY_PREFIX);
-        bytes.extend_from_slice(self.0.as_ref());
+        bytes.extend_from_slice(self.as_bytes());
         let parity = bytes.iter().fold(0u8, |acc, b| acc ^ b);
         bytes.push(parity);
         let encoded = base58_encode(&bytes);
@@ -252,7 +257,7 @@ impl SecretStorageKey {
     }
 
     fn keys(&self, name: &str) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
-        let okm = hkdf::<64>(&[0; 32], self.0.as_ref(), name.as_bytes());
+        let okm = hkdf::<64>(&[0; 32], self.as_bytes(), name.as_bytes());
         let (mut aes, mut mac) = (Zeroizing::new([0u8; 32]), Zeroizing::new([0u8; 32]));
         let (a, m) = okm.split_at(32);
         aes.copy_from_slice(a);

@@ -15,7 +15,8 @@ fn established() -> (Session, Session) {
     let otk = *bob.one_time_keys().values().next().unwrap();
     let mut outbound = alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk).unwrap();
     let OlmMessage::PreKey(first) = outbound.encrypt(b"start") else { panic!("pre-key expected") };
-    let inbound = bob.create_inbound_session(alice.curve25519_key(), &first).unwrap().session;
+    let inbound =
+        bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first).unwrap().session;
     (outbound, inbound)
 }
 

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests
 
 use ferrolm::olm::{
-    Account, DecryptionError, MAX_MESSAGE_GAP, MAX_SKIPPED_MESSAGE_KEYS, MAX_STORED_ONE_TIME_KEYS, Message, OlmMessage,
-    PreKeyMessage, Session, SessionConfig, SessionCreationError,
+    Account, ConsumedKey, DecryptionError, MAX_MESSAGE_GAP, MAX_SKIPPED_MESSAGE_KEYS, MAX_STORED_ONE_TIME_KEYS,
+    Message, OlmMessage, PreKeyMessage, Session, SessionConfig, SessionCreationError, SessionId, SessionIdError,
 };
 use ferrolm::pickle::{PickleError, PickleKey};
 use ferrolm::types::Curve25519PublicKey;
@@ -30,7 +30,7 @@ fn pair(config: SessionConfig) -> (Account, Account, Session, Session) {
     let otk = one_time_key(&mut bob);
     let mut outbound = alice.create_outbound_session(config, bob.curve25519_key(), otk).unwrap();
     let first = pre_key(outbound.encrypt(b"first"));
-    let created = bob.create_inbound_session(alice.curve25519_key(), &first).unwrap();
+    let created = bob.create_inbound_session(config, alice.curve25519_key(), &first).unwrap();
     assert_eq!(created.plaintext, b"first");
     (alice, bob, outbound, created.session)
 }
@@ -162,7 +162,7 @@ fn inbound_creation_removes_the_one_time_key_only_on_success() {
 
     // The claimed sender must be the identity key inside the message.
     assert!(matches!(
-        bob.create_inbound_session(mallory.curve25519_key(), &first),
+        bob.create_inbound_session(SessionConfig::version_1(), mallory.curve25519_key(), &first),
         Err(SessionCreationError::MismatchedIdentityKey { .. })
     ));
     // A tampered inner message fails to decrypt; the one-time key survives.
@@ -171,18 +171,18 @@ fn inbound_creation_removes_the_one_time_key_only_on_success() {
     bytes[last] ^= 1;
     let tampered = PreKeyMessage::from_bytes(&bytes).unwrap();
     assert_eq!(
-        bob.create_inbound_session(alice.curve25519_key(), &tampered).unwrap_err(),
+        bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &tampered).unwrap_err(),
         SessionCreationError::Decryption(DecryptionError::InvalidMac)
     );
     assert_eq!(bob.stored_one_time_key_count(), 1);
 
-    let created = bob.create_inbound_session(alice.curve25519_key(), &first).unwrap();
+    let created = bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first).unwrap();
     assert_eq!(created.plaintext, b"hello");
     assert!(created.session.matches(&first));
     assert_eq!(bob.stored_one_time_key_count(), 0);
     // The key is gone: the same pre-key message cannot open a second session.
     assert_eq!(
-        bob.create_inbound_session(alice.curve25519_key(), &first).unwrap_err(),
+        bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first).unwrap_err(),
         SessionCreationError::MissingOneTimeKey(otk)
     );
     // …but the existing session recognises and decrypts the retransmission? No: its key is
@@ -206,7 +206,10 @@ fn fallback_keys_survive_use_and_rotate() {
         let mut outbound =
             alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), first_fallback).unwrap();
         let m = pre_key(outbound.encrypt(b"via fallback"));
-        assert_eq!(bob.create_inbound_session(alice.curve25519_key(), &m).unwrap().plaintext, b"via fallback");
+        assert_eq!(
+            bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &m).unwrap().plaintext,
+            b"via fallback"
+        );
     }
 
     // Rotate: the old key stays usable until forgotten.
@@ -215,11 +218,11 @@ fn fallback_keys_survive_use_and_rotate() {
     let mut outbound =
         alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), first_fallback).unwrap();
     let m = pre_key(outbound.encrypt(b"old fallback"));
-    assert!(bob.create_inbound_session(alice.curve25519_key(), &m).is_ok());
+    assert!(bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &m).is_ok());
     assert!(bob.forget_fallback_key());
     assert!(!bob.forget_fallback_key());
     assert_eq!(
-        bob.create_inbound_session(alice.curve25519_key(), &m).unwrap_err(),
+        bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &m).unwrap_err(),
         SessionCreationError::MissingOneTimeKey(first_fallback)
     );
     // A third key evicts the previous one and reports it.
@@ -326,7 +329,120 @@ fn debug_output_holds_no_secrets() {
     let (account, _, session, _) = pair(SessionConfig::version_1());
     let printed = format!("{account:?} {session:?} {key:?}");
     assert!(printed.contains(&account.curve25519_key().to_base64()));
-    assert!(printed.contains(&session.session_id()));
+    assert!(printed.contains(&session.session_id().to_base64()));
     assert!(!printed.contains("secret:"), "{printed}");
     assert!(!printed.contains("chain_key"), "{printed}");
+}
+
+#[test]
+fn one_call_creates_at_most_the_accounts_maximum() {
+    // Through the FFI's u32 a caller can ask for billions of keys; the account creates as many
+    // as it can hold (any more would evict keys of the same call), and says so.
+    let mut account = Account::new();
+    for huge in [usize::MAX, u32::MAX as usize] {
+        let result = account.generate_one_time_keys(huge);
+        assert_eq!(result.created.len(), MAX_STORED_ONE_TIME_KEYS);
+        assert_eq!(account.stored_one_time_key_count(), MAX_STORED_ONE_TIME_KEYS);
+        assert_eq!(account.one_time_keys().len(), MAX_STORED_ONE_TIME_KEYS);
+    }
+    // The second call evicted all of the first call's keys, and reported them.
+    let last = account.generate_one_time_keys(3);
+    assert_eq!(last.created.len(), 3);
+    assert_eq!(last.removed.len(), 3);
+    assert_eq!(account.generate_one_time_keys(0).created.len(), 0);
+}
+
+#[test]
+fn inbound_sessions_refuse_a_session_format_the_receiver_did_not_expect() {
+    for (sent, expected) in [
+        (SessionConfig::version_2(), SessionConfig::version_1()),
+        (SessionConfig::version_1(), SessionConfig::version_2()),
+    ] {
+        let alice = Account::new();
+        let mut bob = Account::new();
+        let otk = one_time_key(&mut bob);
+        let mut outbound = alice.create_outbound_session(sent, bob.curve25519_key(), otk).unwrap();
+        let first = pre_key(outbound.encrypt(b"hello"));
+        assert_eq!(
+            bob.create_inbound_session(expected, alice.curve25519_key(), &first).unwrap_err(),
+            SessionCreationError::MismatchedSessionConfig { expected, got: sent }
+        );
+        // Refused before anything changed: the one-time key is still there.
+        assert_eq!(bob.stored_one_time_key_count(), 1);
+        let created = bob.create_inbound_session(sent, alice.curve25519_key(), &first).unwrap();
+        assert_eq!(created.session.config(), sent);
+        assert_eq!(bob.stored_one_time_key_count(), 0);
+    }
+}
+
+#[test]
+fn inbound_creation_reports_the_key_it_used() {
+    let mut bob = Account::new();
+    bob.generate_one_time_keys(2);
+    bob.generate_fallback_key();
+    let (otk_id, otk) = bob.one_time_keys().into_iter().nth(1).unwrap();
+    let (fallback_id, fallback) = bob.fallback_key().into_iter().next().unwrap();
+    bob.mark_keys_as_published();
+    let open = |bob: &mut Account, key| {
+        let alice = Account::new();
+        let mut outbound =
+            alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), key).unwrap();
+        let first = pre_key(outbound.encrypt(b"hi"));
+        bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first).unwrap().consumed_key
+    };
+    assert_eq!(open(&mut bob, otk), ConsumedKey::OneTime(otk_id));
+    assert_eq!(bob.stored_one_time_key_count(), 1);
+    assert_eq!(open(&mut bob, fallback), ConsumedKey::Fallback(fallback_id));
+    bob.generate_fallback_key();
+    let used = open(&mut bob, fallback);
+    assert_eq!(used, ConsumedKey::PreviousFallback(fallback_id));
+    assert_eq!(used.key_id(), fallback_id);
+    let (new_id, new_fallback) = bob.fallback_key().into_iter().next().unwrap();
+    assert_eq!(open(&mut bob, new_fallback), ConsumedKey::Fallback(new_id));
+    assert_ne!(new_id, fallback_id);
+}
+
+#[test]
+fn debug_of_an_inbound_creation_result_hides_the_plaintext() {
+    let alice = Account::new();
+    let mut bob = Account::new();
+    let otk = one_time_key(&mut bob);
+    let mut outbound = alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk).unwrap();
+    let secret = b"{\"type\":\"m.room_key\",\"session_key\":\"AgAAAAB\"}";
+    let first = pre_key(outbound.encrypt(secret));
+    let created = bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first).unwrap();
+    let printed = format!("{created:?} {created:#?}");
+    assert!(!printed.contains("m.room_key"), "{printed}");
+    assert!(!printed.contains(&format!("{:?}", &secret[..8])), "{printed}");
+    assert!(printed.contains(&format!("<{} bytes, redacted>", secret.len())), "{printed}");
+    assert!(printed.contains("OneTime"), "{printed}");
+}
+
+#[test]
+fn session_ids_are_typed_and_match_libolms_derivation() {
+    let (_, _, alice, bob) = pair(SessionConfig::version_1());
+    let id: SessionId = alice.session_id();
+    assert_eq!(id, bob.session_id());
+    let keys = alice.session_keys();
+    let digest = {
+        use sha2::Digest;
+        let mut sha = sha2::Sha256::new();
+        sha.update(keys.identity_key.as_bytes());
+        sha.update(keys.base_key.as_bytes());
+        sha.update(keys.one_time_key.as_bytes());
+        <[u8; 32]>::from(sha.finalize())
+    };
+    assert_eq!(id.as_bytes(), &digest);
+    assert_eq!(SessionId::from_base64(&id.to_base64()), Ok(id));
+    assert_eq!(id.to_base64().parse::<SessionId>(), Ok(id));
+    assert_eq!(id.to_string(), id.to_base64());
+    assert_eq!(id.to_base64().len(), 43);
+    assert_eq!(format!("{id:?}"), format!("SessionId({})", id.to_base64()));
+    assert_eq!(SessionId::from_bytes(digest), id);
+    assert_eq!(SessionId::from_base64("AAAA"), Err(SessionIdError::InvalidLength(3)));
+    assert_eq!(SessionId::from_base64("not base64!"), Err(SessionIdError::Base64));
+    // Ordered and hashable, for maps keyed by session.
+    let ids: std::collections::BTreeSet<SessionId> = [id, id].into_iter().collect();
+    assert_eq!(ids.len(), 1);
+    let _: std::collections::HashSet<SessionId> = ids.into_iter().collect();
 }

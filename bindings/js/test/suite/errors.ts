@@ -1,4 +1,4 @@
-// Bad input of every kind reaches JavaScript as the module's typed error (`instanceof OlmError`,
+// Bad input of every kind reaches JavaScript as the module's typed error (`instanceof FerrolmOlmError`,
 // …, with the variant in `e.variant.tag`), never as a WebAssembly trap (`RuntimeError`, which
 // would mean a Rust panic) or a generic Error, and the module carries on. A port of
 // bindings/kotlin/src/test/kotlin/Errors.kt, check for check.
@@ -6,18 +6,18 @@ import {
   Account,
   GroupSession,
   InboundGroupSession,
-  KeyError,
-  KeyExportError,
-  MegolmError,
-  OlmError,
-  PickleError,
+  FerrolmUtilityError,
+  FerrolmKeyExportError,
+  FerrolmMegolmError,
+  FerrolmOlmError,
+  FerrolmPickleError,
   PkDecryption,
   PkEncryption,
-  PkError,
+  FerrolmPkError,
   PkSigning,
   Sas,
-  SasError,
-  SecretStorageError,
+  FerrolmSasError,
+  FerrolmSecretStorageError,
   SecretStorageKey,
   Session,
   base64Decode,
@@ -45,39 +45,39 @@ function wrongLengthKeys(): void {
   bob.generateOneTimeKeys(1);
   const otk = onlyKey(bob.oneTimeKeys());
   const short = base64Encode(new Uint8Array(31));
-  const e = assertThrows(OlmError, 'InvalidKeyLength', () => account.createOutboundSession(short, otk, 'V1'));
+  const e = assertThrows(FerrolmOlmError, 'InvalidKeyLength', () => account.createOutboundSession(short, otk, 'V1'));
   assertEquals(32, e.expected, 'expected length');
   assertEquals(31, e.got, 'given length');
-  assertThrows(OlmError, 'InvalidKeyLength', () =>
+  assertThrows(FerrolmOlmError, 'InvalidKeyLength', () =>
     account.createOutboundSession(bob.curve25519Key(), base64Encode(new Uint8Array(33)), 'V1'),
   );
-  assertThrows(SasError, 'InvalidKeyLength', () => Sas.create().diffieHellman(short));
-  assertThrows(PkError, 'InvalidKeyLength', () => PkDecryption.fromBytes(new Uint8Array(31)));
-  assertThrows(PkError, 'InvalidKeyLength', () => PkSigning.fromSeed(new Uint8Array(64)));
-  assertThrows(PkError, 'InvalidKeyLength', () => PkEncryption.fromKey(short));
-  assertThrows(SecretStorageError, 'InvalidKeyLength', () => SecretStorageKey.fromBytes(new Uint8Array(16)));
-  const p = assertThrows(PickleError, 'InvalidKeyLength', () => account.pickle(new Uint8Array(16)));
+  assertThrows(FerrolmSasError, 'InvalidKeyLength', () => Sas.create().diffieHellman(short));
+  assertThrows(FerrolmPkError, 'InvalidKeyLength', () => PkDecryption.fromBytes(new Uint8Array(31)));
+  assertThrows(FerrolmPkError, 'InvalidKeyLength', () => PkSigning.fromSeed(new Uint8Array(64)));
+  assertThrows(FerrolmPkError, 'InvalidKeyLength', () => PkEncryption.fromKey(short));
+  assertThrows(FerrolmSecretStorageError, 'InvalidKeyLength', () => SecretStorageKey.fromBytes(new Uint8Array(16)));
+  const p = assertThrows(FerrolmPickleError, 'InvalidKeyLength', () => account.pickle(new Uint8Array(16)));
   assertEquals(16, p.got, 'pickle key length');
-  assertThrows(PickleError, 'InvalidKeyLength', () => Account.fromPickle(account.pickle(pickleKey), new Uint8Array(0)));
+  assertThrows(FerrolmPickleError, 'InvalidKeyLength', () => Account.fromPickle(account.pickle(pickleKey), new Uint8Array(0)));
   const sessionKey = base64Decode(GroupSession.create('V1').sessionKey());
-  assertThrows(MegolmError, 'InvalidKeyLength', () => InboundGroupSession.create(base64Encode(resized(sessionKey, 100)), 'V1'));
-  assertThrows(KeyError, 'InvalidKeyLength', () => ed25519Verify(account.ed25519Key(), new Uint8Array(0), 'AAAA'));
+  assertThrows(FerrolmMegolmError, 'InvalidKeyLength', () => InboundGroupSession.create(base64Encode(resized(sessionKey, 100)), 'V1'));
+  assertThrows(FerrolmUtilityError, 'InvalidKeyLength', () => ed25519Verify(account.ed25519Key(), new Uint8Array(0), 'AAAA'));
 }
 
 function invalidBase64(): void {
   const account = Account.create();
-  assertThrows(OlmError, 'InvalidBase64', () => account.createOutboundSession('!!', '!!', 'V1'));
-  assertThrows(OlmError, 'InvalidBase64', () => account.createInboundSession(account.curve25519Key(), 'not base64'));
-  assertThrows(MegolmError, 'InvalidBase64', () => InboundGroupSession.create('@@@', 'V1'));
-  assertThrows(MegolmError, 'InvalidBase64', () => InboundGroupSession.fromExportedKey('@@@', 'V1'));
-  assertThrows(SasError, 'InvalidBase64', () => Sas.create().diffieHellman('#'));
-  const pk = assertThrows(PkError, 'InvalidBase64', () =>
+  assertThrows(FerrolmOlmError, 'InvalidBase64', () => account.createOutboundSession('!!', '!!', 'V1'));
+  assertThrows(FerrolmOlmError, 'InvalidBase64', () => account.createInboundSession(account.curve25519Key(), 'not base64'));
+  assertThrows(FerrolmMegolmError, 'InvalidBase64', () => InboundGroupSession.create('@@@', 'V1'));
+  assertThrows(FerrolmMegolmError, 'InvalidBase64', () => InboundGroupSession.fromExportedKey('@@@', 'V1'));
+  assertThrows(FerrolmSasError, 'InvalidBase64', () => Sas.create().diffieHellman('#'));
+  const pk = assertThrows(FerrolmPkError, 'InvalidBase64', () =>
     PkDecryption.create().decrypt({ ciphertext: '*', mac: 'AAAAAAAAAAA', ephemeralKey: account.curve25519Key() }),
   );
   assertEquals('ciphertext', pk.field, 'PK field');
-  assertThrows(SecretStorageError, 'InvalidBase64', () => SecretStorageKey.create().decrypt('m.x', { iv: '*', ciphertext: '', mac: '' }));
-  assertThrows(KeyError, 'InvalidBase64', () => base64Decode('b2x!'));
-  assertThrows(KeyExportError, 'InvalidBase64', () =>
+  assertThrows(FerrolmSecretStorageError, 'InvalidBase64', () => SecretStorageKey.create().decrypt('m.x', { iv: '*', ciphertext: '', mac: '' }));
+  assertThrows(FerrolmUtilityError, 'InvalidBase64', () => base64Decode('b2x!'));
+  assertThrows(FerrolmKeyExportError, 'InvalidBase64', () =>
     keyExportDecrypt('-----BEGIN MEGOLM SESSION DATA-----\n%%%%\n-----END MEGOLM SESSION DATA-----', 'pw'),
   );
 }
@@ -85,18 +85,18 @@ function invalidBase64(): void {
 function pickles(): void {
   const account = Account.create();
   const pickle = account.pickle(pickleKey);
-  assertThrows(PickleError, 'InvalidBase64', () => Account.fromPickle('not a pickle!', pickleKey));
-  assertThrows(PickleError, 'TooShort', () => Account.fromPickle('AAAA', pickleKey));
-  assertThrows(PickleError, 'InvalidMac', () => Account.fromPickle(pickle, new Uint8Array(32)));
-  const kind = assertThrows(PickleError, 'WrongKind', () => Session.fromPickle(pickle, pickleKey));
+  assertThrows(FerrolmPickleError, 'InvalidBase64', () => Account.fromPickle('not a pickle!', pickleKey));
+  assertThrows(FerrolmPickleError, 'TooShort', () => Account.fromPickle('AAAA', pickleKey));
+  assertThrows(FerrolmPickleError, 'InvalidMac', () => Account.fromPickle(pickle, new Uint8Array(32)));
+  const kind = assertThrows(FerrolmPickleError, 'WrongKind', () => Session.fromPickle(pickle, pickleKey));
   assertEquals(['session', 'account'], [kind.expected, kind.got], 'kinds');
-  assertThrows(PickleError, 'WrongKind', () => GroupSession.fromPickle(pickle, pickleKey));
+  assertThrows(FerrolmPickleError, 'WrongKind', () => GroupSession.fromPickle(pickle, pickleKey));
   const truncated = pickle.substring(0, pickle.length - 8);
-  assertThrows(PickleError, null, () => Account.fromPickle(truncated, pickleKey));
+  assertThrows(FerrolmPickleError, null, () => Account.fromPickle(truncated, pickleKey));
   const libolm = account.toLibolmPickle(utf8('key'));
-  assertThrows(PickleError, 'InvalidMac', () => Account.fromLibolmPickle(libolm, utf8('other key')));
-  assertThrows(PickleError, null, () => Session.fromLibolmPickle(libolm, utf8('key')));
-  assertThrows(PickleError, 'UnsupportedByLibolm', () => GroupSession.create('V2').toLibolmPickle(pickleKey));
+  assertThrows(FerrolmPickleError, 'InvalidMac', () => Account.fromLibolmPickle(libolm, utf8('other key')));
+  assertThrows(FerrolmPickleError, null, () => Session.fromLibolmPickle(libolm, utf8('key')));
+  assertThrows(FerrolmPickleError, 'UnsupportedByLibolm', () => GroupSession.create('V2').toLibolmPickle(pickleKey));
 }
 
 function sessionCreation(): void {
@@ -104,12 +104,12 @@ function sessionCreation(): void {
   const bob = Account.create();
   bob.generateOneTimeKeys(1);
   const otk = onlyKey(bob.oneTimeKeys());
-  assertThrows(OlmError, 'NonContributoryKey', () => alice.createOutboundSession(base64Encode(new Uint8Array(32)), otk, 'V1'));
+  assertThrows(FerrolmOlmError, 'NonContributoryKey', () => alice.createOutboundSession(base64Encode(new Uint8Array(32)), otk, 'V1'));
   const first = alice.createOutboundSession(bob.curve25519Key(), otk, 'V1').encrypt(utf8('x'));
-  const mismatch = assertThrows(OlmError, 'MismatchedIdentityKey', () => bob.createInboundSession(Account.create().curve25519Key(), first.body));
+  const mismatch = assertThrows(FerrolmOlmError, 'MismatchedIdentityKey', () => bob.createInboundSession(Account.create().curve25519Key(), first.body));
   assertEquals(alice.curve25519Key(), mismatch.got, 'identity key in message');
   bob.createInboundSession(alice.curve25519Key(), first.body).session.free();
-  const missing = assertThrows(OlmError, 'MissingOneTimeKey', () => bob.createInboundSession(alice.curve25519Key(), first.body));
+  const missing = assertThrows(FerrolmOlmError, 'MissingOneTimeKey', () => bob.createInboundSession(alice.curve25519Key(), first.body));
   assertEquals(otk, missing.key, 'used one-time key');
 }
 
@@ -118,18 +118,17 @@ function megolmErrors(): void {
   const inbound = InboundGroupSession.create(outbound.sessionKey(), 'V1');
   const messages = Array.from({ length: 60 }, (_, i) => outbound.encrypt(utf8(`m${i}`)));
   const exported = inbound.exportAt(50);
-  if (exported === null) throw new CheckFailed('exportAt(50) returned null');
   const imported = InboundGroupSession.fromExportedKey(exported, 'V1');
   ensure(!imported.isVerified(), () => 'an exported key is not verified');
-  const unknown = assertThrows(MegolmError, 'UnknownMessageIndex', () => imported.decrypt(messages[10] as string));
+  const unknown = assertThrows(FerrolmMegolmError, 'UnknownMessageIndex', () => imported.decrypt(messages[10] as string));
   assertEquals([50, 10], [unknown.firstKnown, unknown.requested], 'indices');
   assertEquals('m55', new TextDecoder().decode(imported.decrypt(messages[55] as string).plaintext), 'imported decrypts later messages');
   const v2 = InboundGroupSession.create(outbound.sessionKey(), 'V2');
-  const mismatch = assertThrows(MegolmError, 'VersionMismatch', () => v2.decrypt(outbound.encrypt(new Uint8Array(1))));
-  assertEquals([4, 3], [mismatch.expected, mismatch.got], 'versions');
+  const mismatch = assertThrows(FerrolmMegolmError, 'VersionMismatch', () => v2.decrypt(outbound.encrypt(new Uint8Array(1))));
+  assertEquals(['V2', 'V1'], [mismatch.expected, mismatch.got], 'versions');
   const key = base64Decode(outbound.sessionKey());
   key[key.length - 1] = (key[key.length - 1] as number) ^ 1;
-  assertThrows(MegolmError, 'InvalidSignature', () => InboundGroupSession.create(base64Encode(key), 'V1'));
+  assertThrows(FerrolmMegolmError, 'InvalidSignature', () => InboundGroupSession.create(base64Encode(key), 'V1'));
   // Batch: each message succeeds or fails alone.
   const results = inbound.decryptBatch([
     messages[1] as string,
@@ -139,12 +138,12 @@ function megolmErrors(): void {
   ]);
   const tags = results.map((r) => r.tag);
   assertEquals(['Decrypted', 'Failed', 'Failed', 'Decrypted'], tags, 'batch results');
-  const failure = (i: number): MegolmError => {
+  const failure = (i: number): FerrolmMegolmError => {
     const r = results[i];
     if (r?.tag !== 'Failed') throw new CheckFailed(`batch ${i} did not fail`);
     return r.error;
   };
-  ensure(failure(1) instanceof MegolmError, () => 'batch error is a MegolmError');
+  ensure(failure(1) instanceof FerrolmMegolmError, () => 'batch error is a FerrolmMegolmError');
   assertEquals('InvalidBase64', failure(1).variant.tag, 'batch garbage');
   assertEquals('InvalidSignature', failure(2).variant.tag, 'batch forgery');
 }
@@ -179,7 +178,7 @@ function randomInputs(): void {
         attempt();
       } catch (e) {
         // Anything else (a RuntimeError from a trap, a generic Error) fails the check.
-        if (e instanceof OlmError || e instanceof MegolmError || e instanceof PickleError) typed++;
+        if (e instanceof FerrolmOlmError || e instanceof FerrolmMegolmError || e instanceof FerrolmPickleError) typed++;
         else throw e;
       }
     }

@@ -1,6 +1,8 @@
-// Every check of the JavaScript binding, in order: the scenario, bad input, the other modules.
+// Every check of the JavaScript binding, in order: the scenario, bad input, the other modules,
+// the FFI edge (messages, names, integers, versions).
 // Imported by the Node tests (node.test.ts) and by the browser page (browser/page.ts), so it
 // must stay free of Node-only modules.
+import { edgeChecks } from './edge.js';
 import { errorChecks } from './errors.js';
 import type { Check } from './harness.js';
 import { moduleChecks } from './modules.js';
@@ -9,7 +11,7 @@ import { scenario } from './scenario.js';
 export type { Check } from './harness.js';
 
 export function allChecks(log: (line: string) => void = () => {}): Check[] {
-  return [...scenario(log), ...errorChecks(), ...moduleChecks()];
+  return [...scenario(log), ...errorChecks(), ...moduleChecks(), ...edgeChecks()];
 }
 
 /** The outcome of one check, as the browser page reports it. */

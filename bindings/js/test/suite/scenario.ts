@@ -6,10 +6,10 @@ import {
   Account,
   GroupSession,
   InboundGroupSession,
-  MegolmError,
-  OlmError,
+  FerrolmMegolmError,
+  FerrolmOlmError,
   Sas,
-  SasError,
+  FerrolmSasError,
   Session,
   base64Decode,
   base64Encode,
@@ -185,9 +185,9 @@ export function scenario(log: ScenarioLog = () => {}): Check[] {
     const bobMac = bobEst.calculateMac(bobKey, bToA('ed25519:BOB'));
     aliceEst.verifyMac(bobKey, bToA('ed25519:BOB'), bobMac);
     // A MAC over another key (a man in the middle) does not verify.
-    assertThrows(SasError, 'InvalidMac', () => aliceEst.verifyMac(Account.create().ed25519Key(), bToA('ed25519:BOB'), bobMac));
+    assertThrows(FerrolmSasError, 'InvalidMac', () => aliceEst.verifyMac(Account.create().ed25519Key(), bToA('ed25519:BOB'), bobMac));
     // Each SAS key is used once.
-    assertThrows(SasError, 'AlreadyUsed', () => aliceSas.diffieHellman(bobSas.publicKey()));
+    assertThrows(FerrolmSasError, 'AlreadyUsed', () => aliceSas.diffieHellman(bobSas.publicKey()));
     for (const o of [aliceSas, bobSas, aliceEst, bobEst]) o.free();
   }
 
@@ -239,21 +239,21 @@ export function scenario(log: ScenarioLog = () => {}): Check[] {
 
   function malformedMessages(): void {
     const bobS = bobSession();
-    assertThrows(OlmError, 'Malformed', () => bobS.decrypt({ messageType: 'Normal', body: 'AwoA' }));
-    assertThrows(OlmError, 'InvalidBase64', () => bobS.decrypt({ messageType: 'Normal', body: 'not base64!' }));
+    assertThrows(FerrolmOlmError, 'Malformed', () => bobS.decrypt({ messageType: 'Normal', body: 'AwoA' }));
+    assertThrows(FerrolmOlmError, 'InvalidBase64', () => bobS.decrypt({ messageType: 'Normal', body: 'not base64!' }));
     const good = aliceOlm.encrypt(utf8('the real one'));
     const bytes = base64Decode(good.body);
     bytes[bytes.length - 12] = (bytes[bytes.length - 12] as number) ^ 1;
-    assertThrows(OlmError, 'InvalidMac', () => bobS.decrypt({ messageType: good.messageType, body: base64Encode(bytes) }));
+    assertThrows(FerrolmOlmError, 'InvalidMac', () => bobS.decrypt({ messageType: good.messageType, body: base64Encode(bytes) }));
     // The session is unchanged by the failures: the real message still decrypts, once.
     assertEquals('the real one', text(bobS.decrypt(good)), 'after failures');
-    const replay = assertThrows(OlmError, 'MissingMessageKey', () => bobS.decrypt(good));
+    const replay = assertThrows(FerrolmOlmError, 'MissingMessageKey', () => bobS.decrypt(good));
     log(`replay rejected: MissingMessageKey(index=${String(replay.index)})`);
-    assertThrows(OlmError, 'Malformed', () => bob.createInboundSession(alice.curve25519Key(), 'AwoA'));
+    assertThrows(FerrolmOlmError, 'Malformed', () => bob.createInboundSession(alice.curve25519Key(), 'AwoA'));
 
-    assertThrows(MegolmError, 'Malformed', () => roomIn.decrypt(''));
-    assertThrows(MegolmError, 'InvalidBase64', () => roomIn.decrypt('%%%'));
-    assertThrows(MegolmError, 'InvalidSignature', () => roomIn.decrypt(GroupSession.create('V1').encrypt(new Uint8Array(3))));
+    assertThrows(FerrolmMegolmError, 'Malformed', () => roomIn.decrypt(''));
+    assertThrows(FerrolmMegolmError, 'InvalidBase64', () => roomIn.decrypt('%%%'));
+    assertThrows(FerrolmMegolmError, 'InvalidSignature', () => roomIn.decrypt(GroupSession.create('V1').encrypt(new Uint8Array(3))));
     const room = roomOut.encrypt(utf8('still fine'));
     assertEquals('still fine', text(roomIn.decrypt(room).plaintext), 'megolm after failures');
   }

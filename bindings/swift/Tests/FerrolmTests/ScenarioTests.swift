@@ -253,9 +253,9 @@ final class Story {
         let bobMac = bobEst.calculateMac(input: bobKey, info: bobKeyInfo)
         try aliceEst.verifyMac(input: bobKey, info: bobKeyInfo, mac: bobMac)
         // A MAC over another key (a man in the middle) does not verify.
-        assertThrows(SasError.InvalidMac, try aliceEst.verifyMac(input: Account().ed25519Key(), info: bobKeyInfo, mac: bobMac))
+        assertThrows(FerrolmSasError.InvalidMac, try aliceEst.verifyMac(input: Account().ed25519Key(), info: bobKeyInfo, mac: bobMac))
         // Each SAS key is used once.
-        assertThrows(SasError.AlreadyUsed, try aliceSas.diffieHellman(theirPublicKey: bobSas.publicKey()))
+        assertThrows(FerrolmSasError.AlreadyUsed, try aliceSas.diffieHellman(theirPublicKey: bobSas.publicKey()))
     }
 
     // MARK: - 6, 7. Pickle, restore, continue
@@ -317,30 +317,30 @@ final class Story {
 
     private func malformedMessages() throws {
         let bobOlm = try XCTUnwrap(self.bobOlm)
-        assertThrows(OlmError.self, try bobOlm.decrypt(message: OlmMessage(messageType: .normal, body: "AwoA"))) {
+        assertThrows(FerrolmOlmError.self, try bobOlm.decrypt(message: OlmMessage(messageType: .normal, body: "AwoA"))) {
             if case .Malformed = $0 { true } else { false }
         }
-        assertThrows(OlmError.InvalidBase64, try bobOlm.decrypt(message: OlmMessage(messageType: .normal, body: "not base64!")))
+        assertThrows(FerrolmOlmError.InvalidBase64, try bobOlm.decrypt(message: OlmMessage(messageType: .normal, body: "not base64!")))
         let good = aliceOlm.encrypt(plaintext: bytes("the real one"))
         let body = try base64Decode(input: good.body)
         let tampered = OlmMessage(messageType: good.messageType, body: base64Encode(bytes: body.flippingBit(at: body.count - 12)))
-        assertThrows(OlmError.InvalidMac, try bobOlm.decrypt(message: tampered))
+        assertThrows(FerrolmOlmError.InvalidMac, try bobOlm.decrypt(message: tampered))
         // The session is unchanged by the failures: the real message still decrypts, once.
         XCTAssertEqual(text(try bobOlm.decrypt(message: good)), "the real one", "after failures")
-        let replay = assertThrows(OlmError.self, try bobOlm.decrypt(message: good)) {
+        let replay = assertThrows(FerrolmOlmError.self, try bobOlm.decrypt(message: good)) {
             if case .MissingMessageKey = $0 { true } else { false }
         }
         print("     replay rejected: \(String(describing: replay))")
-        assertThrows(OlmError.self, try bob.createInboundSession(identityKey: alice.curve25519Key(), preKeyMessage: "AwoA")) {
+        assertThrows(FerrolmOlmError.self, try bob.createInboundSession(identityKey: alice.curve25519Key(), preKeyMessage: "AwoA")) {
             if case .Malformed = $0 { true } else { false }
         }
 
-        assertThrows(MegolmError.self, try roomIn.decrypt(message: "")) {
+        assertThrows(FerrolmMegolmError.self, try roomIn.decrypt(message: "")) {
             if case .Malformed = $0 { true } else { false }
         }
-        assertThrows(MegolmError.InvalidBase64, try roomIn.decrypt(message: "%%%"))
+        assertThrows(FerrolmMegolmError.InvalidBase64, try roomIn.decrypt(message: "%%%"))
         let forged = GroupSession(version: .v1).encrypt(plaintext: Data(count: 3))
-        assertThrows(MegolmError.InvalidSignature, try roomIn.decrypt(message: forged))
+        assertThrows(FerrolmMegolmError.InvalidSignature, try roomIn.decrypt(message: forged))
         let room = roomOut.encrypt(plaintext: bytes("still fine"))
         XCTAssertEqual(text(try roomIn.decrypt(message: room).plaintext), "still fine", "megolm after failures")
     }

@@ -187,9 +187,11 @@ impl PeerAccount for FerrolmAccount {
         let fo::OlmMessage::PreKey(message) = message.to_ferrolm().map_err(|e| format!("{e:?}"))? else {
             return Err("not a pre-key message".into());
         };
-        let created =
-            self.0.create_inbound_session(ferrolm_key(identity_key), &message).map_err(|e| format!("{e:?}"))?;
-        assert_eq!(created.session.config(), ferrolm_config(version), "ferrolm follows the message's version");
+        let created = self
+            .0
+            .create_inbound_session(ferrolm_config(version), ferrolm_key(identity_key), &message)
+            .map_err(|e| format!("{e:?}"))?;
+        assert_eq!(created.session.config(), ferrolm_config(version), "ferrolm makes the session it expected");
         Ok((Box::new(FerrolmSession(created.session)), created.plaintext))
     }
 }
@@ -206,7 +208,7 @@ impl PeerSession for FerrolmSession {
         self.0.decrypt(&message).map_err(|e| format!("{e:?}"))
     }
     fn session_id(&self) -> String {
-        self.0.session_id()
+        self.0.session_id().to_base64()
     }
     fn has_received_message(&self) -> bool {
         self.0.has_received_message()

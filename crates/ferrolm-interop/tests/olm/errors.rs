@@ -30,14 +30,14 @@ fn altered_pre_key_messages_from_peers_give_invalid_mac_and_keep_the_one_time_ke
                 panic!()
             };
             assert_eq!(
-                bob.create_inbound_session(alice_key, &altered).unwrap_err(),
+                bob.create_inbound_session(fo::SessionConfig::version_1(), alice_key, &altered).unwrap_err(),
                 fo::SessionCreationError::Decryption(fo::DecryptionError::InvalidMac),
                 "{peer:?}, bit flipped {offset} bytes from the end"
             );
             assert_eq!(bob.stored_one_time_key_count(), 1, "the one-time key survives a failed creation");
         }
         let fo::OlmMessage::PreKey(genuine) = message.to_ferrolm().unwrap() else { panic!() };
-        let created = bob.create_inbound_session(alice_key, &genuine).unwrap();
+        let created = bob.create_inbound_session(fo::SessionConfig::version_1(), alice_key, &genuine).unwrap();
         assert_eq!(created.plaintext, b"genuine");
         assert_eq!(bob.stored_one_time_key_count(), 0);
         let mut inbound = FerrolmSession(created.session);

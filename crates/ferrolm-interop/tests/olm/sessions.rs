@@ -90,7 +90,9 @@ fn ferrolm_keeps_the_previous_fallback_key_until_told_to_forget_it() {
             let mut outbound =
                 alice.create_outbound(Version::V1, &bob.curve25519_key().to_base64(), &claimed.to_base64());
             let fo::OlmMessage::PreKey(m) = outbound.encrypt(b"hi").to_ferrolm().unwrap() else { panic!() };
-            let created = bob.create_inbound_session(ferrolm_key(&alice.curve25519_key()), &m).unwrap();
+            let created = bob
+                .create_inbound_session(fo::SessionConfig::version_1(), ferrolm_key(&alice.curve25519_key()), &m)
+                .unwrap();
             assert_eq!(created.plaintext, b"hi");
             let mut inbound = FerrolmSession(created.session);
             ping_pong(outbound.as_mut(), &mut inbound, 2);
@@ -101,7 +103,8 @@ fn ferrolm_keeps_the_previous_fallback_key_until_told_to_forget_it() {
         let mut outbound = alice.create_outbound(Version::V1, &bob.curve25519_key().to_base64(), &old.to_base64());
         let fo::OlmMessage::PreKey(m) = outbound.encrypt(b"too late").to_ferrolm().unwrap() else { panic!() };
         assert_eq!(
-            bob.create_inbound_session(ferrolm_key(&alice.curve25519_key()), &m).unwrap_err(),
+            bob.create_inbound_session(fo::SessionConfig::version_1(), ferrolm_key(&alice.curve25519_key()), &m)
+                .unwrap_err(),
             fo::SessionCreationError::MissingOneTimeKey(old),
             "{peer:?}"
         );
@@ -131,7 +134,7 @@ fn libolm_and_ferrolm_agree_on_pre_key_matching() {
     assert!(session.matches_inbound_session_from(&alice_key, &first).unwrap());
     assert!(!session.matches_inbound_session(&unrelated).unwrap());
     assert_eq!(session.decrypt(libolm::MessageType::PreKey, &first).unwrap(), b"one");
-    assert_eq!(session.session_id().unwrap(), to_bob.session_id());
+    assert_eq!(session.session_id().unwrap(), to_bob.session_id().to_base64());
 
     // ferrolm matching libolm's pre-key messages.
     let mut carol = fo::Account::new();
@@ -145,9 +148,9 @@ fn libolm_and_ferrolm_agree_on_pre_key_matching() {
     let first = fo::PreKeyMessage::from_base64(&first).unwrap();
     let second = fo::PreKeyMessage::from_base64(&second).unwrap();
     let dave_key = ferrolm_key(&dave.identity_keys().unwrap().curve25519);
-    let mut created = carol.create_inbound_session(dave_key, &first).unwrap();
+    let mut created = carol.create_inbound_session(fo::SessionConfig::version_1(), dave_key, &first).unwrap();
     assert!(created.session.matches(&second));
-    assert_eq!(first.session_id(), from_dave.session_id().unwrap());
+    assert_eq!(first.session_id().to_base64(), from_dave.session_id().unwrap());
     assert_eq!(created.session.decrypt(&second.into()).unwrap(), b"second");
 }
 

@@ -16,7 +16,7 @@
 
 use hmac::Mac;
 use subtle::{Choice, ConstantTimeEq};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroizing;
 
 use crate::crypto::hmac;
 
@@ -25,15 +25,17 @@ pub(crate) const RATCHET_LENGTH: usize = 128;
 const PARTS: usize = 4;
 const PART_LENGTH: usize = 32;
 
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone)]
 pub(crate) struct Ratchet {
-    parts: [[u8; PART_LENGTH]; PARTS],
+    /// In a heap block of its own, zeroized before it is freed: moving a ratchet (or a session
+    /// or key that holds one) copies a pointer, never the secret.
+    parts: Box<Zeroizing<[[u8; PART_LENGTH]; PARTS]>>,
     counter: u32,
 }
 
 impl Ratchet {
     pub(crate) fn from_bytes(bytes: &[u8; RATCHET_LENGTH], counter: u32) -> Self {
-        let mut parts = [[0u8; PART_LENGTH]; PARTS];
+        let mut parts = Box::new(Zeroizing::new([[0u8; PART_LENGTH]; PARTS]));
         for (part, chunk) in parts.iter_mut().zip(bytes.chunks_exact(PART_LENGTH)) {
             part.copy_from_slice(chunk);
         }
@@ -43,7 +45,7 @@ impl Ratchet {
     /// The 128 ratchet bytes, in a buffer that zeroizes itself.
     pub(crate) fn to_bytes(&self) -> zeroize::Zeroizing<[u8; RATCHET_LENGTH]> {
         let mut bytes = zeroize::Zeroizing::new([0u8; RATCHET_LENGTH]);
-        for (chunk, part) in bytes.chunks_exact_mut(PART_LENGTH).zip(&self.parts) {
+        for (chunk, part) in bytes.chunks_exact_mut(PART_LENGTH).zip(self.parts.iter()) {
             chunk.copy_from_slice(part);
         }
         bytes

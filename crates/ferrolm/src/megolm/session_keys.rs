@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::DecodeError;
 use super::ratchet::{RATCHET_LENGTH, Ratchet};
-use crate::types::{Ed25519Keypair, Ed25519PublicKey, Ed25519Signature, base64_decode, base64_encode};
+use crate::types::{Ed25519Keypair, Ed25519PublicKey, Ed25519Signature, base64_decode_secret, base64_encode};
 
 const SIGNED_VERSION: u8 = 2;
 const EXPORTED_VERSION: u8 = 1;
@@ -74,7 +74,7 @@ impl SessionKey {
 
     /// Decodes a session key from base64 and verifies its signature.
     pub fn from_base64(input: &str) -> Result<Self, DecodeError> {
-        let bytes = Zeroizing::new(base64_decode(input).map_err(|_| DecodeError::Base64)?);
+        let bytes = base64_decode_secret(input).map_err(|_| DecodeError::Base64)?;
         Self::from_bytes(&bytes)
     }
 
@@ -131,7 +131,7 @@ impl ExportedSessionKey {
 
     /// Decodes an exported session key from base64.
     pub fn from_base64(input: &str) -> Result<Self, DecodeError> {
-        let bytes = Zeroizing::new(base64_decode(input).map_err(|_| DecodeError::Base64)?);
+        let bytes = base64_decode_secret(input).map_err(|_| DecodeError::Base64)?;
         Self::from_bytes(&bytes)
     }
 

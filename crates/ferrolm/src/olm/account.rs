@@ -16,7 +16,8 @@ use crate::types::{
 
 use super::{DecryptionError, PreKeyMessage, Session, SessionConfig, SessionKeys};
 
-/// How many one-time keys an account keeps at most; generating more evicts the oldest.
+/// How many one-time keys an account keeps at most; generating more evicts the oldest. It is
+/// also the most one call to [`Account::generate_one_time_keys`] creates.
 pub const MAX_STORED_ONE_TIME_KEYS: usize = 5000;
 /// How many one-time keys a client should keep uploaded on its homeserver.
 pub const RECOMMENDED_ONE_TIME_KEY_COUNT: usize = 50;
@@ -42,19 +43,56 @@ struct OneTimeKey {
 /// What [`Account::generate_one_time_keys`] changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OneTimeKeyGenerationResult {
-    /// The new keys' public halves.
+    /// The new keys' public halves: as many as were asked for, up to
+    /// [`MAX_STORED_ONE_TIME_KEYS`].
     pub created: Vec<Curve25519PublicKey>,
     /// Old keys evicted to stay within [`MAX_STORED_ONE_TIME_KEYS`].
     pub removed: Vec<Curve25519PublicKey>,
 }
 
-/// A session created from a pre-key message, with that message's plaintext.
-#[derive(Debug)]
+/// A session created from a pre-key message, with that message's plaintext and the key of the
+/// account it used.
+///
+/// Its `Debug` output shows the plaintext's length, never its contents (a first message can
+/// carry an `m.room_key`).
 pub struct InboundCreationResult {
     /// The new session.
     pub session: Session,
     /// The decrypted first message.
     pub plaintext: Vec<u8>,
+    /// The account's key the session was made with: a store updates that key's row (deletes
+    /// a one-time key) in the same transaction that saves the session.
+    pub consumed_key: ConsumedKey,
+}
+
+impl core::fmt::Debug for InboundCreationResult {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InboundCreationResult")
+            .field("session", &self.session)
+            .field("plaintext", &format_args!("<{} bytes, redacted>", self.plaintext.len()))
+            .field("consumed_key", &self.consumed_key)
+            .finish()
+    }
+}
+
+/// Which of the account's keys a pre-key message used to create a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsumedKey {
+    /// A one-time key, now removed from the account.
+    OneTime(KeyId),
+    /// The current fallback key, which stays (fallback keys can be used more than once).
+    Fallback(KeyId),
+    /// The previous fallback key, which stays until [`Account::forget_fallback_key`].
+    PreviousFallback(KeyId),
+}
+
+impl ConsumedKey {
+    /// The key's id.
+    pub fn key_id(self) -> KeyId {
+        match self {
+            Self::OneTime(id) | Self::Fallback(id) | Self::PreviousFallback(id) => id,
+        }
+    }
 }
 
 /// Why a session could not be created.
@@ -73,6 +111,15 @@ pub enum SessionCreationError {
     /// evicted, or never ours).
     #[error("no one-time or fallback key {0} in this account")]
     MissingOneTimeKey(Curve25519PublicKey),
+    /// The pre-key message is in another session format than the one the caller expects: the
+    /// receiver decides the format it accepts, not the sender.
+    #[error("the pre-key message uses session version {}, not the expected {}", got.version(), expected.version())]
+    MismatchedSessionConfig {
+        /// The configuration the caller expects.
+        expected: SessionConfig,
+        /// The configuration of the message.
+        got: SessionConfig,
+    },
     /// One of the other side's keys is of small order.
     #[error("a key of the other side is of small order (non-contributory)")]
     NonContributoryKey,
@@ -131,8 +178,12 @@ impl Account {
     }
 
     fn new_inner(rng: &mut impl CryptoRngCore) -> Self {
-        let signing_key = Ed25519Keypair::generate(rng);
-        let identity_key = Curve25519Keypair::generate(rng);
+        // One draw for both keys (one system call with the OS generator), in libolm's order.
+        let mut random = Zeroizing::new([[0u8; 32]; 2]);
+        rng.fill_bytes(random.as_flattened_mut());
+        let [seed, curve25519] = &*random;
+        let signing_key = Ed25519Keypair::from_seed(seed);
+        let identity_key = Curve25519Keypair::from_secret(Curve25519SecretKey::from_bytes(curve25519));
         Self {
             signing_key,
             identity_key,
@@ -175,14 +226,19 @@ impl Account {
         self.one_time_keys.len()
     }
 
-    /// Generates `count` one-time keys. Past [`MAX_STORED_ONE_TIME_KEYS`] the oldest are
-    /// evicted (and reported, so their uploads can be forgotten).
+    /// Generates `count` one-time keys, at most [`MAX_STORED_ONE_TIME_KEYS`] (a larger count
+    /// creates that many: any more would evict keys of the same call). Past
+    /// [`MAX_STORED_ONE_TIME_KEYS`] stored keys the oldest are evicted; the result lists the
+    /// keys created and those evicted (so their uploads can be forgotten).
+    ///
+    /// The randomness for the whole batch is drawn at once, one system call.
     pub fn generate_one_time_keys(&mut self, count: usize) -> OneTimeKeyGenerationResult {
         self.generate_one_time_keys_inner(count, &mut crate::rng::os_rng())
     }
 
-    /// [`Account::generate_one_time_keys`] with the caller's randomness: 32 bytes per key,
-    /// in order (libolm's `olm_account_generate_one_time_keys`).
+    /// [`Account::generate_one_time_keys`] with the caller's randomness: 32 bytes per key
+    /// created, in order, in one `fill_bytes` call (libolm's
+    /// `olm_account_generate_one_time_keys`).
     #[cfg(feature = "caller-supplied-randomness")]
     pub fn generate_one_time_keys_with_rng(
         &mut self,
@@ -197,9 +253,17 @@ impl Account {
         count: usize,
         rng: &mut impl CryptoRngCore,
     ) -> OneTimeKeyGenerationResult {
+        let count = count.min(MAX_STORED_ONE_TIME_KEYS);
         let mut result = OneTimeKeyGenerationResult { created: Vec::with_capacity(count), removed: Vec::new() };
-        for _ in 0..count {
-            let key = self.new_key(rng);
+        if count == 0 {
+            return result;
+        }
+        // One draw for the batch, 32 bytes per key in order, into a buffer of fixed size that
+        // zeroizes itself.
+        let mut random = Zeroizing::new(vec![[0u8; 32]; count]);
+        rng.fill_bytes(random.as_flattened_mut());
+        for bytes in random.iter() {
+            let key = self.new_key(Curve25519SecretKey::from_bytes(bytes));
             result.created.push(key.key.public);
             if self.one_time_keys.len() == MAX_STORED_ONE_TIME_KEYS {
                 if let Some(old) = self.one_time_keys.pop_front() {
@@ -211,9 +275,9 @@ impl Account {
         result
     }
 
-    fn new_key(&mut self, rng: &mut impl CryptoRngCore) -> OneTimeKey {
+    fn new_key(&mut self, secret: Curve25519SecretKey) -> OneTimeKey {
         self.next_key_id = self.next_key_id.wrapping_add(1);
-        OneTimeKey { id: KeyId(self.next_key_id), published: false, key: Curve25519Keypair::generate(rng) }
+        OneTimeKey { id: KeyId(self.next_key_id), published: false, key: Curve25519Keypair::from_secret(secret) }
     }
 
     /// The one-time keys not yet marked as published, by key id.
@@ -234,7 +298,7 @@ impl Account {
     }
 
     fn generate_fallback_key_inner(&mut self, rng: &mut impl CryptoRngCore) -> Option<Curve25519PublicKey> {
-        let key = self.new_key(rng);
+        let key = self.new_key(Curve25519SecretKey::generate(rng));
         let removed = self.previous_fallback_key.take().map(|k| k.key.public);
         self.previous_fallback_key = self.fallback_key.replace(key);
         removed
@@ -292,8 +356,12 @@ impl Account {
         one_time_key: Curve25519PublicKey,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Session, SessionCreationError> {
-        let base_key = Curve25519Keypair::generate(rng);
-        let ratchet_key = Curve25519SecretKey::generate(rng);
+        // One draw for both keys, in libolm's order: the base key, then the first ratchet key.
+        let mut random = Zeroizing::new([[0u8; 32]; 2]);
+        rng.fill_bytes(random.as_flattened_mut());
+        let [base, ratchet] = &*random;
+        let base_key = Curve25519Keypair::from_secret(Curve25519SecretKey::from_bytes(base));
+        let ratchet_key = Curve25519SecretKey::from_bytes(ratchet);
         let mut shared = Zeroizing::new([0u8; 96]);
         let parts = [
             self.identity_key.secret.diffie_hellman(&one_time_key)?,
@@ -309,11 +377,15 @@ impl Account {
 
     /// Creates the session a pre-key message opens, and decrypts the message.
     ///
-    /// `their_identity_key` is the sender key of the event that carried the message; it must
-    /// match the one inside. The one-time key used is removed only once the message has
-    /// decrypted (fallback keys stay). The session follows the message's configuration.
+    /// `config` is the session format the caller expects (what it offers in its device keys);
+    /// a message in another format is refused ([`SessionCreationError::MismatchedSessionConfig`]),
+    /// so the sender cannot choose a format the receiver did not agree to. `their_identity_key`
+    /// is the sender key of the event that carried the message; it must match the one inside.
+    /// The one-time key used is removed only once the message has decrypted (fallback keys
+    /// stay); the result says which key was used.
     pub fn create_inbound_session(
         &mut self,
+        config: SessionConfig,
         their_identity_key: Curve25519PublicKey,
         message: &PreKeyMessage,
     ) -> Result<InboundCreationResult, SessionCreationError> {
@@ -323,30 +395,27 @@ impl Account {
                 got: message.identity_key(),
             });
         }
-        let one_time_key = message.one_time_key();
-        let (used_one_time_key, secret) =
-            if let Some(k) = self.one_time_keys.iter().find(|k| k.key.public == one_time_key) {
-                (true, &k.key.secret)
-            } else if let Some(k) = [&self.fallback_key, &self.previous_fallback_key]
-                .into_iter()
-                .flatten()
-                .find(|k| k.key.public == one_time_key)
-            {
-                (false, &k.key.secret)
-            } else {
-                return Err(SessionCreationError::MissingOneTimeKey(one_time_key));
-            };
-
         let inner = message.message();
+        // The decoder accepts only the two versions there are.
+        let got = SessionConfig::from_message_version(inner.version()).unwrap_or(SessionConfig::version_1());
+        if got != config {
+            return Err(SessionCreationError::MismatchedSessionConfig { expected: config, got });
+        }
+        let one_time_key = message.one_time_key();
+        let (consumed_key, secret) = if let Some(k) = self.one_time_keys.iter().find(|k| k.key.public == one_time_key) {
+            (ConsumedKey::OneTime(k.id), &k.key.secret)
+        } else if let Some(k) = self.fallback_key.as_ref().filter(|k| k.key.public == one_time_key) {
+            (ConsumedKey::Fallback(k.id), &k.key.secret)
+        } else if let Some(k) = self.previous_fallback_key.as_ref().filter(|k| k.key.public == one_time_key) {
+            (ConsumedKey::PreviousFallback(k.id), &k.key.secret)
+        } else {
+            return Err(SessionCreationError::MissingOneTimeKey(one_time_key));
+        };
+
         let their_ratchet_key = inner.ratchet_key();
         if their_ratchet_key.is_small_order() {
             return Err(SessionCreationError::NonContributoryKey);
         }
-        let config = if inner.version() == SessionConfig::version_2().message_version() {
-            SessionConfig::version_2()
-        } else {
-            SessionConfig::version_1()
-        };
         let mut shared = Zeroizing::new([0u8; 96]);
         let parts = [
             secret.diffie_hellman(&their_identity_key)?,
@@ -358,10 +427,10 @@ impl Account {
         }
         let mut session = Session::new_inbound(config, message.session_keys(), &shared, their_ratchet_key);
         let plaintext = session.decrypt_message(inner)?;
-        if used_one_time_key {
-            self.one_time_keys.retain(|k| k.key.public != one_time_key);
+        if let ConsumedKey::OneTime(id) = consumed_key {
+            self.one_time_keys.retain(|k| k.id != id);
         }
-        Ok(InboundCreationResult { session, plaintext })
+        Ok(InboundCreationResult { session, plaintext, consumed_key })
     }
 
     /// Encrypts the account into ferrolm's pickle format under `key`.
@@ -387,6 +456,20 @@ impl Account {
         Self::decode(&crate::pickle::open_bytes(PickleKind::Account, pickle, key, associated_data)?)
     }
 
+    /// The account's state, unencrypted, for a store that encrypts at rest itself (ferrolm-store
+    /// seals it with XChaCha20-Poly1305, bound to its row). **Secret**: never write it anywhere
+    /// unencrypted; use [`Self::pickle_bytes`] when in doubt. Zeroized on drop.
+    pub fn to_unencrypted_state(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        crate::pickle::state_bytes(PickleKind::Account, &self.encode())
+    }
+
+    /// Restores a account from [`Self::to_unencrypted_state`]'s output. The input must come from
+    /// an authenticated source (a store's AEAD): it is decoded as ferrolm's own pickle contents,
+    /// checked for well-formedness but not for having been written by ferrolm.
+    pub fn from_unencrypted_state(state: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(crate::pickle::open_state(PickleKind::Account, state)?)
+    }
+
     /// Encrypts the account into libolm's pickle format (version 4), readable by libolm's
     /// `olm_unpickle_account` and vodozemac's `Account::from_libolm_pickle`.
     ///
@@ -400,8 +483,24 @@ impl Account {
         Self::decode_libolm(&crate::pickle::open_libolm(pickle, key)?)
     }
 
+    /// How many keys pickles hold after the one-time keys: the fallback keys.
+    fn fallback_count(&self) -> usize {
+        usize::from(self.fallback_key.is_some()) + usize::from(self.previous_fallback_key.is_some())
+    }
+
     fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut w = PickleWriter::new();
+        // Ed25519: form, then a 32-byte seed or libolm's 64-byte expanded key, then the public key.
+        let ed25519_secret = if self.signing_key.secret_key().seed().is_some() { 32 } else { 64 };
+        let ed25519 = 1 + ed25519_secret + 32;
+        let capacity = 1
+            + ed25519
+            + 64
+            + 4
+            + 4
+            + ONE_TIME_KEY_LEN * self.one_time_keys.len()
+            + 1
+            + ONE_TIME_KEY_LEN * self.fallback_count();
+        let mut w = PickleWriter::with_capacity(capacity);
         w.u8(FORMAT_VERSION);
         write_ed25519(&mut w, &self.signing_key);
         write_keypair(&mut w, &self.identity_key);
@@ -416,6 +515,7 @@ impl Account {
         for key in fallbacks {
             write_one_time_key(&mut w, key);
         }
+        debug_assert_eq!(w.len(), capacity);
         w.finish()
     }
 
@@ -452,7 +552,16 @@ impl Account {
         if self.one_time_keys.len() > LIBOLM_MAX_ONE_TIME_KEYS {
             return Err(PickleError::UnsupportedByLibolm("libolm holds at most 100 one-time keys"));
         }
-        let mut w = PickleWriter::new();
+        let capacity = 4
+            + 32
+            + 64
+            + 64
+            + 4
+            + ONE_TIME_KEY_LEN * self.one_time_keys.len()
+            + 1
+            + ONE_TIME_KEY_LEN * self.fallback_count()
+            + 4;
+        let mut w = PickleWriter::with_capacity(capacity);
         w.u32(LIBOLM_ACCOUNT_VERSION);
         w.bytes(self.signing_key.public_key().as_bytes());
         w.bytes(self.signing_key.secret_key().to_expanded().as_ref());
@@ -469,6 +578,7 @@ impl Account {
             write_one_time_key(&mut w, key);
         }
         w.u32(self.next_key_id);
+        debug_assert_eq!(w.len(), capacity);
         Ok(w.finish())
     }
 
@@ -535,6 +645,8 @@ impl core::fmt::Debug for Account {
 
 const FORMAT_VERSION: u8 = 1;
 const LIBOLM_ACCOUNT_VERSION: u32 = 4;
+/// A pickled one-time or fallback key: id, published flag, public key, secret key.
+const ONE_TIME_KEY_LEN: usize = 4 + 1 + 32 + 32;
 
 /// A key pair as libolm lays it out (public, then secret); ferrolm's format does the same,
 /// as it does for one-time keys (id, published flag, key pair).
@@ -567,4 +679,90 @@ fn read_one_time_key(r: &mut PickleReader<'_>) -> Result<OneTimeKey, PickleError
     let id = KeyId(r.u32()?);
     let published = r.bool()?;
     Ok(OneTimeKey { id, published, key: read_keypair(r)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic generator that records the length of every draw.
+    struct Recording {
+        next: u8,
+        draws: Vec<usize>,
+    }
+
+    impl Recording {
+        fn new() -> Self {
+            Self { next: 0, draws: Vec::new() }
+        }
+    }
+
+    impl rand_core::RngCore for Recording {
+        fn next_u32(&mut self) -> u32 {
+            rand_core::impls::next_u32_via_fill(self)
+        }
+        fn next_u64(&mut self) -> u64 {
+            rand_core::impls::next_u64_via_fill(self)
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            self.draws.push(dest.len());
+            for byte in dest {
+                *byte = self.next;
+                self.next = self.next.wrapping_add(1);
+            }
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    impl rand_core::CryptoRng for Recording {}
+
+    /// The byte stream `Recording` produces, from `start`, 32 bytes at a time.
+    fn stream(start: usize, keys: usize) -> Vec<[u8; 32]> {
+        (0..keys).map(|k| core::array::from_fn(|i| (start + 32 * k + i) as u8)).collect()
+    }
+
+    #[test]
+    fn a_batch_of_one_time_keys_is_one_draw_in_libolms_order() {
+        let mut rng = Recording::new();
+        let mut account = Account::new_inner(&mut rng);
+        assert_eq!(rng.draws, [64], "both identity keys in one draw");
+        let expected_identity = Curve25519SecretKey::from_bytes(&stream(32, 1)[0]).public_key();
+        assert_eq!(account.curve25519_key(), expected_identity);
+        assert_eq!(account.ed25519_key(), Ed25519Keypair::from_seed(&stream(0, 1)[0]).public_key());
+
+        let result = account.generate_one_time_keys_inner(50, &mut rng);
+        assert_eq!(rng.draws, [64, 50 * 32], "fifty keys in one draw");
+        // Key i is made of bytes 32 i .. 32 i + 32 of the draw, as libolm reads its buffer.
+        let expected: Vec<Curve25519PublicKey> =
+            stream(64, 50).iter().map(|bytes| Curve25519SecretKey::from_bytes(bytes).public_key()).collect();
+        assert_eq!(result.created, expected);
+
+        let session = account
+            .create_outbound_session_inner(SessionConfig::version_1(), expected[0], expected[1], &mut rng)
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(rng.draws, [64, 1600, 64], "base key and first ratchet key in one draw");
+        let base = Curve25519SecretKey::from_bytes(&stream(64 + 1600, 1)[0]).public_key();
+        assert_eq!(session.session_keys().base_key, base);
+
+        account.generate_one_time_keys_inner(0, &mut rng);
+        assert_eq!(rng.draws.len(), 3, "no draw for no keys");
+    }
+
+    #[test]
+    fn pickles_are_written_into_buffers_of_their_exact_size() {
+        let mut account = Account::new();
+        account.generate_one_time_keys(7);
+        account.generate_fallback_key();
+        account.generate_fallback_key();
+        for (bytes, name) in [(account.encode(), "ferrolm"), (account.encode_libolm().unwrap_or_default(), "libolm")] {
+            assert_eq!(bytes.capacity(), bytes.len(), "{name}");
+        }
+        let from_libolm =
+            Account::decode_libolm(&account.encode_libolm().unwrap_or_default()).unwrap_or_else(|_| unreachable!());
+        let bytes = from_libolm.encode();
+        assert_eq!(bytes.capacity(), bytes.len(), "an expanded Ed25519 key");
+    }
 }

@@ -17,7 +17,7 @@ use crate::codec::{
 use crate::crypto::{CipherKeys, padded_len};
 use crate::types::{Curve25519PublicKey, base64_decode, base64_encode};
 
-use super::SessionKeys;
+use super::{SessionId, SessionKeys};
 
 /// The version byte of a normal message with an 8-byte MAC (libolm, session config v1).
 pub(crate) const VERSION_TRUNCATED_MAC: u8 = 3;
@@ -293,7 +293,7 @@ impl PreKeyMessage {
     }
 
     /// The id of the session this message belongs to (see [`SessionKeys::session_id`]).
-    pub fn session_id(&self) -> String {
+    pub fn session_id(&self) -> SessionId {
         self.keys.session_id()
     }
 
@@ -310,14 +310,13 @@ impl core::fmt::Debug for PreKeyMessage {
 }
 
 impl SessionKeys {
-    /// The session id: unpadded base64 of SHA-256(identity key ‖ base key ‖ one-time key),
-    /// as libolm computes it.
-    pub fn session_id(&self) -> String {
+    /// The session id: SHA-256(identity key ‖ base key ‖ one-time key), as libolm computes it.
+    pub fn session_id(&self) -> SessionId {
         let mut sha = Sha256::new();
         sha.update(self.identity_key.as_bytes());
         sha.update(self.base_key.as_bytes());
         sha.update(self.one_time_key.as_bytes());
-        base64_encode(sha.finalize())
+        SessionId::from_bytes(sha.finalize().into())
     }
 }
 

@@ -13,13 +13,13 @@ mod ratchet;
 mod session;
 
 pub use account::{
-    Account, IdentityKeys, InboundCreationResult, MAX_STORED_ONE_TIME_KEYS, OneTimeKeyGenerationResult,
+    Account, ConsumedKey, IdentityKeys, InboundCreationResult, MAX_STORED_ONE_TIME_KEYS, OneTimeKeyGenerationResult,
     RECOMMENDED_ONE_TIME_KEY_COUNT, SessionCreationError,
 };
 pub use messages::{DecodeError, Message, MessageType, OlmMessage, PreKeyMessage};
 pub use session::{MAX_MESSAGE_GAP, MAX_RECEIVER_CHAINS, MAX_SKIPPED_MESSAGE_KEYS, Session};
 
-use crate::types::Curve25519PublicKey;
+use crate::types::{Curve25519PublicKey, base64_decode, base64_encode};
 
 /// The message format of a session.
 ///
@@ -28,7 +28,8 @@ use crate::types::Curve25519PublicKey;
 /// - [`SessionConfig::version_2`]: the full 32-byte MAC (version byte 4), as vodozemac's
 ///   experimental configuration. libolm cannot read it.
 ///
-/// The initiator chooses; the receiver's session follows the first message's version.
+/// The initiator chooses; the receiver says which version it expects
+/// ([`Account::create_inbound_session`]) and refuses a pre-key message of another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct SessionConfig(ConfigVersion);
 
@@ -62,6 +63,79 @@ impl SessionConfig {
             _ => None,
         }
     }
+}
+
+/// The id of an Olm session, the same on both sides: SHA-256 of the three keys that created it
+/// (the initiator's identity key ‖ its base key ‖ the receiver's one-time key), as libolm
+/// computes it. It appears as unpadded base64 at the JSON and FFI edges.
+///
+/// ```
+/// use ferrolm::olm::{SessionId, SessionIdError};
+/// let id = SessionId::from_base64("DI3cq7ifvlwBjPtl2GHr4TLJeCz0XVuRbrEKOaIVmvk")?;
+/// assert_eq!(id.to_base64(), "DI3cq7ifvlwBjPtl2GHr4TLJeCz0XVuRbrEKOaIVmvk");
+/// assert_eq!(id.to_string(), id.to_base64());
+/// assert_eq!(format!("{id:?}"), "SessionId(DI3cq7ifvlwBjPtl2GHr4TLJeCz0XVuRbrEKOaIVmvk)");
+/// assert_eq!(SessionId::from_base64("AAAA"), Err(SessionIdError::InvalidLength(3)));
+/// # Ok::<(), SessionIdError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    /// The length of a session id in bytes.
+    pub const LENGTH: usize = 32;
+
+    /// Wraps the 32 bytes of a SHA-256 digest.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The id's bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The id as unpadded base64 (as libolm and Matrix write it).
+    pub fn to_base64(&self) -> String {
+        base64_encode(self.0)
+    }
+
+    /// Reads an id from base64 (unpadded or padded); it must decode to 32 bytes.
+    pub fn from_base64(input: &str) -> Result<Self, SessionIdError> {
+        let bytes = base64_decode(input).map_err(|_| SessionIdError::Base64)?;
+        <[u8; 32]>::try_from(bytes.as_slice()).map(Self).map_err(|_| SessionIdError::InvalidLength(bytes.len()))
+    }
+}
+
+impl core::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.to_base64())
+    }
+}
+
+impl core::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SessionId({})", self.to_base64())
+    }
+}
+
+impl core::str::FromStr for SessionId {
+    type Err = SessionIdError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        Self::from_base64(input)
+    }
+}
+
+/// Why a string is not a session id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionIdError {
+    /// The input is not valid base64.
+    #[error("the session id is not valid base64")]
+    Base64,
+    /// The input decodes to the wrong number of bytes.
+    #[error("the session id decodes to {0} bytes, not 32")]
+    InvalidLength(usize),
 }
 
 /// The three public keys a session is created from; they identify it.

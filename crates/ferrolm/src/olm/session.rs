@@ -8,11 +8,12 @@ use zeroize::Zeroizing;
 use crate::codec::{PickleReader, PickleWriter};
 use crate::crypto::CipherError;
 use crate::pickle::{PickleError, PickleKey, PickleKind};
+use crate::secret_list::SecretList;
 use crate::types::{Curve25519Keypair, Curve25519PublicKey, Curve25519SecretKey};
 
 use super::messages::{Message, OlmMessage, PreKeyMessage, VERSION_FULL_MAC, VERSION_TRUNCATED_MAC};
 use super::ratchet::{ChainKey, MessageKey, RootKey, derive_initial, ratchet_step};
-use super::{DecryptionError, SessionConfig, SessionKeys};
+use super::{DecryptionError, SessionConfig, SessionId, SessionKeys};
 
 /// How many receiving chains a session keeps (older ones are forgotten).
 pub const MAX_RECEIVER_CHAINS: usize = 5;
@@ -51,11 +52,13 @@ impl From<Curve25519Keypair> for RatchetKey {
     }
 }
 
-/// Our sending side of the ratchet.
+/// Our sending side of the ratchet. Its secrets are boxed (as in [`ReceiverChain`] and
+/// [`Session`]): the session's own bytes hold only pointers and public keys, so moving a session
+/// never copies a secret.
 #[derive(Clone)]
 enum SendingChain {
     /// Our current ratchet key and chain key.
-    Active { ratchet: RatchetKey, chain_key: ChainKey },
+    Active { ratchet: RatchetKey, chain_key: Box<ChainKey> },
     /// We have received a new ratchet key and not sent since: the next message starts a new
     /// sending chain against `their_ratchet_key` (a key already checked not to be of small
     /// order, so the exchange with it is contributory for every private key).
@@ -65,14 +68,19 @@ enum SendingChain {
 #[derive(Clone)]
 struct ReceiverChain {
     ratchet_key: Curve25519PublicKey,
-    chain_key: ChainKey,
-    /// Keys of messages skipped over, oldest first.
-    skipped: VecDeque<MessageKey>,
+    chain_key: Box<ChainKey>,
+    /// Keys of messages skipped over, oldest first: at most [`MAX_SKIPPED_MESSAGE_KEYS`], in a
+    /// block allocated once at that size and zeroized before it is freed.
+    skipped: SecretList<MessageKey>,
 }
 
 impl ReceiverChain {
     fn new(ratchet_key: Curve25519PublicKey, chain_key: ChainKey) -> Self {
-        Self { ratchet_key, chain_key, skipped: VecDeque::new() }
+        Self {
+            ratchet_key,
+            chain_key: Box::new(chain_key),
+            skipped: SecretList::with_capacity(MAX_SKIPPED_MESSAGE_KEYS),
+        }
     }
 
     /// Decrypts a message of this chain. Nothing changes unless the message authenticates.
@@ -94,24 +102,19 @@ impl ReceiverChain {
         if gap > MAX_MESSAGE_GAP || index > u64::from(u32::MAX) {
             return Err(DecryptionError::TooBigMessageGap { gap, max: MAX_MESSAGE_GAP });
         }
-        let mut chain_key = self.chain_key.clone();
-        let mut skipped = Vec::new();
+        let mut chain_key = ChainKey::clone(&self.chain_key);
+        let mut skipped = SecretList::with_capacity((gap as usize).min(MAX_SKIPPED_MESSAGE_KEYS));
         while u64::from(chain_key.index) < index {
             if index - u64::from(chain_key.index) > MAX_SKIPPED_MESSAGE_KEYS as u64 {
                 chain_key.advance(); // this key could not be kept anyway
             } else {
-                skipped.push(chain_key.next_message_key());
+                skipped.push_evicting_oldest(chain_key.next_message_key());
             }
         }
         let key = chain_key.next_message_key();
         let plaintext = decrypt_with(&key, message)?;
-        self.chain_key = chain_key;
-        for key in skipped {
-            if self.skipped.len() == MAX_SKIPPED_MESSAGE_KEYS {
-                self.skipped.pop_front();
-            }
-            self.skipped.push_back(key);
-        }
+        *self.chain_key = chain_key;
+        self.skipped.append_evicting_oldest(&mut skipped);
         Ok(plaintext)
     }
 }
@@ -144,7 +147,7 @@ fn decrypt_with(key: &MessageKey, message: &Message) -> Result<Vec<u8>, Decrypti
 /// let otk = *bob.one_time_keys().values().next().unwrap();
 /// let mut outbound = alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)?;
 /// let OlmMessage::PreKey(m) = outbound.encrypt(b"first") else { unreachable!() };
-/// let mut inbound = bob.create_inbound_session(alice.curve25519_key(), &m)?.session;
+/// let mut inbound = bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &m)?.session;
 /// assert_eq!(outbound.session_id(), inbound.session_id());
 /// assert!(inbound.matches(&m));
 /// let reply = inbound.encrypt(b"second");
@@ -157,7 +160,7 @@ pub struct Session {
     config: SessionConfig,
     keys: SessionKeys,
     received_message: bool,
-    root_key: RootKey,
+    root_key: Box<RootKey>,
     sending: SendingChain,
     /// Newest first.
     receiving: VecDeque<ReceiverChain>,
@@ -176,8 +179,11 @@ impl Session {
             config,
             keys,
             received_message: false,
-            root_key,
-            sending: SendingChain::Active { ratchet: RatchetKey { secret: ratchet, public: None }, chain_key },
+            root_key: Box::new(root_key),
+            sending: SendingChain::Active {
+                ratchet: RatchetKey { secret: ratchet, public: None },
+                chain_key: Box::new(chain_key),
+            },
             receiving: VecDeque::new(),
         }
     }
@@ -195,14 +201,14 @@ impl Session {
             config,
             keys,
             received_message: false,
-            root_key,
+            root_key: Box::new(root_key),
             sending: SendingChain::Pending { their_ratchet_key },
             receiving: VecDeque::from([ReceiverChain::new(their_ratchet_key, chain_key)]),
         }
     }
 
     /// The session id: the same on both sides, derived from the three keys that created it.
-    pub fn session_id(&self) -> String {
+    pub fn session_id(&self) -> SessionId {
         self.keys.session_id()
     }
 
@@ -267,8 +273,8 @@ impl Session {
                 let (root_key, mut chain_key) = ratchet_step(&self.root_key, &shared);
                 let message_key = chain_key.next_message_key();
                 let public = ratchet.public;
-                self.root_key = root_key;
-                self.sending = SendingChain::Active { ratchet: ratchet.into(), chain_key };
+                *self.root_key = root_key;
+                self.sending = SendingChain::Active { ratchet: ratchet.into(), chain_key: Box::new(chain_key) };
                 (public, message_key)
             }
         };
@@ -311,7 +317,7 @@ impl Session {
             let (root_key, chain_key) = ratchet_step(&self.root_key, &shared);
             let mut chain = ReceiverChain::new(ratchet_key, chain_key);
             let plaintext = chain.decrypt(message)?;
-            self.root_key = root_key;
+            *self.root_key = root_key;
             self.receiving.push_front(chain);
             self.receiving.truncate(MAX_RECEIVER_CHAINS);
             self.sending = SendingChain::Pending { their_ratchet_key: ratchet_key };
@@ -344,6 +350,20 @@ impl Session {
         Self::decode(&crate::pickle::open_bytes(PickleKind::Session, pickle, key, associated_data)?)
     }
 
+    /// The session's state, unencrypted, for a store that encrypts at rest itself (ferrolm-store
+    /// seals it with XChaCha20-Poly1305, bound to its row). **Secret**: never write it anywhere
+    /// unencrypted; use [`Self::pickle_bytes`] when in doubt. Zeroized on drop.
+    pub fn to_unencrypted_state(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        crate::pickle::state_bytes(PickleKind::Session, &self.encode())
+    }
+
+    /// Restores a session from [`Self::to_unencrypted_state`]'s output. The input must come from
+    /// an authenticated source (a store's AEAD): it is decoded as ferrolm's own pickle contents,
+    /// checked for well-formedness but not for having been written by ferrolm.
+    pub fn from_unencrypted_state(state: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(crate::pickle::open_state(PickleKind::Session, state)?)
+    }
+
     /// Encrypts the session into libolm's pickle format (version 1), readable by libolm's
     /// `olm_unpickle_session` and vodozemac's `Session::from_libolm_pickle`.
     ///
@@ -359,7 +379,13 @@ impl Session {
     }
 
     fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut w = PickleWriter::new();
+        let sending = match self.sending {
+            SendingChain::Active { .. } => 1 + 32 + 32 + CHAIN_KEY_LEN,
+            SendingChain::Pending { .. } => 1 + 32,
+        };
+        let receiving: usize = self.receiving.iter().map(|c| 32 + CHAIN_KEY_LEN + 1 + (4 + 32) * c.skipped.len()).sum();
+        let capacity = 1 + 1 + 96 + 1 + 32 + sending + 1 + receiving;
+        let mut w = PickleWriter::with_capacity(capacity);
         w.u8(FORMAT_VERSION);
         w.u8(self.config.version());
         write_keys(&mut w, &self.keys);
@@ -382,11 +408,12 @@ impl Session {
             w.bytes(chain.ratchet_key.as_bytes());
             write_chain_key(&mut w, &chain.chain_key);
             w.u8(chain.skipped.len() as u8);
-            for key in &chain.skipped {
+            for key in chain.skipped.iter() {
                 w.u32(key.index);
                 w.bytes(&key.key);
             }
         }
+        debug_assert_eq!(w.len(), capacity);
         w.finish()
     }
 
@@ -399,14 +426,14 @@ impl Session {
         let config = SessionConfig::from_version(r.u8()?).ok_or(PickleError::Corrupted("unknown session config"))?;
         let keys = read_keys(&mut r)?;
         let received_message = r.bool()?;
-        let root_key = RootKey(*r.secret::<32>()?);
+        let root_key = Box::new(RootKey(*r.secret::<32>()?));
         let sending = match r.u8()? {
             1 => {
                 let public = r.array::<32>()?;
                 let secret = r.secret::<32>()?;
                 SendingChain::Active {
                     ratchet: Curve25519Keypair::from_pickled(&secret, public).into(),
-                    chain_key: read_chain_key(&mut r)?,
+                    chain_key: Box::new(read_chain_key(&mut r)?),
                 }
             }
             0 => SendingChain::Pending { their_ratchet_key: Curve25519PublicKey::from_bytes(r.array()?) },
@@ -425,7 +452,7 @@ impl Session {
             }
             for _ in 0..skipped {
                 let index = r.u32()?;
-                chain.skipped.push_back(MessageKey { index, key: *r.secret::<32>()? });
+                chain.skipped.push_evicting_oldest(MessageKey { index, key: *r.secret::<32>()? });
             }
             receiving.push_back(chain);
         }
@@ -452,7 +479,22 @@ impl Session {
         if self.config != SessionConfig::version_1() {
             return Err(PickleError::UnsupportedByLibolm("only version 1 sessions exist in libolm"));
         }
-        let mut w = PickleWriter::new();
+        let newest = self.receiving.iter().map(|c| c.skipped.len()).sum::<usize>().min(LIBOLM_MAX_SKIPPED_KEYS);
+        let sending = match self.sending {
+            SendingChain::Active { .. } => 32 + 32 + CHAIN_KEY_LEN,
+            SendingChain::Pending { .. } => 0,
+        };
+        let capacity = 4
+            + 1
+            + 96
+            + 32
+            + 4
+            + sending
+            + 4
+            + (32 + CHAIN_KEY_LEN) * self.receiving.len()
+            + 4
+            + (32 + 32 + 4) * newest;
+        let mut w = PickleWriter::with_capacity(capacity);
         w.u32(LIBOLM_SESSION_VERSION);
         w.bool(self.received_message);
         write_keys(&mut w, &self.keys);
@@ -485,6 +527,7 @@ impl Session {
             w.bytes(&key.key);
             w.u32(key.index);
         }
+        debug_assert_eq!(w.len(), capacity);
         Ok(w.finish())
     }
 
@@ -497,7 +540,7 @@ impl Session {
         };
         let received_message = r.bool()?;
         let keys = read_keys(&mut r)?;
-        let root_key = RootKey(*r.secret::<32>()?);
+        let root_key = Box::new(RootKey(*r.secret::<32>()?));
         let sender = match r.u32()? {
             0 => None,
             1 => {
@@ -527,7 +570,7 @@ impl Session {
             // libolm never looks up a skipped key whose chain is gone, so neither do we.
             if let Some(chain) = receiving.iter_mut().find(|c| c.ratchet_key == ratchet_key) {
                 // libolm's list is newest first; each chain here keeps its keys oldest first.
-                chain.skipped.push_front(MessageKey { key, index });
+                chain.skipped.push_oldest(MessageKey { key, index });
             }
         }
         if includes_chain_index {
@@ -537,7 +580,9 @@ impl Session {
             return Err(PickleError::Corrupted("trailing bytes"));
         }
         let sending = match sender {
-            Some((ratchet, chain_key)) => SendingChain::Active { ratchet: ratchet.into(), chain_key },
+            Some((ratchet, chain_key)) => {
+                SendingChain::Active { ratchet: ratchet.into(), chain_key: Box::new(chain_key) }
+            }
             None => SendingChain::Pending {
                 their_ratchet_key: receiving
                     .front()
@@ -551,6 +596,8 @@ impl Session {
 
 const FORMAT_VERSION: u8 = 1;
 const LIBOLM_SESSION_VERSION: u32 = 1;
+/// A pickled chain key: the key, then its index.
+const CHAIN_KEY_LEN: usize = 32 + 4;
 
 fn write_keys(w: &mut PickleWriter, keys: &SessionKeys) {
     w.bytes(keys.identity_key.as_bytes());
@@ -580,6 +627,15 @@ impl SessionConfig {
     pub(crate) fn message_version(self) -> u8 {
         if self == Self::version_2() { VERSION_FULL_MAC } else { VERSION_TRUNCATED_MAC }
     }
+
+    /// The configuration whose normal messages carry `version`.
+    pub(crate) fn from_message_version(version: u8) -> Option<Self> {
+        match version {
+            VERSION_TRUNCATED_MAC => Some(Self::version_1()),
+            VERSION_FULL_MAC => Some(Self::version_2()),
+            _ => None,
+        }
+    }
 }
 
 impl core::fmt::Debug for Session {
@@ -607,7 +663,8 @@ mod tests {
         let mut outbound =
             alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk).unwrap();
         let OlmMessage::PreKey(first) = outbound.encrypt(b"1") else { unreachable!() };
-        let mut inbound = bob.create_inbound_session(alice.curve25519_key(), &first).unwrap().session;
+        let mut inbound =
+            bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first).unwrap().session;
         let messages: Vec<OlmMessage> = (0..MAX_MESSAGE_GAP as usize + 5).map(|_| outbound.encrypt(b"m")).collect();
 
         let before = inbound.encode();

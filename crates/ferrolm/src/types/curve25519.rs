@@ -107,6 +107,10 @@ impl From<[u8; 32]> for Curve25519PublicKey {
 
 /// A Curve25519 secret key. Zeroized on drop; its `Debug` output is redacted.
 ///
+/// The key lives in a heap block of its own, zeroized before it is freed, so moving the key
+/// (or anything that holds it: an account, a session, a vector of them that grows) copies a
+/// pointer, never the secret.
+///
 /// ```
 /// use ferrolm::types::Curve25519SecretKey;
 /// let secret = Curve25519SecretKey::new();
@@ -115,7 +119,7 @@ impl From<[u8; 32]> for Curve25519PublicKey {
 /// # let _ = public;
 /// ```
 #[derive(Clone)]
-pub struct Curve25519SecretKey(StaticSecret);
+pub struct Curve25519SecretKey(Box<StaticSecret>);
 
 impl Curve25519SecretKey {
     /// A new random secret key from the operating system's generator.
@@ -127,12 +131,12 @@ impl Curve25519SecretKey {
     pub(crate) fn generate(rng: &mut impl CryptoRngCore) -> Self {
         let mut bytes = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(bytes.as_mut());
-        Self(StaticSecret::from(*bytes))
+        Self::from_bytes(&bytes)
     }
 
     /// Wraps 32 secret bytes (unclamped, as libolm stores them).
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
-        Self(StaticSecret::from(*bytes))
+        Self(Box::new(StaticSecret::from(*bytes)))
     }
 
     /// The secret bytes, in a buffer that zeroizes itself.
@@ -142,7 +146,7 @@ impl Curve25519SecretKey {
 
     /// Computes the public key (a scalar multiplication).
     pub fn public_key(&self) -> Curve25519PublicKey {
-        Curve25519PublicKey(PublicKey::from(&self.0).to_bytes())
+        Curve25519PublicKey(PublicKey::from(self.0.as_ref()).to_bytes())
     }
 
     /// X25519 with the other side's public key; an all-zero (non-contributory) result is refused.

@@ -7,6 +7,8 @@ use zeroize::Zeroizing;
 
 use super::{KeyError, SignatureError, base64_decode, base64_encode, to_array};
 
+mod batch;
+
 /// An Ed25519 public key: a device's fingerprint key or a cross-signing key.
 ///
 /// Parsing refuses byte strings that are not points on the curve; verification is strict
@@ -113,12 +115,19 @@ impl core::fmt::Debug for Ed25519Signature {
 /// An Ed25519 secret key: either a 32-byte seed (RFC 8032) or, for keys imported from libolm
 /// pickles, the 64-byte expanded form libolm stores (clamped scalar ‖ hash prefix).
 ///
-/// Zeroized on drop; `Debug` is redacted.
+/// Zeroized on drop; `Debug` is redacted. The key lives in a heap block of its own, so moving
+/// it copies a pointer, never the secret.
 pub struct Ed25519SecretKey(SecretInner);
 
 enum SecretInner {
     Seed(Box<SigningKey>),
-    Expanded { bytes: Zeroizing<[u8; 64]>, key: Box<ExpandedSecretKey> },
+    Expanded(Box<ExpandedKey>),
+}
+
+/// libolm's expanded form and the signing key made from it (both zeroized on drop).
+struct ExpandedKey {
+    bytes: Zeroizing<[u8; 64]>,
+    key: ExpandedSecretKey,
 }
 
 impl Ed25519SecretKey {
@@ -129,17 +138,17 @@ impl Ed25519SecretKey {
 
     /// A secret key from libolm's 64-byte expanded form.
     pub fn from_expanded(bytes: &[u8; 64]) -> Self {
-        Self(SecretInner::Expanded {
+        Self(SecretInner::Expanded(Box::new(ExpandedKey {
             bytes: Zeroizing::new(*bytes),
-            key: Box::new(ExpandedSecretKey::from_bytes(bytes)),
-        })
+            key: ExpandedSecretKey::from_bytes(bytes),
+        })))
     }
 
     /// The seed, when the key was made from one.
     pub fn seed(&self) -> Option<Zeroizing<[u8; 32]>> {
         match &self.0 {
             SecretInner::Seed(key) => Some(Zeroizing::new(key.to_bytes())),
-            SecretInner::Expanded { .. } => None,
+            SecretInner::Expanded(_) => None,
         }
     }
 
@@ -156,7 +165,7 @@ impl Ed25519SecretKey {
                 array[31] |= 64;
                 bytes
             }
-            SecretInner::Expanded { bytes, .. } => bytes.clone(),
+            SecretInner::Expanded(expanded) => expanded.bytes.clone(),
         }
     }
 
@@ -164,7 +173,7 @@ impl Ed25519SecretKey {
     pub fn public_key(&self) -> Ed25519PublicKey {
         match &self.0 {
             SecretInner::Seed(key) => Ed25519PublicKey(key.verifying_key()),
-            SecretInner::Expanded { key, .. } => Ed25519PublicKey(VerifyingKey::from(key.as_ref())),
+            SecretInner::Expanded(expanded) => Ed25519PublicKey(VerifyingKey::from(&expanded.key)),
         }
     }
 
@@ -174,8 +183,8 @@ impl Ed25519SecretKey {
                 use ed25519_dalek::Signer;
                 Ed25519Signature(key.sign(message))
             }
-            SecretInner::Expanded { key, .. } => {
-                Ed25519Signature(ed25519_dalek::hazmat::raw_sign::<Sha512>(key, message, &public.0))
+            SecretInner::Expanded(expanded) => {
+                Ed25519Signature(ed25519_dalek::hazmat::raw_sign::<Sha512>(&expanded.key, message, &public.0))
             }
         }
     }
@@ -185,7 +194,7 @@ impl Clone for Ed25519SecretKey {
     fn clone(&self) -> Self {
         match &self.0 {
             SecretInner::Seed(key) => Self(SecretInner::Seed(key.clone())),
-            SecretInner::Expanded { bytes, .. } => Self::from_expanded(bytes),
+            SecretInner::Expanded(expanded) => Self::from_expanded(&expanded.bytes),
         }
     }
 }
@@ -274,74 +283,27 @@ impl core::fmt::Debug for Ed25519Keypair {
     }
 }
 
-/// Verifies many signatures made with one key, faster than one by one.
+/// Verifies many signatures made with one key, faster than one by one, with exactly the
+/// verdicts of [`Ed25519PublicKey::verify`] (strict verification).
 ///
-/// Returns one verdict per item, in order. The fast path checks all of them at once with the
-/// cofactored batch equation `[8]([−Σzᵢsᵢ]B + Σ[zᵢ]Rᵢ + [Σzᵢkᵢ]A) = 0` for independent random
-/// 128-bit `zᵢ`, in a single multi-scalar multiplication: the shared key `A` costs one term
-/// rather than one per signature. Each signature must first pass the same checks strict
-/// verification makes (canonical `s`, `R` a valid point of more than small order, `A` not
-/// weak). If the batch fails, every signature is verified on its own (strictly), so a forged
-/// signature is attributed to its own item and the others are unaffected.
-///
-/// The one case in which the two paths can differ is a signature whose `R` has a small-order
-/// component added on purpose: only the holder of the secret key can make one, the cofactored
-/// batch accepts it and strict verification does not. It gives no one a forgery.
+/// Returns one verdict per item, in order; each item's verdict depends only on that item. For
+/// [`batch::MIN_ITEMS`] items or more, [`batch`] computes for each signature the very point strict
+/// verification computes, `[s]B − [k]A`, from precomputed tables of the two fixed bases, and
+/// accepts a signature when that point encodes to its `R` and is not of small order; every
+/// signature it does not accept is verified strictly on its own. See SECURITY.md
+/// ("Batched signature verification") for the argument.
 pub(crate) fn verify_batch(key: &Ed25519PublicKey, items: &[(&[u8], &Ed25519Signature)]) -> Vec<bool> {
-    if items.is_empty() {
-        return Vec::new();
-    }
     if key.0.is_weak() {
+        // Strict verification refuses every signature of a small-order key.
         return vec![false; items.len()];
     }
-    if items.len() > 1 && batch_equation_holds(key, items) {
-        return vec![true; items.len()];
-    }
-    items.iter().map(|(message, signature)| key.verify(message, signature).is_ok()).collect()
-}
-
-fn batch_equation_holds(key: &Ed25519PublicKey, items: &[(&[u8], &Ed25519Signature)]) -> bool {
-    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-    use curve25519_dalek::scalar::Scalar;
-    use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
-
-    let Some(a_point) = CompressedEdwardsY(*key.as_bytes()).decompress() else { return false };
-    let mut randomness = vec![0u8; 16 * items.len()];
-    rand_core::RngCore::fill_bytes(&mut crate::rng::os_rng(), &mut randomness);
-
-    let mut scalars = Vec::with_capacity(items.len() + 2);
-    let mut points = Vec::with_capacity(items.len() + 2);
-    let (mut b_coefficient, mut a_coefficient) = (Scalar::ZERO, Scalar::ZERO);
-    for ((message, signature), z_bytes) in items.iter().zip(randomness.chunks_exact(16)) {
-        let bytes = signature.to_bytes();
-        let (r_bytes, s_bytes) = bytes.split_at(32);
-        let (Ok(r_bytes), Ok(s_bytes)) = (<[u8; 32]>::try_from(r_bytes), <[u8; 32]>::try_from(s_bytes)) else {
-            return false;
-        };
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else { return false };
-        let Some(r) = CompressedEdwardsY(r_bytes).decompress() else { return false };
-        if r.is_small_order() {
-            return false;
-        }
-        let mut hash = Sha512::new();
-        hash.update(r_bytes);
-        hash.update(key.as_bytes());
-        hash.update(message);
-        let k = Scalar::from_bytes_mod_order_wide(&hash.finalize().into());
-        let mut z = [0u8; 32];
-        z[..16].copy_from_slice(z_bytes);
-        let z = Scalar::from_bytes_mod_order(z);
-        b_coefficient -= z * s;
-        a_coefficient += z * k;
-        scalars.push(z);
-        points.push(r);
-    }
-    scalars.push(b_coefficient);
-    points.push(ED25519_BASEPOINT_POINT);
-    scalars.push(a_coefficient);
-    points.push(a_point);
-    EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity()
+    let fast = if items.len() >= batch::MIN_ITEMS { batch::verify(key, items) } else { None };
+    let fast = fast.unwrap_or_else(|| vec![false; items.len()]);
+    items
+        .iter()
+        .zip(fast)
+        .map(|((message, signature), accepted)| accepted || key.verify(message, signature).is_ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -411,10 +373,9 @@ mod tests {
             let items: Vec<(&[u8], &Ed25519Signature)> = messages.iter().map(|m| m.as_slice()).zip(sigs).collect();
             verify_batch(&pair.public_key(), &items)
         };
-        assert!(batch_equation_holds(
-            &pair.public_key(),
-            &messages.iter().map(|m| m.as_slice()).zip(&signatures).collect::<Vec<_>>()
-        ));
+        // The fast path decides all of them.
+        let all: Vec<(&[u8], &Ed25519Signature)> = messages.iter().map(|m| m.as_slice()).zip(&signatures).collect();
+        assert_eq!(batch::verify(&pair.public_key(), &all), Some(vec![true; 40]));
         assert_eq!(items(&signatures), vec![true; 40]);
         // One forged signature (another message's) and one with a flipped bit.
         signatures[7] = signatures[8];
@@ -453,7 +414,7 @@ mod tests {
         for bad in [malleated, small] {
             let items: Vec<(&[u8], &Ed25519Signature)> = vec![(b"m", &good), (b"m", &bad)];
             assert_eq!(verify_batch(&pair.public_key(), &items), vec![true, false]);
-            assert!(!batch_equation_holds(&pair.public_key(), &items));
+            assert_eq!(batch::verify(&pair.public_key(), &items), Some(vec![true, false]));
         }
     }
 
@@ -464,5 +425,174 @@ mod tests {
         not_on_curve[0] = 2;
         assert_eq!(Ed25519PublicKey::from_bytes(&not_on_curve), Err(KeyError::InvalidEd25519Key));
         assert!(matches!(Ed25519PublicKey::from_slice(&[1; 33]), Err(KeyError::InvalidLength { .. })));
+    }
+
+    /// Raw Ed25519 signing with any scalar `a`, nonce `r`, public key bytes and torsion
+    /// added to `R`: what a malicious key holder can produce.
+    fn raw_sign(
+        a: &Scalar,
+        public: &[u8; 32],
+        r: &Scalar,
+        r_torsion: &EdwardsPoint,
+        message: &[u8],
+    ) -> Ed25519Signature {
+        let r_point = (EdwardsPoint::mul_base(r) + r_torsion).compress();
+        let mut hash = Sha512::new();
+        hash.update(r_point.as_bytes());
+        hash.update(public);
+        hash.update(message);
+        let k = Scalar::from_bytes_mod_order_wide(&hash.finalize().into());
+        let s = r + k * a;
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(r_point.as_bytes());
+        bytes[32..].copy_from_slice(s.as_bytes());
+        Ed25519Signature::from_bytes(&bytes)
+    }
+
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    use curve25519_dalek::edwards::EdwardsPoint;
+    use curve25519_dalek::scalar::Scalar;
+    use proptest::prelude::*;
+
+    fn strict(key: &Ed25519PublicKey, items: &[(&[u8], &Ed25519Signature)]) -> Vec<bool> {
+        items.iter().map(|(m, s)| key.verify(m, s).is_ok()).collect()
+    }
+
+    /// A key with an order-8 component: about one signature in 8 passes strict verification
+    /// (those whose `k` is a multiple of 8), and the batch agrees on every one.
+    #[test]
+    fn torsioned_keys_get_strict_verdicts_in_batches() {
+        let a = Scalar::from_bytes_mod_order([5; 32]);
+        let public = (EdwardsPoint::mul_base(&a) + EIGHT_TORSION[1]).compress().to_bytes();
+        let key = Ed25519PublicKey::from_bytes(&public).unwrap();
+        let messages: Vec<Vec<u8>> = (0..64u32).map(|i| format!("message {i}").into_bytes()).collect();
+        let signatures: Vec<Ed25519Signature> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| raw_sign(&a, &public, &Scalar::from(i as u64 + 1000), &EdwardsPoint::default(), m))
+            .collect();
+        let items: Vec<(&[u8], &Ed25519Signature)> = messages.iter().map(|m| m.as_slice()).zip(&signatures).collect();
+        let expected = strict(&key, &items);
+        let accepted = expected.iter().filter(|ok| **ok).count();
+        assert!((1..40).contains(&accepted), "{accepted} of 64 pass strict verification");
+        assert_eq!(verify_batch(&key, &items), expected);
+        assert_eq!(batch::verify(&key, &items), Some(expected));
+    }
+
+    /// Signatures whose `R` carries a small-order component satisfy the cofactored equation
+    /// but not strict verification; the batch refuses each of them, alone or in company.
+    #[test]
+    fn torsioned_nonces_are_refused_in_batches() {
+        let pair = Ed25519Keypair::from_seed(&[3; 32]);
+        let expanded = pair.secret_key().to_expanded();
+        let mut a_bytes = [0u8; 32];
+        a_bytes.copy_from_slice(&expanded[..32]);
+        let a = Scalar::from_bytes_mod_order(a_bytes);
+        let public = *pair.public_key().as_bytes();
+        let mut signatures = Vec::new();
+        for (i, t) in EIGHT_TORSION.iter().enumerate() {
+            signatures.push(raw_sign(&a, &public, &Scalar::from(i as u64 + 7), t, b"m"));
+        }
+        let items: Vec<(&[u8], &Ed25519Signature)> = signatures.iter().map(|s| (b"m".as_slice(), s)).collect();
+        let expected: Vec<bool> = (0..8).map(|i| i == 0).collect();
+        assert_eq!(strict(&pair.public_key(), &items), expected);
+        assert_eq!(verify_batch(&pair.public_key(), &items), expected);
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Kind {
+        Genuine,
+        TorsionedNonce(usize),
+        Foreign,
+        BitFlip(usize),
+        NonCanonicalS,
+        SmallOrderR(usize),
+        NonCanonicalR(u8),
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            4 => Just(Kind::Genuine),
+            2 => (1usize..8).prop_map(Kind::TorsionedNonce),
+            1 => Just(Kind::Foreign),
+            1 => (0usize..512).prop_map(Kind::BitFlip),
+            1 => Just(Kind::NonCanonicalS),
+            1 => (0usize..8).prop_map(Kind::SmallOrderR),
+            1 => (0u8..19).prop_map(Kind::NonCanonicalR),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+
+        /// Batches mixing genuine, forged and malformed signatures, under a clean key or a key
+        /// with a small-order component, get exactly the strict verdicts, item by item; and the
+        /// fast path alone never accepts what strict verification refuses.
+        #[test]
+        fn batches_give_the_strict_verdict_on_every_item(
+            kinds in proptest::collection::vec(kind(), 2..24), key_torsion in 0usize..8, seed: u64,
+        ) {
+            let a = Scalar::from(seed | 1) * Scalar::from_bytes_mod_order([0x42; 32]);
+            let public = (EdwardsPoint::mul_base(&a) + EIGHT_TORSION[key_torsion]).compress().to_bytes();
+            let key = Ed25519PublicKey::from_bytes(&public).unwrap();
+            let other = Ed25519Keypair::from_seed(&[9; 32]);
+            let messages: Vec<Vec<u8>> = (0..kinds.len()).map(|i| format!("{seed} {i}").into_bytes()).collect();
+            let none = EdwardsPoint::default();
+            let signatures: Vec<Ed25519Signature> = kinds.iter().zip(&messages).enumerate().map(|(i, (kind, m))| {
+                let r = Scalar::from(seed.wrapping_add(i as u64) | 1 << 40);
+                let genuine = raw_sign(&a, &public, &r, &none, m);
+                match *kind {
+                    Kind::Genuine => genuine,
+                    Kind::TorsionedNonce(t) => raw_sign(&a, &public, &r, &EIGHT_TORSION[t], m),
+                    Kind::Foreign => other.sign(m),
+                    Kind::BitFlip(bit) => {
+                        let mut bytes = genuine.to_bytes();
+                        bytes[bit / 8] ^= 1 << (bit % 8);
+                        Ed25519Signature::from_bytes(&bytes)
+                    }
+                    Kind::NonCanonicalS => {
+                        let mut bytes = genuine.to_bytes();
+                        let l = hex::<32>("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+                        let mut carry = 0u16;
+                        for j in 0..32 {
+                            let sum = u16::from(bytes[32 + j]) + u16::from(l[j]) + carry;
+                            bytes[32 + j] = sum as u8;
+                            carry = sum >> 8;
+                        }
+                        Ed25519Signature::from_bytes(&bytes)
+                    }
+                    Kind::SmallOrderR(t) => {
+                        let mut bytes = [0u8; 64];
+                        bytes[..32].copy_from_slice(EIGHT_TORSION[t].compress().as_bytes());
+                        Ed25519Signature::from_bytes(&bytes)
+                    }
+                    Kind::NonCanonicalR(offset) => {
+                        let mut bytes = genuine.to_bytes();
+                        bytes[..32].fill(0xff);
+                        bytes[0] = 0xed + offset;
+                        bytes[31] = 0x7f;
+                        Ed25519Signature::from_bytes(&bytes)
+                    }
+                }
+            }).collect();
+            let items: Vec<(&[u8], &Ed25519Signature)> = messages.iter().map(|m| m.as_slice()).zip(&signatures).collect();
+            let expected = strict(&key, &items);
+            prop_assert_eq!(verify_batch(&key, &items), expected.clone());
+            if let Some(fast) = batch::verify(&key, &items) {
+                for (fast, strict) in fast.iter().zip(&expected) {
+                    prop_assert!(!fast || *strict);
+                }
+                if key_torsion == 0 {
+                    // On a clean key the fast path decides every genuine signature itself.
+                    for (fast, kind) in fast.iter().zip(&kinds) {
+                        if matches!(kind, Kind::Genuine) {
+                            prop_assert!(*fast);
+                        }
+                    }
+                }
+            } else {
+                prop_assert!(false, "the key was refused");
+            }
+        }
     }
 }

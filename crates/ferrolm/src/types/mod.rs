@@ -8,6 +8,7 @@ mod curve25519;
 mod ed25519;
 mod key_id;
 
+pub(crate) use self::base64::base64_decode_secret;
 pub use self::base64::{Base64DecodeError, base64_decode, base64_encode};
 pub(crate) use curve25519::{Curve25519Keypair, SharedSecret};
 pub use curve25519::{Curve25519PublicKey, Curve25519SecretKey};

@@ -15,37 +15,37 @@ fun errorChecks(h: Harness) {
         bob.generateOneTimeKeys(1u)
         val otk = bob.oneTimeKeys().values.single()
         val short = base64Encode(ByteArray(31))
-        val e = assertThrows<OlmException.InvalidKeyLength> { account.createOutboundSession(short, otk, SessionVersion.V1) }
+        val e = assertThrows<FerrolmOlmException.InvalidKeyLength> { account.createOutboundSession(short, otk, SessionVersion.V1) }
         assertEquals(32u, e.expected, "expected length")
         assertEquals(31u, e.got, "given length")
-        assertThrows<OlmException.InvalidKeyLength> { account.createOutboundSession(bob.curve25519Key(), base64Encode(ByteArray(33)), SessionVersion.V1) }
-        assertThrows<SasException.InvalidKeyLength> { Sas().diffieHellman(short) }
-        assertThrows<PkException.InvalidKeyLength> { PkDecryption.fromBytes(ByteArray(31)) }
-        assertThrows<PkException.InvalidKeyLength> { PkSigning.fromSeed(ByteArray(64)) }
-        assertThrows<PkException.InvalidKeyLength> { PkEncryption.fromKey(short) }
-        assertThrows<SecretStorageException.InvalidKeyLength> { SecretStorageKey.fromBytes(ByteArray(16)) }
-        val p = assertThrows<PickleException.InvalidKeyLength> { account.pickle(ByteArray(16)) }
+        assertThrows<FerrolmOlmException.InvalidKeyLength> { account.createOutboundSession(bob.curve25519Key(), base64Encode(ByteArray(33)), SessionVersion.V1) }
+        assertThrows<FerrolmSasException.InvalidKeyLength> { Sas().diffieHellman(short) }
+        assertThrows<FerrolmPkException.InvalidKeyLength> { PkDecryption.fromBytes(ByteArray(31)) }
+        assertThrows<FerrolmPkException.InvalidKeyLength> { PkSigning.fromSeed(ByteArray(64)) }
+        assertThrows<FerrolmPkException.InvalidKeyLength> { PkEncryption.fromKey(short) }
+        assertThrows<FerrolmSecretStorageException.InvalidKeyLength> { SecretStorageKey.fromBytes(ByteArray(16)) }
+        val p = assertThrows<FerrolmPickleException.InvalidKeyLength> { account.pickle(ByteArray(16)) }
         assertEquals(16u, p.got, "pickle key length")
-        assertThrows<PickleException.InvalidKeyLength> { Account.fromPickle(account.pickle(pickleKey), ByteArray(0)) }
+        assertThrows<FerrolmPickleException.InvalidKeyLength> { Account.fromPickle(account.pickle(pickleKey), ByteArray(0)) }
         val sessionKey = base64Decode(GroupSession(SessionVersion.V1).sessionKey())
-        assertThrows<MegolmException.InvalidKeyLength> { InboundGroupSession(base64Encode(sessionKey.copyOf(100)), SessionVersion.V1) }
-        assertThrows<KeyException.InvalidKeyLength> { ed25519Verify(account.ed25519Key(), ByteArray(0), "AAAA") }
+        assertThrows<FerrolmMegolmException.InvalidKeyLength> { InboundGroupSession(base64Encode(sessionKey.copyOf(100)), SessionVersion.V1) }
+        assertThrows<FerrolmUtilityException.InvalidKeyLength> { ed25519Verify(account.ed25519Key(), ByteArray(0), "AAAA") }
     }
 
     h.check("errors: invalid base64") {
         val account = Account()
-        assertThrows<OlmException.InvalidBase64> { account.createOutboundSession("!!", "!!", SessionVersion.V1) }
-        assertThrows<OlmException.InvalidBase64> { account.createInboundSession(account.curve25519Key(), "not base64") }
-        assertThrows<MegolmException.InvalidBase64> { InboundGroupSession("@@@", SessionVersion.V1) }
-        assertThrows<MegolmException.InvalidBase64> { InboundGroupSession.fromExportedKey("@@@", SessionVersion.V1) }
-        assertThrows<SasException.InvalidBase64> { Sas().diffieHellman("#") }
-        val pk = assertThrows<PkException.InvalidBase64> {
+        assertThrows<FerrolmOlmException.InvalidBase64> { account.createOutboundSession("!!", "!!", SessionVersion.V1) }
+        assertThrows<FerrolmOlmException.InvalidBase64> { account.createInboundSession(account.curve25519Key(), "not base64") }
+        assertThrows<FerrolmMegolmException.InvalidBase64> { InboundGroupSession("@@@", SessionVersion.V1) }
+        assertThrows<FerrolmMegolmException.InvalidBase64> { InboundGroupSession.fromExportedKey("@@@", SessionVersion.V1) }
+        assertThrows<FerrolmSasException.InvalidBase64> { Sas().diffieHellman("#") }
+        val pk = assertThrows<FerrolmPkException.InvalidBase64> {
             PkDecryption().decrypt(PkMessage(ciphertext = "*", mac = "AAAAAAAAAAA", ephemeralKey = account.curve25519Key()))
         }
         assertEquals("ciphertext", pk.field, "PK field")
-        assertThrows<SecretStorageException.InvalidBase64> { SecretStorageKey().decrypt("m.x", EncryptedSecret("*", "", "")) }
-        assertThrows<KeyException.InvalidBase64> { base64Decode("b2x!") }
-        assertThrows<KeyExportException.InvalidBase64> {
+        assertThrows<FerrolmSecretStorageException.InvalidBase64> { SecretStorageKey().decrypt("m.x", EncryptedSecret("*", "", "")) }
+        assertThrows<FerrolmUtilityException.InvalidBase64> { base64Decode("b2x!") }
+        assertThrows<FerrolmKeyExportException.InvalidBase64> {
             keyExportDecrypt("-----BEGIN MEGOLM SESSION DATA-----\n%%%%\n-----END MEGOLM SESSION DATA-----", "pw")
         }
     }
@@ -53,18 +53,18 @@ fun errorChecks(h: Harness) {
     h.check("errors: malformed and mismatched pickles") {
         val account = Account()
         val pickle = account.pickle(pickleKey)
-        assertThrows<PickleException.InvalidBase64> { Account.fromPickle("not a pickle!", pickleKey) }
-        assertThrows<PickleException.TooShort> { Account.fromPickle("AAAA", pickleKey) }
-        assertThrows<PickleException.InvalidMac> { Account.fromPickle(pickle, ByteArray(32)) }
-        val kind = assertThrows<PickleException.WrongKind> { Session.fromPickle(pickle, pickleKey) }
+        assertThrows<FerrolmPickleException.InvalidBase64> { Account.fromPickle("not a pickle!", pickleKey) }
+        assertThrows<FerrolmPickleException.TooShort> { Account.fromPickle("AAAA", pickleKey) }
+        assertThrows<FerrolmPickleException.InvalidMac> { Account.fromPickle(pickle, ByteArray(32)) }
+        val kind = assertThrows<FerrolmPickleException.WrongKind> { Session.fromPickle(pickle, pickleKey) }
         assertEquals("session" to "account", kind.expected to kind.got, "kinds")
-        assertThrows<PickleException.WrongKind> { GroupSession.fromPickle(pickle, pickleKey) }
+        assertThrows<FerrolmPickleException.WrongKind> { GroupSession.fromPickle(pickle, pickleKey) }
         val truncated = pickle.substring(0, pickle.length - 8)
-        assertThrows<PickleException> { Account.fromPickle(truncated, pickleKey) }
+        assertThrows<FerrolmPickleException> { Account.fromPickle(truncated, pickleKey) }
         val libolm = account.toLibolmPickle("key".toByteArray())
-        assertThrows<PickleException.InvalidMac> { Account.fromLibolmPickle(libolm, "other key".toByteArray()) }
-        assertThrows<PickleException> { Session.fromLibolmPickle(libolm, "key".toByteArray()) }
-        assertThrows<PickleException.UnsupportedByLibolm> { GroupSession(SessionVersion.V2).toLibolmPickle(pickleKey) }
+        assertThrows<FerrolmPickleException.InvalidMac> { Account.fromLibolmPickle(libolm, "other key".toByteArray()) }
+        assertThrows<FerrolmPickleException> { Session.fromLibolmPickle(libolm, "key".toByteArray()) }
+        assertThrows<FerrolmPickleException.UnsupportedByLibolm> { GroupSession(SessionVersion.V2).toLibolmPickle(pickleKey) }
     }
 
     h.check("errors: olm session creation") {
@@ -72,12 +72,12 @@ fun errorChecks(h: Harness) {
         val bob = Account()
         bob.generateOneTimeKeys(1u)
         val otk = bob.oneTimeKeys().values.single()
-        assertThrows<OlmException.NonContributoryKey> { alice.createOutboundSession(base64Encode(ByteArray(32)), otk, SessionVersion.V1) }
+        assertThrows<FerrolmOlmException.NonContributoryKey> { alice.createOutboundSession(base64Encode(ByteArray(32)), otk, SessionVersion.V1) }
         val first = alice.createOutboundSession(bob.curve25519Key(), otk, SessionVersion.V1).encrypt("x".toByteArray())
-        val mismatch = assertThrows<OlmException.MismatchedIdentityKey> { bob.createInboundSession(Account().curve25519Key(), first.body) }
+        val mismatch = assertThrows<FerrolmOlmException.MismatchedIdentityKey> { bob.createInboundSession(Account().curve25519Key(), first.body) }
         assertEquals(alice.curve25519Key(), mismatch.got, "identity key in message")
         bob.createInboundSession(alice.curve25519Key(), first.body).session.close()
-        val missing = assertThrows<OlmException.MissingOneTimeKey> { bob.createInboundSession(alice.curve25519Key(), first.body) }
+        val missing = assertThrows<FerrolmOlmException.MissingOneTimeKey> { bob.createInboundSession(alice.curve25519Key(), first.body) }
         assertEquals(otk, missing.key, "used one-time key")
     }
 
@@ -85,22 +85,22 @@ fun errorChecks(h: Harness) {
         val outbound = GroupSession(SessionVersion.V1)
         val inbound = InboundGroupSession(outbound.sessionKey(), SessionVersion.V1)
         val messages = (0 until 60).map { outbound.encrypt("m$it".toByteArray()) }
-        val imported = InboundGroupSession.fromExportedKey(inbound.exportAt(50u)!!, SessionVersion.V1)
+        val imported = InboundGroupSession.fromExportedKey(inbound.exportAt(50u), SessionVersion.V1)
         require(!imported.isVerified()) { "an exported key is not verified" }
-        val unknown = assertThrows<MegolmException.UnknownMessageIndex> { imported.decrypt(messages[10]) }
+        val unknown = assertThrows<FerrolmMegolmException.UnknownMessageIndex> { imported.decrypt(messages[10]) }
         assertEquals(50u to 10u, unknown.firstKnown to unknown.requested, "indices")
         assertEquals("m55", String(imported.decrypt(messages[55]).plaintext), "imported decrypts later messages")
         val v2 = InboundGroupSession(outbound.sessionKey(), SessionVersion.V2)
-        val mismatch = assertThrows<MegolmException.VersionMismatch> { v2.decrypt(outbound.encrypt(ByteArray(1))) }
-        assertEquals(4.toUByte() to 3.toUByte(), mismatch.expected to mismatch.got, "versions")
+        val mismatch = assertThrows<FerrolmMegolmException.VersionMismatch> { v2.decrypt(outbound.encrypt(ByteArray(1))) }
+        assertEquals(SessionVersion.V2 to SessionVersion.V1, mismatch.expected to mismatch.got, "versions")
         val key = base64Decode(outbound.sessionKey())
         key[key.size - 1] = (key[key.size - 1].toInt() xor 1).toByte()
-        assertThrows<MegolmException.InvalidSignature> { InboundGroupSession(base64Encode(key), SessionVersion.V1) }
+        assertThrows<FerrolmMegolmException.InvalidSignature> { InboundGroupSession(base64Encode(key), SessionVersion.V1) }
         // Batch: each message succeeds or fails alone.
         val results = inbound.decryptBatch(listOf(messages[1], "garbage!", GroupSession(SessionVersion.V1).encrypt(ByteArray(1)), messages[2]))
         require(results[0] is BatchDecryption.Decrypted && results[3] is BatchDecryption.Decrypted) { "good ones: $results" }
-        assertEquals(MegolmException.InvalidBase64::class, (results[1] as BatchDecryption.Failed).error::class, "batch garbage")
-        assertEquals(MegolmException.InvalidSignature::class, (results[2] as BatchDecryption.Failed).error::class, "batch forgery")
+        assertEquals(FerrolmMegolmException.InvalidBase64::class, (results[1] as BatchDecryption.Failed).error::class, "batch garbage")
+        assertEquals(FerrolmMegolmException.InvalidSignature::class, (results[2] as BatchDecryption.Failed).error::class, "batch forgery")
     }
 
     h.check("errors: 3,000 random inputs, typed exceptions only, no crash") {
@@ -129,11 +129,11 @@ fun errorChecks(h: Harness) {
             )) {
                 try {
                     attempt()
-                } catch (e: OlmException) {
+                } catch (e: FerrolmOlmException) {
                     typed++
-                } catch (e: MegolmException) {
+                } catch (e: FerrolmMegolmException) {
                     typed++
-                } catch (e: PickleException) {
+                } catch (e: FerrolmPickleException) {
                     typed++
                 }
             }
@@ -149,7 +149,7 @@ fun moduleChecks(h: Harness) {
         val backup = PkDecryption()
         val message = PkEncryption.fromKey(backup.publicKey()).encrypt("""{"session_key":"..."}""".toByteArray())
         assertEquals("""{"session_key":"..."}""", String(backup.decrypt(message)), "backup plaintext")
-        assertThrows<PkException.InvalidMac> { PkDecryption().decrypt(message) }
+        assertThrows<FerrolmPkException.InvalidMac> { PkDecryption().decrypt(message) }
         val restored = PkDecryption.fromBytes(backup.toBytes())
         assertEquals(backup.publicKey(), restored.publicKey(), "restored backup key")
         // A whole backup at once: one result per message, in order; a bad one fails alone.
@@ -160,7 +160,7 @@ fun moduleChecks(h: Harness) {
         assertEquals(600, results.size, "decryptMany results")
         results.forEachIndexed { i, result ->
             if (i == 7) {
-                require(result is PkBatchDecryption.Failed && result.error is PkException.InvalidBase64) { "message 7: $result" }
+                require(result is PkBatchDecryption.Failed && result.error is FerrolmPkException.InvalidBase64) { "message 7: $result" }
             } else {
                 require(result is PkBatchDecryption.Decrypted && String(result.plaintext) == "session $i") { "message $i: $result" }
             }
@@ -169,22 +169,22 @@ fun moduleChecks(h: Harness) {
         assertEquals(backup.publicKey(), PkDecryption.fromLibolmPickle(backup.toLibolmPickle(key), key).publicKey(), "libolm pickle")
         val signing = PkSigning.fromSeed(ByteArray(32) { 1 })
         ed25519Verify(signing.publicKey(), "{}".toByteArray(), signing.sign("{}".toByteArray()))
-        assertThrows<KeyException.InvalidSignature> { ed25519Verify(signing.publicKey(), "[]".toByteArray(), signing.sign("{}".toByteArray())) }
+        assertThrows<FerrolmUtilityException.InvalidSignature> { ed25519Verify(signing.publicKey(), "[]".toByteArray(), signing.sign("{}".toByteArray())) }
     }
 
     h.check("secret storage: secrets, recovery key, key check") {
         val key = SecretStorageKey()
         val secret = key.encrypt("m.cross_signing.master", "seed".toByteArray())
         assertEquals("seed", String(key.decrypt("m.cross_signing.master", secret)), "secret")
-        assertThrows<SecretStorageException.InvalidMac> { key.decrypt("m.megolm_backup.v1", secret) }
+        assertThrows<FerrolmSecretStorageException.InvalidMac> { key.decrypt("m.megolm_backup.v1", secret) }
         val recovery = key.toRecoveryKey()
         val restored = SecretStorageKey.fromRecoveryKey(recovery)
         restored.verifyKeyCheck(key.keyCheck())
         require(restored.toBytes().contentEquals(key.toBytes())) { "recovery key round trip" }
         val typo = recovery.replaceFirst(Regex("[A-Za-z1-9]"), "0")
-        val e = assertThrows<SecretStorageException.InvalidRecoveryKeyCharacter> { SecretStorageKey.fromRecoveryKey(typo) }
+        val e = assertThrows<FerrolmSecretStorageException.InvalidRecoveryKeyCharacter> { SecretStorageKey.fromRecoveryKey(typo) }
         assertEquals("0", e.character, "bad character")
-        assertThrows<SecretStorageException.InvalidMac> { SecretStorageKey().verifyKeyCheck(key.keyCheck()) }
+        assertThrows<FerrolmSecretStorageException.InvalidMac> { SecretStorageKey().verifyKeyCheck(key.keyCheck()) }
     }
 
     h.check("key export: files round trip, wrong passphrase") {
@@ -192,9 +192,9 @@ fun moduleChecks(h: Harness) {
         require(file.startsWith("-----BEGIN MEGOLM SESSION DATA-----")) { "armour" }
         assertEquals(1000u, keyExportRounds(file), "rounds")
         assertEquals("[]", String(keyExportDecrypt(file, "correct horse")), "plaintext")
-        assertThrows<KeyExportException.InvalidMac> { keyExportDecrypt(file, "battery staple") }
-        assertThrows<KeyExportException.MissingHeader> { keyExportDecrypt("hello", "x") }
-        assertThrows<KeyExportException.InvalidRounds> { keyExportEncrypt(ByteArray(0), "x", 0u) }
+        assertThrows<FerrolmKeyExportException.InvalidMac> { keyExportDecrypt(file, "battery staple") }
+        assertThrows<FerrolmKeyExportException.MissingHeader> { keyExportDecrypt("hello", "x") }
+        assertThrows<FerrolmKeyExportException.InvalidRounds> { keyExportEncrypt(ByteArray(0), "x", 0u) }
         assertEquals(500_000u, keyExportDefaultRounds(), "default rounds")
     }
 
@@ -202,7 +202,7 @@ fun moduleChecks(h: Harness) {
         val outbound = GroupSession(SessionVersion.V1)
         val inbound = InboundGroupSession(outbound.sessionKey(), SessionVersion.V1)
         repeat(5) { outbound.encrypt(ByteArray(1)) }
-        val late = InboundGroupSession.fromExportedKey(inbound.exportAt(3u)!!, SessionVersion.V1)
+        val late = InboundGroupSession.fromExportedKey(inbound.exportAt(3u), SessionVersion.V1)
         assertEquals(SessionOrdering.BETTER, inbound.compare(late), "compare")
         assertEquals(SessionOrdering.WORSE, late.compare(inbound), "compare reversed")
         assertEquals(SessionOrdering.EQUAL, inbound.compare(inbound), "compare with itself")

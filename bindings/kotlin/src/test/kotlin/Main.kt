@@ -8,6 +8,7 @@ fun main() {
     Scenario(harness).run()
     errorChecks(harness)
     moduleChecks(harness)
+    edgeChecks(harness)
     println("kotlin: ${harness.passed} passed, ${harness.failed} failed")
     exitProcess(if (harness.failed == 0) 0 else 1)
 }

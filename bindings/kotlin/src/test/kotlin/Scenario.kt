@@ -160,11 +160,11 @@ class Scenario(private val h: Harness) {
         val bobMac = bobEst.calculateMac(bobKey, macInfo("@bob:example.org", "BOB", "@alice:example.org", "ALICE", "ed25519:BOB"))
         aliceEst.verifyMac(bobKey, macInfo("@bob:example.org", "BOB", "@alice:example.org", "ALICE", "ed25519:BOB"), bobMac)
         // A MAC over another key (a man in the middle) does not verify.
-        assertThrows<SasException.InvalidMac> {
+        assertThrows<FerrolmSasException.InvalidMac> {
             aliceEst.verifyMac(Account().ed25519Key(), macInfo("@bob:example.org", "BOB", "@alice:example.org", "ALICE", "ed25519:BOB"), bobMac)
         }
         // Each SAS key is used once.
-        assertThrows<SasException.AlreadyUsed> { aliceSas.diffieHellman(bobSas.publicKey()) }
+        assertThrows<FerrolmSasException.AlreadyUsed> { aliceSas.diffieHellman(bobSas.publicKey()) }
         listOf(aliceSas, bobSas, aliceEst, bobEst).forEach { it.close() }
     }
 
@@ -217,22 +217,22 @@ class Scenario(private val h: Harness) {
     }
 
     private fun malformedMessages() {
-        assertThrows<OlmException.Malformed> { bobOlm.decrypt(OlmMessage(MessageType.NORMAL, "AwoA")) }
-        assertThrows<OlmException.InvalidBase64> { bobOlm.decrypt(OlmMessage(MessageType.NORMAL, "not base64!")) }
+        assertThrows<FerrolmOlmException.Malformed> { bobOlm.decrypt(OlmMessage(MessageType.NORMAL, "AwoA")) }
+        assertThrows<FerrolmOlmException.InvalidBase64> { bobOlm.decrypt(OlmMessage(MessageType.NORMAL, "not base64!")) }
         val good = aliceOlm.encrypt("the real one".toByteArray())
         val bytes = base64Decode(good.body)
         bytes[bytes.size - 12] = (bytes[bytes.size - 12].toInt() xor 1).toByte()
-        assertThrows<OlmException.InvalidMac> { bobOlm.decrypt(OlmMessage(good.messageType, base64Encode(bytes))) }
+        assertThrows<FerrolmOlmException.InvalidMac> { bobOlm.decrypt(OlmMessage(good.messageType, base64Encode(bytes))) }
         // The session is unchanged by the failures: the real message still decrypts, once.
         assertEquals("the real one", String(bobOlm.decrypt(good)), "after failures")
-        val replay = assertThrows<OlmException.MissingMessageKey> { bobOlm.decrypt(good) }
+        val replay = assertThrows<FerrolmOlmException.MissingMessageKey> { bobOlm.decrypt(good) }
         println("     replay rejected: MissingMessageKey(index=${replay.index})")
-        val asPreKey = assertThrows<OlmException> { bob.createInboundSession(alice.curve25519Key(), "AwoA") }
-        require(asPreKey is OlmException.Malformed) { "pre-key garbage: $asPreKey" }
+        val asPreKey = assertThrows<FerrolmOlmException> { bob.createInboundSession(alice.curve25519Key(), "AwoA") }
+        require(asPreKey is FerrolmOlmException.Malformed) { "pre-key garbage: $asPreKey" }
 
-        assertThrows<MegolmException.Malformed> { roomIn.decrypt("") }
-        assertThrows<MegolmException.InvalidBase64> { roomIn.decrypt("%%%") }
-        assertThrows<MegolmException.InvalidSignature> { roomIn.decrypt(GroupSession(SessionVersion.V1).encrypt(ByteArray(3))) }
+        assertThrows<FerrolmMegolmException.Malformed> { roomIn.decrypt("") }
+        assertThrows<FerrolmMegolmException.InvalidBase64> { roomIn.decrypt("%%%") }
+        assertThrows<FerrolmMegolmException.InvalidSignature> { roomIn.decrypt(GroupSession(SessionVersion.V1).encrypt(ByteArray(3))) }
         val room = roomOut.encrypt("still fine".toByteArray())
         assertEquals("still fine", String(roomIn.decrypt(room).plaintext), "megolm after failures")
     }
