@@ -162,7 +162,7 @@ pub struct OlmSessionRecord {
 impl OlmSessionRecord {
     /// The session's id.
     pub fn session_id(&self) -> String {
-        self.session.session_id()
+        self.session.session_id().to_base64()
     }
 }
 

@@ -86,7 +86,7 @@ fn fixture(version: u32) -> Fixture {
         .create_outbound_session_with_rng(SessionConfig::version_1(), bob.curve25519_key(), otk, &mut rng)
         .unwrap();
     let OlmMessage::PreKey(first) = alice_session.encrypt_with_rng(b"fixture hello", &mut rng) else { panic!() };
-    let created = bob.create_inbound_session(alice.curve25519_key(), &first).unwrap();
+    let created = bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first).unwrap();
     let mut bob_session = created.session;
     let reply = bob_session.encrypt_with_rng(b"fixture reply", &mut rng);
     alice_session.decrypt(&reply).unwrap();
