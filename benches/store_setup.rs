@@ -353,7 +353,10 @@ impl Ferrolm {
         let fo::OlmMessage::PreKey(first) = session.encrypt(b"hello") else {
             unreachable!("the first message is a pre-key message")
         };
-        let mut theirs = peer.create_inbound_session(fo::SessionConfig::version_1(), ours.curve25519_key(), &first).expect("decrypts").session;
+        let mut theirs = peer
+            .create_inbound_session(fo::SessionConfig::version_1(), ours.curve25519_key(), &first)
+            .expect("decrypts")
+            .session;
         session.decrypt(&theirs.encrypt(b"reply")).expect("decrypts");
         let record = fs::OlmSessionRecord {
             sender_key: peer.curve25519_key(),

@@ -29,9 +29,9 @@ pub(crate) fn device_from_store(device: &DeviceId) -> OwnedDeviceId {
     OwnedDeviceId::from(device.as_str())
 }
 
-/// An Olm session's id, as the store keys it.
+/// An Olm session's id, as the store keys it (unpadded base64).
 pub(crate) fn olm_session_id(session: &Session) -> String {
-    session.session_id()
+    session.session_id().to_base64()
 }
 
 /// The core's session creation error, as the machine reports it.
@@ -39,6 +39,7 @@ pub(crate) fn session_creation_failure(error: &SessionCreationError) -> SessionC
     match error {
         SessionCreationError::MismatchedIdentityKey { .. } => SessionCreationFailure::MismatchedIdentityKey,
         SessionCreationError::MissingOneTimeKey(_) => SessionCreationFailure::MissingOneTimeKey,
+        SessionCreationError::MismatchedSessionConfig { .. } => SessionCreationFailure::UnsupportedSessionVersion,
         SessionCreationError::NonContributoryKey => SessionCreationFailure::NonContributoryKey,
         SessionCreationError::Decryption(_) => SessionCreationFailure::Decryption,
     }

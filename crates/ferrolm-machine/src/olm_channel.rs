@@ -461,6 +461,9 @@ pub enum SessionCreationFailure {
     /// It used a one-time or fallback key this device no longer has (used, or expired).
     #[error("the one-time key it used is gone")]
     MissingOneTimeKey,
+    /// The message is in a session format this device does not accept.
+    #[error("the message uses a session format this device does not accept")]
+    UnsupportedSessionVersion,
     /// A key of the sender is of small order.
     #[error("a key of the sender is not contributory")]
     NonContributoryKey,
@@ -669,7 +672,8 @@ fn decrypt_message<B: Backend>(
         }
         // A new session: the one-time key is removed from the account, and the account and
         // the session are saved in the same change set.
-        return Ok(match receiver.account.create_inbound_session(sender_key, pre_key) {
+        // Sessions in the format the device keys offer (libolm's): the receiver decides, not the sender.
+        return Ok(match receiver.account.create_inbound_session(SessionConfig::version_1(), sender_key, pre_key) {
             Ok(created) => {
                 effects.account_changed = true;
                 sessions.add(

@@ -109,7 +109,14 @@ fn the_encrypted_payload_carries_every_field() {
     else {
         panic!()
     };
-    let created = carol.account.create_inbound_session(alice.machine.identity_keys().curve25519, &pre_key).unwrap();
+    let created = carol
+        .account
+        .create_inbound_session(
+            ferrolm::olm::SessionConfig::version_1(),
+            alice.machine.identity_keys().curve25519,
+            &pre_key,
+        )
+        .unwrap();
     let payload: Value = serde_json::from_slice(&created.plaintext).unwrap();
     assert_eq!(payload["type"], "m.example");
     assert_eq!(payload["content"], json!({"a": 1}));
@@ -438,7 +445,7 @@ fn rule_at_most_four_sessions_are_kept_per_device() {
         hs.forge_to_device(&bob_user, &bob_device, event);
         the_decrypted(&sync(&mut hs, &mut bob.machine).unwrap());
     }
-    let kept: Vec<String> = bob
+    let kept: Vec<ferrolm::olm::SessionId> = bob
         .machine
         .store()
         .olm_sessions(&gina.account.curve25519_key())
@@ -592,4 +599,33 @@ fn malformed_to_device_events_are_refused_not_fatal() {
     let mut alice = alice;
     let got = send_olm(&mut hs, &mut alice, &mut bob, "org.example.still", json!({}));
     assert_eq!(the_decrypted(&got).event_type, "org.example.still");
+}
+
+#[test]
+fn rule_a_pre_key_message_in_a_format_this_device_does_not_offer_is_refused() {
+    let mut hs = Homeserver::new();
+    let mut bob = TestDevice::new(&mut hs, "@bob:test.server", "BOB", 2, HOUR).unwrap();
+    bob.settle(&mut hs, 1).unwrap();
+    let (bob_user, bob_device) = id(&bob);
+    let bob_keys = bob.machine.identity_keys();
+    let mut hana = known_forger(&mut hs, &mut bob, "@hana:test.server", 15);
+    let mut session = hana
+        .open_session_with(
+            &mut hs,
+            &bob_user,
+            &bob_device,
+            bob_keys.curve25519,
+            ferrolm::olm::SessionConfig::version_2(),
+        )
+        .unwrap();
+    let payload = hana.payload(&bob_user, &bob_keys.ed25519, "org.example.v2", json!({}));
+    let sender = hana.user_id.clone();
+    let event = hana.encrypted_event(&mut session, &sender, &bob_keys.curve25519, &payload);
+    hs.forge_to_device(&bob_user, &bob_device, event);
+    let outcome = sync(&mut hs, &mut bob.machine).unwrap();
+    assert_eq!(
+        the_refusal(&outcome),
+        &ToDeviceError::SessionCreation(ferrolm_machine::SessionCreationFailure::UnsupportedSessionVersion)
+    );
+    assert!(bob.machine.store().olm_sessions(&hana.account.curve25519_key()).unwrap().is_empty());
 }

@@ -234,7 +234,8 @@ impl Device {
                 }
                 None => {
                     let mut account = self.account();
-                    let created = account.account.create_inbound_session(SessionConfig::version_1(), *sender, pre_key).ok()?;
+                    let created =
+                        account.account.create_inbound_session(SessionConfig::version_1(), *sender, pre_key).ok()?;
                     used_otk = hex(pre_key.one_time_key().as_bytes());
                     changes.account = Some(account);
                     let record = OlmSessionRecord {

@@ -95,6 +95,18 @@ impl RawDevice {
         device: &ruma::DeviceId,
         identity_key: Curve25519PublicKey,
     ) -> Result<Session, HsError> {
+        self.open_session_with(hs, user, device, identity_key, SessionConfig::version_1())
+    }
+
+    /// [`RawDevice::open_session`] in the session format `config`.
+    pub fn open_session_with(
+        &mut self,
+        hs: &mut Homeserver,
+        user: &UserId,
+        device: &ruma::DeviceId,
+        identity_key: Curve25519PublicKey,
+        config: SessionConfig,
+    ) -> Result<Session, HsError> {
         let mut wanted = std::collections::BTreeMap::new();
         wanted
             .entry(user.to_owned())
@@ -111,7 +123,7 @@ impl RawDevice {
             .and_then(|k| Curve25519PublicKey::from_base64(&k).ok())
             .ok_or_else(|| HsError::new(404, "M_NOT_FOUND", "no one-time key"))?;
         self.account
-            .create_outbound_session_with_rng(SessionConfig::version_1(), identity_key, key, &mut self.rng)
+            .create_outbound_session_with_rng(config, identity_key, key, &mut self.rng)
             .map_err(|e| HsError::new(400, "M_UNKNOWN", e.to_string()))
     }
 
