@@ -629,8 +629,9 @@ pub(crate) fn decrypt<B: Backend>(
         Err(e) => return Ok(Err(ToDeviceError::Malformed(e.to_string()))),
     };
 
+    // The plaintext may carry a room key or a secret: zeroized once parsed.
     let plaintext = match decrypt_message(store, receiver, sessions, sender_key, &message, now_ms, effects)? {
-        Ok(p) => p,
+        Ok(p) => zeroize::Zeroizing::new(p),
         Err(e) => return Ok(Err(e)),
     };
     let device = find_device(store, &sender, &sender_key)?;
