@@ -1,0 +1,56 @@
+//! The machine's errors: what makes a whole step fail (nothing is committed). Bad items from
+//! the network are not errors: they are reported, typed, in the step's outcome.
+
+use ferrolm_store::StoreError;
+
+use crate::requests::{RequestKind, ResponseParseError};
+
+/// Why a machine call failed. After any of these, nothing was committed and the machine's
+/// state is what it was before the call.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// The store failed (or refused the change set).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The store holds the account of another user or device.
+    #[error("the store belongs to {stored_user} / {stored_device}, not {user} / {device}")]
+    AccountMismatch {
+        /// The user the machine was opened for.
+        user: String,
+        /// The device the machine was opened for.
+        device: String,
+        /// The store's user.
+        stored_user: String,
+        /// The store's device.
+        stored_device: String,
+    },
+    /// No request with this id is waiting for a response (already answered, or from before a
+    /// restart: the machine will produce a new one if still needed).
+    #[error("no request {0} is waiting for a response")]
+    UnknownRequest(String),
+    /// The response is for another kind of request than the one with this id.
+    #[error("request {request_id} is a {expected:?} request, the response is for {got:?}")]
+    ResponseKindMismatch {
+        /// The request id.
+        request_id: String,
+        /// The request's kind.
+        expected: RequestKind,
+        /// The response's kind.
+        got: RequestKind,
+    },
+    /// A response body did not parse.
+    #[error(transparent)]
+    MalformedResponse(#[from] ResponseParseError),
+    /// `encrypt_room_event` before `share_room_key`: no room key was shared in this room.
+    #[error("no room key was shared in {0}: call share_room_key first")]
+    NoRoomKeyShared(String),
+    /// The room's key is due for rotation: call `share_room_key` before encrypting again.
+    #[error("the room key of {0} is due for rotation: call share_room_key first")]
+    RoomKeyRotationDue(String),
+    /// An argument is not valid (an identifier that does not parse, …).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An internal invariant failed (a bug; reported instead of a panic).
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,436 @@
+//! The glue of room keys and room events: load, call `room_keys_out`, `room_keys_in` or
+//! `room_events`, commit one change set.
+
+use std::collections::BTreeMap;
+
+use ferrolm::megolm::{self, GroupSession, InboundGroupSession};
+use ferrolm_store::{
+    Backend, InboundGroupSessionRecord, LocalTrust, OutboundGroupSessionRecord, OutboundShare, RoomKeySource,
+    ShareState,
+};
+use ruma::events::AnySyncTimelineEvent;
+use ruma::serde::Raw;
+use ruma::to_device::DeviceIdOrAllDevices;
+use ruma::{OwnedUserId, RoomId};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::{OlmMachine, Step, push_to_device, push_to_device_of_type, raw_content};
+use crate::adapt::{device_to_store, olm_session_id, user_to_store};
+use crate::devices::Device;
+use crate::error::MachineError;
+use crate::olm_channel::{self, DeviceKey, Sender};
+use crate::own_device::{self, MEGOLM_ALGORITHM};
+use crate::room_events::{self, DecryptedRoomEvent, TrustRequirement, UnableToDecrypt};
+use crate::room_keys_in::{self, RoomKeyInfo, RoomKeyOutcome};
+use crate::room_keys_out::{self, EncryptionSettings, SharingStrategy, TO_DEVICE_CHUNK};
+use crate::sync::{SyncOutcome, ToDeviceOutcome};
+
+/// What [`OlmMachine::share_room_key`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomKeyShare {
+    /// The room's outbound session.
+    pub session_id: String,
+    /// Whether a new session was started.
+    pub rotated: bool,
+    /// Devices sent the key now.
+    pub shared_with: Vec<DeviceKey>,
+    /// Devices sent a withheld notice now, with its code.
+    pub withheld: Vec<(DeviceKey, String)>,
+    /// The queued to-device requests ([`OlmMachine::outgoing_requests`] lists them).
+    pub request_ids: Vec<String>,
+}
+
+/// `messages` split into maps of at most [`TO_DEVICE_CHUNK`] devices.
+fn chunks(
+    messages: Vec<(DeviceKey, Raw<ruma::events::AnyToDeviceEventContent>)>,
+) -> Vec<ruma::api::client::to_device::send_event_to_device::v3::Messages> {
+    messages
+        .chunks(TO_DEVICE_CHUNK)
+        .map(|chunk| {
+            let mut map: ruma::api::client::to_device::send_event_to_device::v3::Messages = BTreeMap::new();
+            for ((user, device), content) in chunk {
+                map.entry(user.clone())
+                    .or_default()
+                    .insert(DeviceIdOrAllDevices::DeviceId(device.clone()), content.clone());
+            }
+            map
+        })
+        .collect()
+}
+
+impl<B: Backend> OlmMachine<B> {
+    /// Sets the user's trust in a device (verified, blacklisted, …).
+    pub fn set_local_trust(
+        &mut self,
+        user_id: &ruma::UserId,
+        device_id: &ruma::DeviceId,
+        trust: LocalTrust,
+    ) -> Result<(), MachineError> {
+        let mut step = self.begin();
+        let Some(mut record) = self.store.device(&user_to_store(user_id), &device_to_store(device_id))? else {
+            return Err(MachineError::InvalidArgument(format!("unknown device {user_id} {device_id}")));
+        };
+        record.local_trust = trust;
+        step.changes.devices.push(record);
+        self.commit(step)
+    }
+
+    /// Makes sure every device of `members` that may read the room has its current key:
+    /// rotates the room's outbound session when due, encrypts `m.room_key` over Olm for each
+    /// device that has not got it (at the current index), sends withheld notices to the devices
+    /// left out, and queues the to-device requests in chunks. Open Olm sessions first
+    /// ([`OlmMachine::get_missing_sessions`]): devices without one get `m.no_olm`.
+    pub fn share_room_key(
+        &mut self,
+        room_id: &RoomId,
+        members: &[OwnedUserId],
+        settings: EncryptionSettings,
+    ) -> Result<RoomKeyShare, MachineError> {
+        let mut step = self.begin();
+        let now = self.env.now_ms();
+        let room = ferrolm_store::RoomId::from(room_id.as_str());
+
+        let mut recipients = Vec::new();
+        for user in members {
+            for device in room_keys_out::eligible(self.devices(user)?) {
+                if !(device.user_id == self.user_id && device.device_id == self.device_id) {
+                    recipients.push(device);
+                }
+            }
+        }
+        recipients.sort_by(|a, b| (&a.user_id, &a.device_id).cmp(&(&b.user_id, &b.device_id)));
+        recipients.dedup_by(|a, b| a.user_id == b.user_id && a.device_id == b.device_id);
+        let allowed: Vec<Device> = recipients
+            .iter()
+            .filter(|d| room_keys_out::withheld_code(d, settings.strategy).is_none())
+            .cloned()
+            .collect();
+
+        let stored_settings = self.store.room_settings(&room)?;
+        let mut outbound = self.store.outbound_group_session(&room)?;
+        let mut shares = match &outbound {
+            Some(o) => self.store.outbound_shares(&room, &o.session_id())?,
+            None => Vec::new(),
+        };
+        let own_shared_history = match &outbound {
+            Some(o) => self.store.inbound_group_session(&room, &o.session_id())?.map(|r| r.shared_history),
+            None => None,
+        };
+        let rotate = match &outbound {
+            None => true,
+            Some(o) => {
+                room_keys_out::rotation_due_by_age(o, &settings, now)
+                    || room_keys_out::rotation_due_by_messages(o, &settings)
+                    || room_keys_out::rotation_due_by_settings(
+                        stored_settings.as_ref(),
+                        own_shared_history,
+                        room_id,
+                        &settings,
+                    )
+                    || room_keys_out::rotation_due_by_departure(&shares, &allowed)
+            }
+        };
+        if rotate {
+            if outbound.is_some() {
+                step.changes.deletions.outbound_group_sessions.push(room.clone());
+            }
+            let session = GroupSession::new_with_rng(megolm::SessionConfig::version_1(), &mut self.env.rng());
+            let keys = step.state.own.account.identity_keys();
+            step.changes.inbound_group_sessions.push(InboundGroupSessionRecord {
+                room_id: room.clone(),
+                session: InboundGroupSession::new(&session.session_key(), megolm::SessionConfig::version_1()),
+                sender_key: keys.curve25519,
+                claimed_signing_key: Some(keys.ed25519),
+                source: RoomKeySource::Direct,
+                backed_up: false,
+                shared_history: settings.shared_history,
+            });
+            outbound =
+                Some(OutboundGroupSessionRecord { room_id: room.clone(), session, created_ms: now, message_count: 0 });
+            shares.clear();
+        }
+        let outbound = outbound.ok_or_else(|| MachineError::Internal("no outbound session".into()))?;
+        let session_id = outbound.session_id();
+        let index = outbound.session.message_index();
+        let session_key = outbound.session.session_key().to_base64();
+        let mut room_key = json!({
+            "algorithm": MEGOLM_ALGORITHM,
+            "room_id": room_id,
+            "session_id": session_id,
+            "session_key": session_key.as_str(),
+            "shared_history": settings.shared_history,
+        });
+        let own_curve = step.state.own.account.curve25519_key().to_base64();
+
+        let device_keys =
+            own_device::device_keys(&step.state.own.account, self.user_id.as_str(), self.device_id.as_str())?;
+        let mut result = RoomKeyShare { session_id: session_id.clone(), rotated: rotate, ..Default::default() };
+        let mut encrypted = Vec::new();
+        let mut withheld = Vec::new();
+        {
+            let sender = Sender {
+                user_id: &self.user_id,
+                device_id: &self.device_id,
+                account: &step.state.own.account,
+                device_keys: &device_keys,
+            };
+            for device in &recipients {
+                let key = (device.user_id.clone(), device.device_id.clone());
+                // Each device gets the key (or a withheld notice) once. A device told why it was
+                // left out, and now allowed (verified since), gets the key after all.
+                let code = room_keys_out::withheld_code(device, settings.strategy);
+                let already = shares.iter().any(|s| {
+                    s.user_id.as_str() == key.0.as_str()
+                        && s.device_id.as_str() == key.1.as_str()
+                        && match &s.state {
+                            ShareState::Shared { .. } => true,
+                            ShareState::Withheld { code: sent } => code == Some(sent.as_str()),
+                        }
+                });
+                if already {
+                    continue;
+                }
+                let share = |state| OutboundShare {
+                    room_id: room.clone(),
+                    session_id: session_id.clone(),
+                    user_id: user_to_store(&key.0),
+                    device_id: device_to_store(&key.1),
+                    state,
+                };
+                if let Some(code) = code {
+                    let content = json!({
+                        "algorithm": MEGOLM_ALGORITHM, "sender_key": own_curve, "code": code,
+                        "room_id": room_id, "session_id": session_id,
+                    });
+                    withheld.push((key.clone(), raw_content(&content)?));
+                    step.changes.outbound_shares.push(share(ShareState::Withheld { code: code.to_owned() }));
+                    result.withheld.push((key, code.to_owned()));
+                    continue;
+                }
+                let list = step.sessions.with(&self.store, device.curve25519_key)?;
+                let Some(record) = olm_channel::session_for_sending(list).and_then(|i| list.get_mut(i)) else {
+                    if step.state.no_olm_sent.insert(key.clone()) {
+                        let content =
+                            json!({"algorithm": MEGOLM_ALGORITHM, "sender_key": own_curve, "code": "m.no_olm"});
+                        withheld.push((key.clone(), raw_content(&content)?));
+                        result.withheld.push((key, "m.no_olm".to_owned()));
+                    }
+                    continue;
+                };
+                let content =
+                    olm_channel::encrypt(&sender, record, device, "m.room_key", &room_key, self.env.rng(), now)?;
+                let id = olm_session_id(&record.session);
+                step.sessions.touch(device.curve25519_key, id);
+                encrypted.push((key.clone(), raw_content(&content)?));
+                step.changes.outbound_shares.push(share(ShareState::Shared { message_index: index }));
+                result.shared_with.push(key);
+            }
+        }
+        crate::adapt::zeroize_strings(&mut room_key);
+        for messages in chunks(encrypted) {
+            let request_id = self.new_request_id();
+            result.request_ids.push(request_id.clone());
+            push_to_device(&mut step, request_id, messages)?;
+        }
+        for messages in chunks(withheld) {
+            let request_id = self.new_request_id();
+            result.request_ids.push(request_id.clone());
+            push_to_device_of_type(&mut step, request_id, "m.room_key.withheld", messages)?;
+        }
+        step.changes.room_settings.push(settings.to_record(room_id));
+        step.changes.outbound_group_sessions.push(outbound);
+        self.commit(step)?;
+        Ok(result)
+    }
+
+    /// Encrypts a room event with the room's outbound session; returns the `m.room.encrypted`
+    /// content to send. A room without a shared key, or whose key is due for rotation, is an
+    /// error: call [`OlmMachine::share_room_key`] first.
+    pub fn encrypt_room_event(
+        &mut self,
+        room_id: &RoomId,
+        event_type: &str,
+        content: &Value,
+    ) -> Result<Value, MachineError> {
+        let mut step = self.begin();
+        let now = self.env.now_ms();
+        let room = ferrolm_store::RoomId::from(room_id.as_str());
+        let mut outbound = self
+            .store
+            .outbound_group_session(&room)?
+            .ok_or_else(|| MachineError::NoRoomKeyShared(room_id.to_string()))?;
+        let settings = match self.store.room_settings(&room)? {
+            Some(s) => EncryptionSettings {
+                rotation_period_ms: s.rotation_period_ms.unwrap_or(room_keys_out::DEFAULT_ROTATION_PERIOD_MS),
+                rotation_period_messages: s
+                    .rotation_period_messages
+                    .unwrap_or(room_keys_out::DEFAULT_ROTATION_PERIOD_MESSAGES),
+                strategy: if s.only_trusted_devices {
+                    SharingStrategy::OnlyVerifiedDevices
+                } else {
+                    SharingStrategy::AllDevices
+                },
+                shared_history: false,
+            },
+            None => EncryptionSettings::default(),
+        };
+        if room_keys_out::rotation_due_by_age(&outbound, &settings, now)
+            || room_keys_out::rotation_due_by_messages(&outbound, &settings)
+        {
+            return Err(MachineError::RoomKeyRotationDue(room_id.to_string()));
+        }
+        let plaintext = json!({"type": event_type, "content": content, "room_id": room_id});
+        let plaintext =
+            Zeroizing::new(serde_json::to_vec(&plaintext).map_err(|e| MachineError::Internal(e.to_string()))?);
+        let message = outbound.session.encrypt(&plaintext);
+        outbound.message_count += 1;
+        let session_id = outbound.session_id();
+        step.changes.outbound_group_sessions.push(outbound);
+        let encrypted = json!({
+            "algorithm": MEGOLM_ALGORITHM,
+            "sender_key": step.state.own.account.curve25519_key().to_base64(),
+            "ciphertext": message.to_base64(),
+            "session_id": session_id,
+            "device_id": self.device_id,
+        });
+        self.commit(step)?;
+        Ok(encrypted)
+    }
+
+    /// Decrypts an `m.room.encrypted` room event of `room_id`. `Ok(Err(reason))` is an event
+    /// that does not decrypt (or may not be shown under `requirement`), with what the app can do.
+    /// A first decryption of a message index is saved (replay detection).
+    pub fn decrypt_room_event(
+        &mut self,
+        event: &Raw<AnySyncTimelineEvent>,
+        room_id: &RoomId,
+        requirement: TrustRequirement,
+    ) -> Result<Result<DecryptedRoomEvent, UnableToDecrypt>, MachineError> {
+        let mut step = self.begin();
+        let me = room_events::Me {
+            user_id: &self.user_id,
+            device_id: &self.device_id,
+            curve25519: step.state.own.account.curve25519_key(),
+        };
+        let result = room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut step.changes)?;
+        self.commit(step)?;
+        Ok(result)
+    }
+
+    /// Room keys and withheld notices among the to-device events of a sync.
+    pub(super) fn receive_room_key_events(
+        &mut self,
+        step: &mut Step,
+        outcome: &mut ToDeviceOutcome,
+        sync: &mut SyncOutcome,
+    ) -> Result<(), MachineError> {
+        self.process_room_key_events(step, outcome, sync)?;
+        // The app gets the event, not the secret in it.
+        if let ToDeviceOutcome::Decrypted(event) = outcome {
+            if crate::adapt::redact_secrets(&event.event_type, &mut event.content) {
+                let redacted = json!({"sender": event.sender, "type": event.event_type, "content": event.content});
+                if let Ok(raw) = serde_json::value::to_raw_value(&redacted) {
+                    event.event = Raw::from_json(raw);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn process_room_key_events(
+        &mut self,
+        step: &mut Step,
+        outcome: &ToDeviceOutcome,
+        sync: &mut SyncOutcome,
+    ) -> Result<(), MachineError> {
+        match outcome {
+            ToDeviceOutcome::Decrypted(event) if event.event_type == "m.room_key" => {
+                sync.room_keys.push(self.receive_room_key(step, event)?);
+            }
+            ToDeviceOutcome::Decrypted(event) if event.event_type == "m.forwarded_room_key" => {
+                sync.room_keys.push(self.receive_forwarded_key(step, event)?);
+            }
+            ToDeviceOutcome::Decrypted(event) if event.event_type == "m.room_key.withheld" => {
+                self.receive_withheld(step, event.sender.as_str(), &event.content, sync);
+            }
+            ToDeviceOutcome::Decrypted(event) if event.event_type == "m.room_key_request" => {
+                self.receive_key_request(step, event.sender.as_str(), &event.content, sync)?;
+            }
+            ToDeviceOutcome::Plaintext(raw) => {
+                let value: Value = serde_json::from_str(raw.json().get()).unwrap_or_default();
+                let sender = value.get("sender").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let content = value.get("content").cloned().unwrap_or_default();
+                match value.get("type").and_then(Value::as_str) {
+                    Some("m.room_key.withheld") => self.receive_withheld(step, &sender, &content, sync),
+                    Some("m.room_key_request") => self.receive_key_request(step, &sender, &content, sync)?,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn receive_withheld(&mut self, step: &mut Step, sender: &str, content: &Value, sync: &mut SyncOutcome) {
+        if let Some((info, notice)) = room_keys_in::read_withheld(sender, content) {
+            if let Some(notice) = notice {
+                step.changes.withheld.push(notice);
+            }
+            sync.withheld.push(info);
+        }
+    }
+
+    /// The stored (or pending in this step) room key of a session.
+    pub(super) fn stored_room_key(
+        &self,
+        step: &Step,
+        room: &ferrolm_store::RoomId,
+        session_id: &str,
+    ) -> Result<Option<InboundGroupSessionRecord>, MachineError> {
+        let pending = step
+            .changes
+            .inbound_group_sessions
+            .iter()
+            .rposition(|r| r.room_id == *room && r.session.session_id() == session_id);
+        Ok(match pending {
+            Some(i) => step.changes.inbound_group_sessions.get(i).cloned(),
+            None => self.store.inbound_group_session(room, session_id)?,
+        })
+    }
+
+    fn receive_room_key(
+        &mut self,
+        step: &mut Step,
+        event: &olm_channel::DecryptedToDeviceEvent,
+    ) -> Result<RoomKeyOutcome, MachineError> {
+        let refused = |reason, room: Option<String>, session: Option<String>| RoomKeyOutcome::Refused {
+            room_id: room,
+            session_id: session,
+            reason,
+        };
+        let key = match room_keys_in::check_room_key_content(&event.content) {
+            Ok(k) => k,
+            Err(reason) => return Ok(refused(reason, None, None)),
+        };
+        let room = key.room_id.clone();
+        let session_id = key.session.session_id();
+        let new = room_keys_in::record(key, event.sender_curve25519_key, event.sender_ed25519_key);
+        // The step may already hold a key for this session (two in one sync).
+        let stored = self.stored_room_key(step, &ferrolm_store::RoomId::from(room.as_str()), &session_id)?;
+        match room_keys_in::check_room_key_update(stored.as_ref(), new) {
+            Ok(record) => {
+                let info = RoomKeyInfo {
+                    room_id: room,
+                    session_id,
+                    sender: event.sender.clone(),
+                    sender_key: event.sender_curve25519_key,
+                    first_known_index: record.first_known_index(),
+                };
+                step.changes.inbound_group_sessions.push(record);
+                Ok(RoomKeyOutcome::Accepted(info))
+            }
+            Err(reason) => Ok(refused(reason, Some(room.to_string()), Some(session_id))),
+        }
+    }
+}

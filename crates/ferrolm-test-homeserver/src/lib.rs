@@ -1,0 +1,657 @@
+//! # ferrolm-test-homeserver
+//!
+//! An in-process, simulated Matrix homeserver for testing the ferrolm machine: no HTTP, no
+//! threads, no clock, but the semantics of a real homeserver's end-to-end-encryption
+//! endpoints, and scripting hooks to make it misbehave.
+//!
+//! - `/keys/upload`: device keys replace the stored ones **even when the identity keys
+//!   change** (as real homeservers do: the client must refuse them); a one-time key id
+//!   uploaded again with other content is refused (`400 M_INVALID_PARAM`); one fallback key per
+//!   algorithm, the newest wins. Nothing is signature-checked (a real homeserver does not).
+//! - `/keys/query`: every device's keys as uploaded (or as a hook says); `failures` for users
+//!   on servers marked unreachable.
+//! - `/keys/claim`: a one-time key is removed when claimed; when none is left the fallback key
+//!   is served, again and again, and reported used in sync.
+//! - `/sendToDevice`: per-device queues; a transaction id seen before from the same device is
+//!   accepted and ignored (idempotent).
+//! - `/sync`: to-device messages are delivered until a later sync acknowledges them with its
+//!   `since` token; `device_lists.changed` lists the users who changed their devices (or the
+//!   user themself) and users who newly share a room; `left` those who no longer do; one-time
+//!   key counts and unused fallback key types for the syncing device; joined rooms' timelines.
+//! - Rooms with membership (create, join, leave) and room events.
+//!
+//! Misbehaviour hooks: [`Homeserver::serve_device_keys`] serves forged or changed device
+//! keys, [`Homeserver::serve_one_time_key`] forged claimed keys, [`Homeserver::to_device_queue`]
+//! gives the queue of a device to drop, duplicate or reorder messages,
+//! [`Homeserver::forge_to_device`] injects events, [`Homeserver::set_unreachable`] makes a
+//! server fail in queries and claims.
+//!
+//! Each endpoint exists typed (ruma's request and response types) and on the wire
+//! ([`Homeserver::handle`]: an `http::Request` with the JSON body in, an `http::Response`
+//! out). The [`driver`] runs a machine's request loop against it.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
+use ruma::api::client::sync::sync_events;
+use ruma::api::client::to_device::send_event_to_device;
+use ruma::api::{IncomingRequest, OutgoingResponse};
+use ruma::events::AnyToDeviceEvent;
+use ruma::serde::Raw;
+use ruma::to_device::DeviceIdOrAllDevices;
+use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, UInt, UserId};
+use serde_json::{Value, json};
+
+pub mod driver;
+pub mod forge;
+
+/// An error response: status, `errcode`, `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {errcode}: {error}")]
+pub struct HsError {
+    /// The HTTP status.
+    pub status: u16,
+    /// The Matrix error code (`M_INVALID_PARAM`, …).
+    pub errcode: String,
+    /// The message.
+    pub error: String,
+}
+
+impl HsError {
+    fn new(status: u16, errcode: &str, error: impl Into<String>) -> Self {
+        Self { status, errcode: errcode.to_owned(), error: error.into() }
+    }
+
+    fn bad_json(error: impl std::fmt::Display) -> Self {
+        Self::new(400, "M_BAD_JSON", error.to_string())
+    }
+
+    /// The error's JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        json!({"errcode": self.errcode, "error": self.error}).to_string().into_bytes()
+    }
+}
+
+/// A queued to-device message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedToDevice {
+    /// The stream position it was queued at.
+    pub position: u64,
+    /// The event: `{"type", "sender", "content"}`.
+    pub event: Value,
+}
+
+#[derive(Debug, Default)]
+struct DeviceState {
+    device_keys: Option<Value>,
+    /// By key id (`signed_curve25519:AAAAAQ`).
+    one_time_keys: BTreeMap<String, Value>,
+    /// By algorithm: (key id, key, used).
+    fallback_keys: BTreeMap<String, (String, Value, bool)>,
+    to_device: Vec<QueuedToDevice>,
+    /// Users sharing a room with this device's user, as of each sync token handed out.
+    snapshots: BTreeMap<u64, BTreeSet<OwnedUserId>>,
+    seen_transactions: BTreeSet<String>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: BTreeSet<OwnedUserId>,
+    timeline: Vec<(u64, Value)>,
+}
+
+/// The simulated homeserver. One instance may host users of several server names; all of
+/// them are "local".
+///
+/// ```
+/// use ferrolm_test_homeserver::Homeserver;
+/// use ruma::{device_id, user_id};
+///
+/// let mut hs = Homeserver::new();
+/// hs.login(user_id!("@alice:test.server"), device_id!("ALICE"));
+/// let room = hs.create_room(user_id!("@alice:test.server"))?;
+/// hs.send_room_event(&room, user_id!("@alice:test.server"), "m.room.message", serde_json::json!({"body": "hi"}))?;
+/// let sync = hs.sync(user_id!("@alice:test.server"), device_id!("ALICE"), None)?;
+/// assert_eq!(sync.rooms.join[&room].timeline.events.len(), 1);
+/// # Ok::<(), ferrolm_test_homeserver::HsError>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct Homeserver {
+    devices: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, DeviceState>>,
+    rooms: BTreeMap<OwnedRoomId, Room>,
+    /// (position, user) for each device list change.
+    device_list_changes: Vec<(u64, OwnedUserId)>,
+    position: u64,
+    next_id: u64,
+    key_overrides: BTreeMap<(OwnedUserId, OwnedDeviceId), Value>,
+    claim_overrides: BTreeMap<(OwnedUserId, OwnedDeviceId), (String, Value)>,
+    unreachable: BTreeSet<String>,
+}
+
+fn parse_token(token: Option<&str>) -> Option<u64> {
+    token.and_then(|t| t.strip_prefix('s')).and_then(|t| t.parse().ok())
+}
+
+fn uint(n: usize) -> UInt {
+    UInt::try_from(n).unwrap_or(UInt::MAX)
+}
+
+fn raw<T>(value: &Value) -> Result<Raw<T>, HsError> {
+    let raw = serde_json::value::to_raw_value(value).map_err(HsError::bad_json)?;
+    Ok(Raw::from_json(raw))
+}
+
+impl Homeserver {
+    /// An empty homeserver.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.position += 1;
+        self.position
+    }
+
+    fn device_mut(&mut self, user: &UserId, device: &ruma::DeviceId) -> Result<&mut DeviceState, HsError> {
+        self.devices
+            .get_mut(user)
+            .and_then(|d| d.get_mut(device))
+            .ok_or_else(|| HsError::new(401, "M_UNKNOWN_TOKEN", format!("no device {user} {device}")))
+    }
+
+    /// Logs a device in (creates it, without keys).
+    pub fn login(&mut self, user: &UserId, device: &ruma::DeviceId) {
+        self.devices.entry(user.to_owned()).or_default().entry(device.to_owned()).or_default();
+    }
+
+    /// Deletes a device: its keys and queues are gone, its user's device list changed.
+    pub fn delete_device(&mut self, user: &UserId, device: &ruma::DeviceId) {
+        if let Some(devices) = self.devices.get_mut(user) {
+            devices.remove(device);
+        }
+        let position = self.tick();
+        self.device_list_changes.push((position, user.to_owned()));
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Hooks.
+
+    /// Serves `keys` as `user`'s device `device` in key queries from now on, whatever was
+    /// uploaded (`Value::Null` serves nothing for it), and notes a device list change.
+    pub fn serve_device_keys(&mut self, user: &UserId, device: &ruma::DeviceId, keys: Value) {
+        self.key_overrides.insert((user.to_owned(), device.to_owned()), keys);
+        let position = self.tick();
+        self.device_list_changes.push((position, user.to_owned()));
+    }
+
+    /// Serves `key` (with id `key_id`) for the next claims of `user`'s `device`.
+    pub fn serve_one_time_key(&mut self, user: &UserId, device: &ruma::DeviceId, key_id: &str, key: Value) {
+        self.claim_overrides.insert((user.to_owned(), device.to_owned()), (key_id.to_owned(), key));
+    }
+
+    /// Stops [`Homeserver::serve_one_time_key`] for `user`'s `device`.
+    pub fn stop_serving_one_time_key(&mut self, user: &UserId, device: &ruma::DeviceId) {
+        self.claim_overrides.remove(&(user.to_owned(), device.to_owned()));
+    }
+
+    /// Marks a server name unreachable (`true`) or reachable again: its users appear in the
+    /// `failures` of queries and claims.
+    pub fn set_unreachable(&mut self, server_name: &str, unreachable: bool) {
+        if unreachable {
+            self.unreachable.insert(server_name.to_owned());
+        } else {
+            self.unreachable.remove(server_name);
+        }
+    }
+
+    /// The to-device queue of a device: drop, duplicate, reorder at will.
+    pub fn to_device_queue(&mut self, user: &UserId, device: &ruma::DeviceId) -> Option<&mut Vec<QueuedToDevice>> {
+        self.devices.get_mut(user).and_then(|d| d.get_mut(device)).map(|d| &mut d.to_device)
+    }
+
+    /// Queues an arbitrary event for a device, as if someone had sent it.
+    pub fn forge_to_device(&mut self, user: &UserId, device: &ruma::DeviceId, event: Value) {
+        let position = self.tick();
+        if let Some(state) = self.devices.get_mut(user).and_then(|d| d.get_mut(device)) {
+            state.to_device.push(QueuedToDevice { position, event });
+        }
+    }
+
+    /// The number of unclaimed one-time keys of a device.
+    pub fn one_time_key_count(&self, user: &UserId, device: &ruma::DeviceId) -> usize {
+        self.devices.get(user).and_then(|d| d.get(device)).map_or(0, |d| d.one_time_keys.len())
+    }
+
+    /// The unclaimed one-time keys of a device, by key id.
+    pub fn one_time_keys(&self, user: &UserId, device: &ruma::DeviceId) -> BTreeMap<String, Value> {
+        self.devices.get(user).and_then(|d| d.get(device)).map(|d| d.one_time_keys.clone()).unwrap_or_default()
+    }
+
+    /// The stored device keys of a device, as uploaded.
+    pub fn uploaded_device_keys(&self, user: &UserId, device: &ruma::DeviceId) -> Option<Value> {
+        self.devices.get(user).and_then(|d| d.get(device)).and_then(|d| d.device_keys.clone())
+    }
+
+    /// The fallback key of a device (key id, key, used).
+    pub fn fallback_key(&self, user: &UserId, device: &ruma::DeviceId) -> Option<(String, Value, bool)> {
+        self.devices
+            .get(user)
+            .and_then(|d| d.get(device))
+            .and_then(|d| d.fallback_keys.get("signed_curve25519").cloned())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Rooms.
+
+    /// Creates a room with `creator` as its only member.
+    pub fn create_room(&mut self, creator: &UserId) -> Result<OwnedRoomId, HsError> {
+        self.next_id += 1;
+        let id = OwnedRoomId::try_from(format!("!room{}:test.server", self.next_id)).map_err(HsError::bad_json)?;
+        let mut room = Room::default();
+        room.members.insert(creator.to_owned());
+        self.rooms.insert(id.clone(), room);
+        self.tick();
+        Ok(id)
+    }
+
+    /// `user` joins `room`.
+    pub fn join(&mut self, room: &ruma::RoomId, user: &UserId) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.members.insert(user.to_owned());
+        }
+        self.tick();
+    }
+
+    /// `user` leaves `room`.
+    pub fn leave(&mut self, room: &ruma::RoomId, user: &UserId) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.members.remove(user);
+        }
+        self.tick();
+    }
+
+    /// The members of `room`.
+    pub fn members(&self, room: &ruma::RoomId) -> Vec<OwnedUserId> {
+        self.rooms.get(room).map(|r| r.members.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Sends a room event; returns its id.
+    pub fn send_room_event(
+        &mut self,
+        room: &ruma::RoomId,
+        sender: &UserId,
+        event_type: &str,
+        content: Value,
+    ) -> Result<OwnedEventId, HsError> {
+        let position = self.tick();
+        let event_id = OwnedEventId::try_from(format!("$event{position}")).map_err(HsError::bad_json)?;
+        let r = self.rooms.get_mut(room).ok_or_else(|| HsError::new(404, "M_NOT_FOUND", "no such room"))?;
+        if !r.members.contains(sender) {
+            return Err(HsError::new(403, "M_FORBIDDEN", "not a member"));
+        }
+        let event = json!({
+            "type": event_type,
+            "event_id": event_id,
+            "sender": sender,
+            "origin_server_ts": position,
+            "room_id": room,
+            "content": content,
+        });
+        r.timeline.push((position, event));
+        Ok(event_id)
+    }
+
+    fn shared_users(&self, user: &UserId) -> BTreeSet<OwnedUserId> {
+        let mut out: BTreeSet<OwnedUserId> =
+            self.rooms.values().filter(|r| r.members.contains(user)).flat_map(|r| r.members.iter().cloned()).collect();
+        out.insert(user.to_owned());
+        out
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Endpoints, typed.
+
+    /// `POST /keys/upload` by `user`'s `device`.
+    pub fn upload_keys(
+        &mut self,
+        user: &UserId,
+        device: &ruma::DeviceId,
+        request: upload_keys::v3::Request,
+    ) -> Result<upload_keys::v3::Response, HsError> {
+        let mut device_keys_changed = false;
+        {
+            let state = self.device_mut(user, device)?;
+            if let Some(keys) = &request.device_keys {
+                let keys: Value = serde_json::from_str(keys.json().get()).map_err(HsError::bad_json)?;
+                if keys.get("user_id").and_then(Value::as_str) != Some(user.as_str())
+                    || keys.get("device_id").and_then(Value::as_str) != Some(device.as_str())
+                {
+                    return Err(HsError::new(400, "M_INVALID_PARAM", "user_id or device_id mismatch"));
+                }
+                // Accepted even when the identity keys differ from the stored ones.
+                if state.device_keys.as_ref() != Some(&keys) {
+                    state.device_keys = Some(keys);
+                    device_keys_changed = true;
+                }
+            }
+            // Check every one-time key before storing any.
+            let mut new_keys = Vec::new();
+            for (id, key) in &request.one_time_keys {
+                let key: Value = serde_json::from_str(key.json().get()).map_err(HsError::bad_json)?;
+                match state.one_time_keys.get(id.as_str()) {
+                    Some(existing) if *existing != key => {
+                        return Err(HsError::new(
+                            400,
+                            "M_INVALID_PARAM",
+                            format!("One time key {id} already exists with other content"),
+                        ));
+                    }
+                    _ => new_keys.push((id.to_string(), key)),
+                }
+            }
+            state.one_time_keys.extend(new_keys);
+            for (id, key) in &request.fallback_keys {
+                let key: Value = serde_json::from_str(key.json().get()).map_err(HsError::bad_json)?;
+                let algorithm = id.algorithm().to_string();
+                let same = state.fallback_keys.get(&algorithm).is_some_and(|(i, k, _)| i == id.as_str() && *k == key);
+                if !same {
+                    state.fallback_keys.insert(algorithm, (id.to_string(), key, false));
+                }
+            }
+        }
+        if device_keys_changed {
+            let position = self.tick();
+            self.device_list_changes.push((position, user.to_owned()));
+        }
+        let state = self.device_mut(user, device)?;
+        let mut counts = BTreeMap::new();
+        counts.insert(OneTimeKeyAlgorithm::SignedCurve25519, uint(state.one_time_keys.len()));
+        Ok(upload_keys::v3::Response::new(counts))
+    }
+
+    /// `POST /keys/query`.
+    pub fn query_keys(&mut self, request: get_keys::v3::Request) -> Result<get_keys::v3::Response, HsError> {
+        let mut response = get_keys::v3::Response::new();
+        for (user, wanted) in &request.device_keys {
+            if self.unreachable.contains(user.server_name().as_str()) {
+                response.failures.insert(user.server_name().to_string(), json!({"status": 503}));
+                continue;
+            }
+            let mut served = BTreeMap::new();
+            let devices = self.devices.get(user);
+            let ids: BTreeSet<OwnedDeviceId> = devices
+                .map(|d| d.keys().cloned().collect::<BTreeSet<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(self.key_overrides.keys().filter(|(u, _)| u == user).map(|(_, d)| d.clone()))
+                .collect();
+            for device in ids {
+                if !wanted.is_empty() && !wanted.contains(&device) {
+                    continue;
+                }
+                let keys = match self.key_overrides.get(&(user.clone(), device.clone())) {
+                    Some(Value::Null) => None,
+                    Some(forged) => Some(forged.clone()),
+                    None => devices.and_then(|d| d.get(&device)).and_then(|d| d.device_keys.clone()),
+                };
+                if let Some(keys) = keys {
+                    served.insert(device, raw(&keys)?);
+                }
+            }
+            response.device_keys.insert(user.clone(), served);
+        }
+        Ok(response)
+    }
+
+    /// `POST /keys/claim`.
+    pub fn claim_keys(&mut self, request: claim_keys::v3::Request) -> Result<claim_keys::v3::Response, HsError> {
+        let mut response = claim_keys::v3::Response::new(BTreeMap::new());
+        for (user, devices) in &request.one_time_keys {
+            if self.unreachable.contains(user.server_name().as_str()) {
+                response.failures.insert(user.server_name().to_string(), json!({"status": 503}));
+                continue;
+            }
+            for (device, algorithm) in devices {
+                let claimed = if let Some((id, key)) = self.claim_overrides.get(&(user.clone(), device.clone())) {
+                    Some((id.clone(), key.clone()))
+                } else {
+                    let Some(state) = self.devices.get_mut(user).and_then(|d| d.get_mut(device)) else { continue };
+                    let prefix = format!("{algorithm}:");
+                    let id = state.one_time_keys.keys().find(|k| k.starts_with(&prefix)).cloned();
+                    match id.and_then(|id| state.one_time_keys.remove(&id).map(|k| (id, k))) {
+                        Some(pair) => Some(pair),
+                        None => state.fallback_keys.get_mut(algorithm.as_str()).map(|(id, key, used)| {
+                            *used = true;
+                            (id.clone(), key.clone())
+                        }),
+                    }
+                };
+                if let Some((id, key)) = claimed {
+                    let id = ruma::OwnedOneTimeKeyId::try_from(id).map_err(HsError::bad_json)?;
+                    response
+                        .one_time_keys
+                        .entry(user.clone())
+                        .or_default()
+                        .entry(device.clone())
+                        .or_default()
+                        .insert(id, raw(&key)?);
+                }
+            }
+        }
+        Ok(response)
+    }
+
+    /// `PUT /sendToDevice/{type}/{txnId}` by `user`'s `device`.
+    pub fn send_to_device(
+        &mut self,
+        user: &UserId,
+        device: &ruma::DeviceId,
+        request: send_event_to_device::v3::Request,
+    ) -> Result<send_event_to_device::v3::Response, HsError> {
+        let txn = request.txn_id.to_string();
+        if !self.device_mut(user, device)?.seen_transactions.insert(txn) {
+            return Ok(send_event_to_device::v3::Response::new());
+        }
+        for (recipient, targets) in &request.messages {
+            for (target, content) in targets {
+                let content: Value = serde_json::from_str(content.json().get()).map_err(HsError::bad_json)?;
+                let event = json!({"type": request.event_type.to_string(), "sender": user, "content": content});
+                let devices: Vec<OwnedDeviceId> = match target {
+                    DeviceIdOrAllDevices::DeviceId(d) => vec![d.clone()],
+                    DeviceIdOrAllDevices::AllDevices => {
+                        self.devices.get(recipient).map(|d| d.keys().cloned().collect()).unwrap_or_default()
+                    }
+                };
+                for d in devices {
+                    let position = self.tick();
+                    if let Some(state) = self.devices.get_mut(recipient).and_then(|s| s.get_mut(&d)) {
+                        state.to_device.push(QueuedToDevice { position, event: event.clone() });
+                    }
+                }
+            }
+        }
+        Ok(send_event_to_device::v3::Response::new())
+    }
+
+    /// `POST /keys/signatures/upload`: accepted, not checked (cross-signing is not simulated yet).
+    pub fn upload_signatures(
+        &mut self,
+        _request: upload_signatures::v3::Request,
+    ) -> Result<upload_signatures::v3::Response, HsError> {
+        Ok(upload_signatures::v3::Response::new())
+    }
+
+    /// `GET /sync` for `user`'s `device` since `since`.
+    pub fn sync(
+        &mut self,
+        user: &UserId,
+        device: &ruma::DeviceId,
+        since: Option<&str>,
+    ) -> Result<sync_events::v3::Response, HsError> {
+        let since = parse_token(since);
+        let now = self.tick();
+        let shared_now = self.shared_users(user);
+        let changes: BTreeSet<OwnedUserId> = self
+            .device_list_changes
+            .iter()
+            .filter(|(p, u)| since.is_some_and(|s| *p > s) && shared_now.contains(u))
+            .map(|(_, u)| u.clone())
+            .collect();
+        let mut rooms = sync_events::v3::Rooms::new();
+        for (id, room) in &self.rooms {
+            if !room.members.contains(user) {
+                continue;
+            }
+            let events: Vec<Raw<ruma::events::AnySyncTimelineEvent>> = room
+                .timeline
+                .iter()
+                .filter(|(p, _)| since.is_none_or(|s| *p > s))
+                .map(|(_, e)| raw(e))
+                .collect::<Result<_, _>>()?;
+            if !events.is_empty() || since.is_none() {
+                let mut joined = sync_events::v3::JoinedRoom::new();
+                joined.timeline.events = events;
+                rooms.join.insert(id.clone(), joined);
+            }
+        }
+        let state = self.device_mut(user, device)?;
+        // Messages up to `since` were delivered and acknowledged by this sync.
+        if let Some(s) = since {
+            state.to_device.retain(|m| m.position > s);
+        }
+        let events: Vec<Raw<AnyToDeviceEvent>> =
+            state.to_device.iter().map(|m| raw(&m.event)).collect::<Result<_, _>>()?;
+        let previous = since.and_then(|s| state.snapshots.get(&s).cloned());
+        let mut changed = changes;
+        let mut left = Vec::new();
+        if let Some(previous) = &previous {
+            changed.extend(shared_now.difference(previous).cloned());
+            left.extend(previous.difference(&shared_now).cloned());
+        }
+        state.snapshots.insert(now, shared_now);
+        if let Some(s) = since {
+            state.snapshots.retain(|p, _| *p >= s);
+        }
+        let mut response = sync_events::v3::Response::new(format!("s{now}"));
+        response.to_device.events = events;
+        response.device_lists.changed = changed.into_iter().collect();
+        response.device_lists.left = left;
+        response
+            .device_one_time_keys_count
+            .insert(OneTimeKeyAlgorithm::SignedCurve25519, uint(state.one_time_keys.len()));
+        response.device_unused_fallback_key_types = Some(
+            state.fallback_keys.iter().filter(|(_, (_, _, used))| !used).map(|(a, _)| a.as_str().into()).collect(),
+        );
+        response.rooms = rooms;
+        Ok(response)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // The wire.
+
+    /// Handles one HTTP request from `user`'s `device` (the access token is not checked: the
+    /// caller says who it is). Unknown paths are `404 M_UNRECOGNIZED`.
+    pub fn handle(
+        &mut self,
+        user: &UserId,
+        device: &ruma::DeviceId,
+        request: http::Request<Vec<u8>>,
+    ) -> http::Response<Vec<u8>> {
+        match self.dispatch(user, device, request) {
+            Ok(response) => response,
+            Err(error) => http::Response::builder()
+                .status(error.status)
+                .body(error.body())
+                .unwrap_or_else(|_| http::Response::new(Vec::new())),
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        user: &UserId,
+        device: &ruma::DeviceId,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HsError> {
+        let path = request.uri().path().to_owned();
+        let segments: Vec<String> =
+            path.trim_start_matches("/_matrix/client/v3/").split('/').map(percent_decode).collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let none: [&str; 0] = [];
+        match segments.as_slice() {
+            ["keys", "upload"] => {
+                let r = upload_keys::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
+                let response = self.upload_keys(user, device, r)?;
+                to_http(response)
+            }
+            ["keys", "query"] => {
+                let r = get_keys::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
+                let response = self.query_keys(r)?;
+                to_http(response)
+            }
+            ["keys", "claim"] => {
+                let r = claim_keys::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
+                let response = self.claim_keys(r)?;
+                to_http(response)
+            }
+            ["keys", "signatures", "upload"] => {
+                let r =
+                    upload_signatures::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
+                let response = self.upload_signatures(r)?;
+                to_http(response)
+            }
+            ["sendToDevice", event_type, txn_id] => {
+                let args = [event_type.to_string(), txn_id.to_string()];
+                let r = send_event_to_device::v3::Request::try_from_http_request(request, &args)
+                    .map_err(HsError::bad_json)?;
+                let response = self.send_to_device(user, device, r)?;
+                to_http(response)
+            }
+            _ => Err(HsError::new(404, "M_UNRECOGNIZED", format!("unknown endpoint {path}"))),
+        }
+    }
+
+    /// `GET /sync` on the wire: the JSON body a real homeserver returns.
+    pub fn sync_json(
+        &mut self,
+        user: &UserId,
+        device: &ruma::DeviceId,
+        since: Option<&str>,
+    ) -> Result<Vec<u8>, HsError> {
+        let response = self.sync(user, device, since)?;
+        Ok(to_http(response)?.into_body())
+    }
+}
+
+fn to_http(response: impl OutgoingResponse) -> Result<http::Response<Vec<u8>>, HsError> {
+    response.try_into_http_response::<Vec<u8>>().map_err(|e| HsError::new(500, "M_UNKNOWN", e.to_string()))
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes.get(i), bytes.get(i + 1), bytes.get(i + 2)) {
+            (Some(b'%'), Some(h), Some(l)) => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(*h), hex(*l)) {
+                    (Some(h), Some(l)) => {
+                        out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                        i += 3;
+                    }
+                    _ => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            (Some(b), _, _) => {
+                out.push(*b);
+                i += 1;
+            }
+            (None, _, _) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
