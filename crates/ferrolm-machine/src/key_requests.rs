@@ -193,7 +193,7 @@ pub(crate) fn check_forwarded_key(
         })
         .ok_or(ForwardedKeyRejection::NotRequested)?;
     let key = ExportedSessionKey::from_base64(session_key.as_str()).map_err(|e| malformed(&e))?;
-    if key.session_id() != content.session_id {
+    if key.session_id().to_base64() != content.session_id {
         return Err(ForwardedKeyRejection::SessionIdMismatch);
     }
     let sender_key = Curve25519PublicKey::from_base64(&content.sender_key).map_err(|e| malformed(&e))?;

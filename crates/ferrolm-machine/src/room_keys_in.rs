@@ -108,7 +108,7 @@ pub(crate) fn check_room_key_content(content: &Value) -> Result<CheckedRoomKey, 
     }
     let room_id = OwnedRoomId::try_from(content.room_id).map_err(|e| RoomKeyRejection::Malformed(e.to_string()))?;
     let key = SessionKey::from_base64(session_key.as_str()).map_err(|_| RoomKeyRejection::InvalidSessionKey)?;
-    if key.session_id() != content.session_id {
+    if key.session_id().to_base64() != content.session_id {
         return Err(RoomKeyRejection::SessionIdMismatch);
     }
     let session = InboundGroupSession::new(&key, SessionConfig::version_1());
@@ -211,7 +211,7 @@ mod tests {
         json!({
             "algorithm": MEGOLM_ALGORITHM,
             "room_id": "!r:x",
-            "session_id": outbound.session_id(),
+            "session_id": outbound.session_id().to_base64(),
             "session_key": outbound.session_key().to_base64().as_str(),
         })
     }
@@ -224,7 +224,7 @@ mod tests {
         c["algorithm"] = json!("m.olm.v1.curve25519-aes-sha2");
         assert!(matches!(check_room_key_content(&c), Err(RoomKeyRejection::UnsupportedAlgorithm(_))));
         let mut c = content(&outbound);
-        c["session_id"] = json!(GroupSession::new(SessionConfig::version_1()).session_id());
+        c["session_id"] = json!(GroupSession::new(SessionConfig::version_1()).session_id().to_base64());
         assert!(matches!(check_room_key_content(&c), Err(RoomKeyRejection::SessionIdMismatch)));
         let mut c = content(&outbound);
         let mut key = ferrolm::types::base64_decode(c["session_key"].as_str().unwrap()).unwrap();

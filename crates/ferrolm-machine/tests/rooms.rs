@@ -444,7 +444,7 @@ fn rule_the_plaintext_room_must_be_the_events_room() {
     let mut session = GroupSession::new(SessionConfig::version_1());
     let first_room = room.id.clone();
     for r in [&first_room, &other_room] {
-        let content = json!({"algorithm": "m.megolm.v1.aes-sha2", "room_id": r, "session_id": session.session_id(), "session_key": session.session_key().to_base64().as_str()});
+        let content = json!({"algorithm": "m.megolm.v1.aes-sha2", "room_id": r, "session_id": session.session_id().to_base64(), "session_key": session.session_key().to_base64().as_str()});
         send_forged_room_key(&mut room, &mut eve, &bob1, content);
     }
     let (outcome, _) = read(&mut room, &mut bob1);
@@ -453,7 +453,7 @@ fn rule_the_plaintext_room_must_be_the_events_room() {
     let message = session.encrypt(plaintext.to_string().as_bytes());
     let event = json!({
         "type": "m.room.encrypted", "event_id": "$moved", "sender": eve.user_id, "origin_server_ts": 1,
-        "content": {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": message.to_base64(), "session_id": session.session_id()},
+        "content": {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": message.to_base64(), "session_id": session.session_id().to_base64()},
     });
     assert_eq!(decrypt(&mut bob1, &raw(&event), &other_room).unwrap_err(), UnableToDecrypt::MismatchedRoomId);
     assert_eq!(body(&decrypt(&mut bob1, &raw(&event), &room.id).unwrap()), "moved");

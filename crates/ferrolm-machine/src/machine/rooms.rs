@@ -392,7 +392,7 @@ impl<B: Backend> OlmMachine<B> {
             .changes
             .inbound_group_sessions
             .iter()
-            .rposition(|r| r.room_id == *room && r.session.session_id() == session_id);
+            .rposition(|r| r.room_id == *room && r.session.session_id().to_base64() == session_id);
         Ok(match pending {
             Some(i) => step.changes.inbound_group_sessions.get(i).cloned(),
             None => self.store.inbound_group_session(room, session_id)?,
@@ -414,7 +414,7 @@ impl<B: Backend> OlmMachine<B> {
             Err(reason) => return Ok(refused(reason, None, None)),
         };
         let room = key.room_id.clone();
-        let session_id = key.session.session_id();
+        let session_id = key.session.session_id().to_base64();
         let new = room_keys_in::record(key, event.sender_curve25519_key, event.sender_ed25519_key);
         // The step may already hold a key for this session (two in one sync).
         let stored = self.stored_room_key(step, &ferrolm_store::RoomId::from(room.as_str()), &session_id)?;
