@@ -164,6 +164,13 @@ fn a_truncated_file() {
     }
 }
 
+/// A copy of the database file alone (no WAL beside it), to read what the main file holds.
+fn copy_of(dir: &tempfile::TempDir, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.path().join("main-file-only.sqlite3");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 #[test]
 fn a_corrupted_page() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,11 +189,21 @@ fn a_corrupted_page() {
         let error = read_all(&copy, &ids).unwrap_err();
         assert!(matches!(error, StoreError::DatabaseCorrupted(_)), "page {page}: {error:?}");
     }
-    // Damage inside a value (the last bytes of a page hold cell contents): the seal catches it.
+    // Damage inside a stored value (found by its bytes, so the flip cannot land in a page's
+    // free space): the seal catches it.
+    // (Only rows already checkpointed into the main file are in `bytes`: take the first.)
+    let connection =
+        rusqlite::Connection::open_with_flags(&copy_of(&dir, &bytes), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut statement = connection.prepare("SELECT v FROM inbound_group_sessions").unwrap();
+    let values: Vec<Vec<u8>> = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+    let (at, value) = values
+        .iter()
+        .find_map(|v| bytes.windows(v.len()).position(|w| w == v.as_slice()).map(|at| (at, v)))
+        .expect("a room key's value is in the file");
     let copy = dir.path().join("value.sqlite3");
     let mut damaged = bytes.clone();
-    let page = pages / 2;
-    damaged[page * 4096 + 4000] ^= 0x01;
+    damaged[at + value.len() / 2] ^= 0x01;
     std::fs::write(&copy, &damaged).unwrap();
     let error = read_all(&copy, &ids).unwrap_err();
     assert!(
