@@ -291,6 +291,26 @@ pub(crate) fn open_bytes(
     Ok(Zeroizing::new(keys.decrypt(ciphertext)?))
 }
 
+/// The unencrypted state of an object, for a store that encrypts at rest itself:
+/// `kind (1) ‖ the plaintext a ferrolm pickle would hold`.
+pub(crate) fn state_bytes(kind: PickleKind, plaintext: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(1 + plaintext.len()));
+    out.push(kind as u8);
+    out.extend_from_slice(plaintext);
+    out
+}
+
+/// The plaintext inside [`state_bytes`]' output, once its kind byte is checked.
+pub(crate) fn open_state(kind: PickleKind, state: &[u8]) -> Result<&[u8], PickleError> {
+    match state.split_first() {
+        Some((k, plaintext)) if *k == kind as u8 => Ok(plaintext),
+        Some((k, _)) => {
+            Err(PickleError::WrongKind { expected: PickleKind::name(kind as u8), got: PickleKind::name(*k) })
+        }
+        None => Err(PickleError::TooShort),
+    }
+}
+
 const LIBOLM_INFO: &[u8] = b"Pickle";
 const LIBOLM_MAC_LEN: usize = 8;
 
@@ -456,6 +476,27 @@ mod tests {
         assert!(
             crate::pk::PkDecryption::from_pickle_bytes(&base64_decode(pk.pickle(&key)).unwrap(), &key, &[]).is_ok()
         );
+    }
+
+    #[test]
+    fn unencrypted_state_round_trips_and_checks_its_kind() {
+        let account = crate::olm::Account::new();
+        let state = account.to_unencrypted_state();
+        assert_eq!(
+            crate::olm::Account::from_unencrypted_state(&state).unwrap().identity_keys(),
+            account.identity_keys()
+        );
+        // The state is the pickle's plaintext behind a kind byte.
+        let key = PickleKey::from_bytes([2; 32]);
+        let opened = open_bytes(PickleKind::Account, &account.pickle_bytes(&key, &[]), &key, &[]).unwrap();
+        assert_eq!(&state[1..], opened.as_slice());
+        assert!(matches!(crate::olm::Session::from_unencrypted_state(&state), Err(PickleError::WrongKind { .. })));
+        assert_eq!(crate::olm::Account::from_unencrypted_state(&[]).unwrap_err(), PickleError::TooShort);
+        assert!(crate::olm::Account::from_unencrypted_state(&state[..state.len() - 1]).is_err());
+
+        let pk = crate::pk::PkDecryption::new();
+        let restored = crate::pk::PkDecryption::from_unencrypted_state(&pk.to_unencrypted_state()).unwrap();
+        assert_eq!(restored.public_key(), pk.public_key());
     }
 
     #[test]

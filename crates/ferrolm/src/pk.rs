@@ -305,16 +305,20 @@ impl PkDecryption {
     /// given the same associated data. A store passes the row's table and key, so that a
     /// pickle moved to another row is refused.
     pub fn pickle_bytes(&self, key: &PickleKey, associated_data: &[u8]) -> Vec<u8> {
-        let mut w = PickleWriter::new();
-        w.u8(FORMAT_VERSION);
-        self.write_key_pair(&mut w);
         crate::pickle::seal_bytes(
             PickleKind::PkDecryption,
-            &w.finish(),
+            &self.encode(),
             key,
             associated_data,
             &mut crate::rng::os_rng(),
         )
+    }
+
+    fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = PickleWriter::new();
+        w.u8(FORMAT_VERSION);
+        self.write_key_pair(&mut w);
+        w.finish()
     }
 
     /// Restores a key from [`PkDecryption::pickle`]'s output.
@@ -324,13 +328,30 @@ impl PkDecryption {
 
     /// Restores a key from [`Self::pickle_bytes`]'s output, given the same associated data.
     pub fn from_pickle_bytes(pickle: &[u8], key: &PickleKey, associated_data: &[u8]) -> Result<Self, PickleError> {
-        let bytes = crate::pickle::open_bytes(PickleKind::PkDecryption, pickle, key, associated_data)?;
-        let mut r = PickleReader::new(&bytes);
+        Self::decode(&crate::pickle::open_bytes(PickleKind::PkDecryption, pickle, key, associated_data)?)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, PickleError> {
+        let mut r = PickleReader::new(bytes);
         let version = r.u8()?;
         if version != FORMAT_VERSION {
             return Err(PickleError::UnknownVersion(u32::from(version)));
         }
         Self::read_key_pair(&mut r)
+    }
+
+    /// The key's state, unencrypted, for a store that encrypts at rest itself (ferrolm-store
+    /// seals it with XChaCha20-Poly1305, bound to its row). **Secret**: never write it anywhere
+    /// unencrypted; use [`Self::pickle_bytes`] when in doubt. Zeroized on drop.
+    pub fn to_unencrypted_state(&self) -> Zeroizing<Vec<u8>> {
+        crate::pickle::state_bytes(PickleKind::PkDecryption, &self.encode())
+    }
+
+    /// Restores a key from [`Self::to_unencrypted_state`]'s output. The input must come from
+    /// an authenticated source (a store's AEAD): it is decoded as ferrolm's own pickle contents,
+    /// checked for well-formedness but not for having been written by ferrolm.
+    pub fn from_unencrypted_state(state: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(crate::pickle::open_state(PickleKind::PkDecryption, state)?)
     }
 
     /// Encrypts the key into libolm's `PkDecryption` pickle (version 1).

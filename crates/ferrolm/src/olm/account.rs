@@ -456,6 +456,20 @@ impl Account {
         Self::decode(&crate::pickle::open_bytes(PickleKind::Account, pickle, key, associated_data)?)
     }
 
+    /// The account's state, unencrypted, for a store that encrypts at rest itself (ferrolm-store
+    /// seals it with XChaCha20-Poly1305, bound to its row). **Secret**: never write it anywhere
+    /// unencrypted; use [`Self::pickle_bytes`] when in doubt. Zeroized on drop.
+    pub fn to_unencrypted_state(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        crate::pickle::state_bytes(PickleKind::Account, &self.encode())
+    }
+
+    /// Restores a account from [`Self::to_unencrypted_state`]'s output. The input must come from
+    /// an authenticated source (a store's AEAD): it is decoded as ferrolm's own pickle contents,
+    /// checked for well-formedness but not for having been written by ferrolm.
+    pub fn from_unencrypted_state(state: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(crate::pickle::open_state(PickleKind::Account, state)?)
+    }
+
     /// Encrypts the account into libolm's pickle format (version 4), readable by libolm's
     /// `olm_unpickle_account` and vodozemac's `Account::from_libolm_pickle`.
     ///

@@ -350,6 +350,20 @@ impl Session {
         Self::decode(&crate::pickle::open_bytes(PickleKind::Session, pickle, key, associated_data)?)
     }
 
+    /// The session's state, unencrypted, for a store that encrypts at rest itself (ferrolm-store
+    /// seals it with XChaCha20-Poly1305, bound to its row). **Secret**: never write it anywhere
+    /// unencrypted; use [`Self::pickle_bytes`] when in doubt. Zeroized on drop.
+    pub fn to_unencrypted_state(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        crate::pickle::state_bytes(PickleKind::Session, &self.encode())
+    }
+
+    /// Restores a session from [`Self::to_unencrypted_state`]'s output. The input must come from
+    /// an authenticated source (a store's AEAD): it is decoded as ferrolm's own pickle contents,
+    /// checked for well-formedness but not for having been written by ferrolm.
+    pub fn from_unencrypted_state(state: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(crate::pickle::open_state(PickleKind::Session, state)?)
+    }
+
     /// Encrypts the session into libolm's pickle format (version 1), readable by libolm's
     /// `olm_unpickle_session` and vodozemac's `Session::from_libolm_pickle`.
     ///
