@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instruction counts per operation under callgrind (valgrind), for ferrolm, vodozemac and
 # libolm: figures that do not move with machine load. Prints a Markdown table.
-# Usage: benches/callgrind.sh
+# Usage: benches/callgrind.sh [OPERATION:N ...]   (no arguments: every operation)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FERROLM_CACHE:-$HOME/.cache/ferrolm}/target}"
@@ -23,16 +23,21 @@ grouped() { sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta' 
 
 printf '| operation | ferrolm | vodozemac | libolm | vodozemac / ferrolm | libolm / ferrolm |\n'
 printf '| --- | ---: | ---: | ---: | ---: | ---: |\n'
-for spec in olm_encrypt:200 olm_decrypt:200 olm_account_new:20 olm_outbound_session:20 megolm_encrypt:100 megolm_decrypt:100 pk_decrypt:50; do
+specs=("$@")
+[ ${#specs[@]} -gt 0 ] || specs=(olm_encrypt:200 olm_decrypt:200 olm_account_new:20 olm_outbound_session:20 megolm_create:50 megolm_encrypt:100 megolm_decrypt:100 megolm_inbound_unpickle:100 megolm_restore_decrypt_older:50 pk_decrypt:50 megolm_bulk_decrypt:1000)
+for spec in "${specs[@]}"; do
     op=${spec%%:*}; n=${spec##*:}
+    if [ "$op" = megolm_bulk_decrypt ]; then
+        f=$(count ferrolm megolm_bulk_decrypt "$n") # count() divides by the n messages
+        v=$(count vodozemac megolm_decrypt "$n")
+        awk -v n="$(grouped "$n")" -v f="$f" -v v="$v" -v F="$(grouped "$f")" -v V="$(grouped "$v")" \
+            'BEGIN { printf "| megolm_bulk_decrypt (per message, %s) | %s | %s (one by one) | – | %.2f× | – |\n", n, F, V, v / f }'
+        continue
+    fi
     f=$(count ferrolm "$op" "$n"); v=$(count vodozemac "$op" "$n"); l=$(count libolm "$op" "$n")
     awk -v op="$op" -v f="$f" -v v="$v" -v l="$l" -v F="$(grouped "$f")" -v V="$(grouped "$v")" -v L="$(grouped "$l")" \
         'BEGIN { printf "| %s | %s | %s | %s | %.2f× | %.2f× |\n", op, F, V, L, v / f, l / f }'
 done
-f=$(count ferrolm megolm_bulk_decrypt 1000) # count() already divides by the 1,000 messages
-v=$(count vodozemac megolm_decrypt 1000)
-awk -v f="$f" -v v="$v" -v F="$(grouped "$f")" -v V="$(grouped "$v")" \
-    'BEGIN { printf "| megolm_bulk_decrypt (per message, 1,000) | %s | %s (one by one) | – | %.2f× | – |\n", F, V, v / f }'
 
 # The key store, ferrolm-store against matrix-sdk-sqlite. matrix-sdk-sqlite runs SQLite on
 # tokio's blocking threads, outside `measured`, so these count the whole process with N
@@ -47,6 +52,7 @@ per_op() { # implementation operation n
     with=$(count_process "$1" "$2" "$3"); without=$(count_process "$1" "$2" 0)
     echo $(( (with - without) / $3 ))
 }
+[ $# -gt 0 ] && exit 0 # named operations only: no store table
 printf '\n| store operation | ferrolm | matrix-sdk-sqlite | matrix-sdk-sqlite / ferrolm |\n'
 printf '| --- | ---: | ---: | ---: |\n'
 for spec in store_save_olm_session:200:"save one changed Olm session" store_lookup:500:"look up one room key among 1,000"; do

@@ -118,6 +118,60 @@ fn run(implementation: &str, operation: &str, n: usize) -> Option<()> {
             let mut s = fm::GroupSession::new(fm::SessionConfig::version_1());
             let r = fm::InboundGroupSession::new(&s.session_key(), fm::SessionConfig::version_1());
             let messages: Vec<_> = (0..n).map(|_| s.encrypt(&plaintext)).collect();
+            // The base point's tables are built on the first batch of the process: not here.
+            drop(black_box(r.clone().decrypt_batch(&messages[..n.min(16)])));
+            measured(1, |_| drop(black_box(r.clone().decrypt_batch(&messages))));
+        }
+        ("ferrolm", "megolm_create") => {
+            measured(n, |_| drop(black_box(fm::GroupSession::new(fm::SessionConfig::version_1()))))
+        }
+        ("vodozemac", "megolm_create") => {
+            measured(n, |_| drop(black_box(vm::GroupSession::new(vm::SessionConfig::version_1()))))
+        }
+        ("libolm", "megolm_create") => measured(n, |_| drop(black_box(l::OutboundGroupSession::new().unwrap()))),
+        // A used inbound session: created at index 0, its latest message at index 999.
+        ("ferrolm", "megolm_inbound_unpickle") => {
+            let (pickle, key, _) = ferrolm_used_inbound(&plaintext);
+            measured(n, |_| drop(black_box(fm::InboundGroupSession::from_pickle(&pickle, &key).unwrap())));
+        }
+        ("vodozemac", "megolm_inbound_unpickle") => {
+            let (pickle, _) = vodozemac_used_inbound(&plaintext);
+            measured(n, |_| {
+                let p = vm::InboundGroupSessionPickle::from_encrypted(&pickle, &[7; 32]).unwrap();
+                drop(black_box(vm::InboundGroupSession::from_pickle(p)))
+            });
+        }
+        ("libolm", "megolm_inbound_unpickle") => {
+            let (pickle, _) = libolm_used_inbound(&plaintext);
+            measured(n, |_| drop(black_box(l::InboundGroupSession::unpickle(&pickle, &[7; 32]).unwrap())));
+        }
+        // Back-pagination: restore that session, then decrypt an older message (index 500).
+        ("ferrolm", "megolm_restore_decrypt_older") => {
+            let (pickle, key, older) = ferrolm_used_inbound(&plaintext);
+            measured(n, |_| {
+                let mut session = fm::InboundGroupSession::from_pickle(&pickle, &key).unwrap();
+                drop(black_box(session.decrypt(&older).unwrap()))
+            });
+        }
+        ("vodozemac", "megolm_restore_decrypt_older") => {
+            let (pickle, older) = vodozemac_used_inbound(&plaintext);
+            measured(n, |_| {
+                let p = vm::InboundGroupSessionPickle::from_encrypted(&pickle, &[7; 32]).unwrap();
+                drop(black_box(vm::InboundGroupSession::from_pickle(p).decrypt(&older).unwrap()))
+            });
+        }
+        ("libolm", "megolm_restore_decrypt_older") => {
+            let (pickle, older) = libolm_used_inbound(&plaintext);
+            measured(n, |_| {
+                let mut session = l::InboundGroupSession::unpickle(&pickle, &[7; 32]).unwrap();
+                drop(black_box(session.decrypt(&older).unwrap()))
+            });
+        }
+        ("ferrolm", "megolm_first_batch") => {
+            // The first batch of a process, of 16 messages: builds the base point's tables.
+            let mut s = fm::GroupSession::new(fm::SessionConfig::version_1());
+            let r = fm::InboundGroupSession::new(&s.session_key(), fm::SessionConfig::version_1());
+            let messages: Vec<_> = (0..16).map(|_| s.encrypt(&plaintext)).collect();
             measured(1, |_| drop(black_box(r.clone().decrypt_batch(&messages))));
         }
         ("ferrolm", "pk_decrypt") => {
@@ -193,6 +247,35 @@ fn store(implementation: &str, operation: &str, n: usize) {
             rt.block_on(store.close());
         }
     }
+}
+
+/// A ferrolm inbound session that decrypted messages 0..=999 (its cached ratchet is at 999),
+/// pickled; and its message 500.
+fn ferrolm_used_inbound(plaintext: &[u8]) -> (String, ferrolm::pickle::PickleKey, fm::MegolmMessage) {
+    let mut s = fm::GroupSession::new(fm::SessionConfig::version_1());
+    let mut r = fm::InboundGroupSession::new(&s.session_key(), fm::SessionConfig::version_1());
+    let messages: Vec<_> = (0..1000).map(|_| s.encrypt(plaintext)).collect();
+    r.decrypt(&messages[999]).unwrap();
+    let key = ferrolm::pickle::PickleKey::from_bytes([7; 32]);
+    (r.pickle(&key), key, messages[500].clone())
+}
+
+/// The same for vodozemac (whose pickle keeps only the initial ratchet).
+fn vodozemac_used_inbound(plaintext: &[u8]) -> (String, vm::MegolmMessage) {
+    let mut s = vm::GroupSession::new(vm::SessionConfig::version_1());
+    let mut r = vm::InboundGroupSession::new(&s.session_key(), vm::SessionConfig::version_1());
+    let messages: Vec<_> = (0..1000).map(|_| s.encrypt(plaintext)).collect();
+    r.decrypt(&messages[999]).unwrap();
+    (r.pickle().encrypt(&[7; 32]), messages[500].clone())
+}
+
+/// The same for libolm.
+fn libolm_used_inbound(plaintext: &[u8]) -> (String, String) {
+    let mut s = l::OutboundGroupSession::new().unwrap();
+    let mut r = l::InboundGroupSession::new(&s.session_key().unwrap()).unwrap();
+    let messages: Vec<_> = (0..1000).map(|_| s.encrypt(plaintext).unwrap()).collect();
+    r.decrypt(&messages[999]).unwrap();
+    (r.pickle(&[7; 32]).unwrap(), messages[500].clone())
 }
 
 /// Interleaved timing of backup decryption: see the module documentation.

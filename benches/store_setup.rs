@@ -116,7 +116,7 @@ impl RoomKeys {
                 let session = fm::GroupSession::new(fm::SessionConfig::version_1());
                 RoomKey {
                     room_id: room_id(i % ROOMS),
-                    session_id: session.session_id(),
+                    session_id: session.session_id().to_base64(),
                     session_key: session.session_key().to_bytes().to_vec(),
                     sender: i % SENDERS,
                 }
@@ -305,6 +305,7 @@ impl Ferrolm {
                 device_id: fs::DeviceId::new(DEVICE_ID),
                 account: fo::Account::new(),
                 device_keys_uploaded: true,
+                fallback_key_published_ms: None,
             }),
             ..fs::Changes::default()
         };
@@ -352,7 +353,10 @@ impl Ferrolm {
         let fo::OlmMessage::PreKey(first) = session.encrypt(b"hello") else {
             unreachable!("the first message is a pre-key message")
         };
-        let mut theirs = peer.create_inbound_session(ours.curve25519_key(), &first).expect("decrypts").session;
+        let mut theirs = peer
+            .create_inbound_session(fo::SessionConfig::version_1(), ours.curve25519_key(), &first)
+            .expect("decrypts")
+            .session;
         session.decrypt(&theirs.encrypt(b"reply")).expect("decrypts");
         let record = fs::OlmSessionRecord {
             sender_key: peer.curve25519_key(),

@@ -98,7 +98,8 @@ pub fn megolm_fixture() -> &'static MegolmFixture {
         let mut rng = FixedRng::new(2);
         let mut outbound = GroupSession::new_with_rng(MegolmConfig::version_1(), &mut rng);
         let inbound = InboundGroupSession::new(&outbound.session_key(), MegolmConfig::version_1());
-        let messages = (0..4u8).map(|i| outbound.encrypt(&[i; 20])).collect();
+        // Enough messages that every batch takes the batch verifier's table path.
+        let messages = (0..8u8).map(|i| outbound.encrypt(&[i; 20])).collect();
         MegolmFixture { outbound, inbound, messages }
     })
 }

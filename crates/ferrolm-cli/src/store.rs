@@ -103,6 +103,7 @@ fn init(args: &[String]) -> Result<(), String> {
                 device_id: DeviceId::new(device.as_str()),
                 account,
                 device_keys_uploaded: false,
+                fallback_key_published_ms: None,
             }),
             ..Changes::default()
         };

@@ -637,7 +637,7 @@ impl State {
                 let mut rng = step.rng()?;
                 let group = GroupSession::new_with_rng(megolm::SessionConfig::version_1(), &mut rng);
                 rng.finish()?;
-                check_b64("session id", step.str("session_id")?, &group.session_id())?;
+                check_b64("session id", step.str("session_id")?, &group.session_id().to_base64())?;
                 check_b64("session key", step.str("session_key")?, &group.session_key().to_base64())?;
                 check_eq("message index", step.u32("message_index")?, group.message_index())?;
                 self.groups.insert(name, group);
@@ -647,7 +647,7 @@ impl State {
                 let key = step.hex("pickle_key")?;
                 let result = GroupSession::from_libolm_pickle(step.str("pickle")?, &key);
                 if let Some(group) = expect_outcome(step, result, pickle_error)? {
-                    check_b64("session id", step.str("session_id")?, &group.session_id())?;
+                    check_b64("session id", step.str("session_id")?, &group.session_id().to_base64())?;
                     check_eq("message index", step.u32("message_index")?, group.message_index())?;
                     self.groups.insert(name, group);
                 }
@@ -697,7 +697,7 @@ impl State {
             _ => None,
         };
         if let Some(session) = created {
-            check_b64("session id", step.str("session_id")?, &session.session_id())?;
+            check_b64("session id", step.str("session_id")?, &session.session_id().to_base64())?;
             check_eq("first known index", step.u32("first_known_index")?, session.first_known_index())?;
             self.inbounds.insert(name, session);
             return Ok(());

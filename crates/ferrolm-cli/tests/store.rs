@@ -124,6 +124,7 @@ fn make_store(path: &Path) -> Made {
             device_id: DeviceId::new("ALICEDEVICE"),
             account,
             device_keys_uploaded: true,
+            fallback_key_published_ms: None,
         }),
         olm_sessions: vec![OlmSessionRecord {
             sender_key: bob.curve25519_key(),

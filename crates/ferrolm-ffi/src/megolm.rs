@@ -218,7 +218,7 @@ impl GroupSession {
 
     /// The session id: the signing key in base64.
     pub fn session_id(&self) -> String {
-        lock(&self.inner).session_id()
+        lock(&self.inner).session_id().to_base64()
     }
 
     /// The index the next message will have.
@@ -312,7 +312,7 @@ impl InboundGroupSession {
 
     /// The session id: the sender's signing key in base64.
     pub fn session_id(&self) -> String {
-        lock(&self.inner).session_id()
+        lock(&self.inner).session_id().to_base64()
     }
 
     /// The sender session's Ed25519 signing key (base64).

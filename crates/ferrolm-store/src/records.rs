@@ -162,7 +162,7 @@ pub struct OlmSessionRecord {
 impl OlmSessionRecord {
     /// The session's id.
     pub fn session_id(&self) -> String {
-        self.session.session_id()
+        self.session.session_id().to_base64()
     }
 }
 
@@ -222,7 +222,7 @@ pub struct InboundGroupSessionRecord {
 impl InboundGroupSessionRecord {
     /// The session's id.
     pub fn session_id(&self) -> String {
-        self.session.session_id()
+        self.session.session_id().to_base64()
     }
 
     /// The first message index the session can decrypt.
@@ -247,7 +247,7 @@ pub struct OutboundGroupSessionRecord {
 impl OutboundGroupSessionRecord {
     /// The session's id.
     pub fn session_id(&self) -> String {
-        self.session.session_id()
+        self.session.session_id().to_base64()
     }
 }
 

@@ -86,7 +86,7 @@ fn fixture(version: u32) -> Fixture {
         .create_outbound_session_with_rng(SessionConfig::version_1(), bob.curve25519_key(), otk, &mut rng)
         .unwrap();
     let OlmMessage::PreKey(first) = alice_session.encrypt_with_rng(b"fixture hello", &mut rng) else { panic!() };
-    let created = bob.create_inbound_session(alice.curve25519_key(), &first).unwrap();
+    let created = bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first).unwrap();
     let mut bob_session = created.session;
     let reply = bob_session.encrypt_with_rng(b"fixture reply", &mut rng);
     alice_session.decrypt(&reply).unwrap();
@@ -143,14 +143,14 @@ fn fixture(version: u32) -> Fixture {
     });
     changes.outbound_shares.push(OutboundShare {
         room_id: room("cats"),
-        session_id: own_outbound.session_id(),
+        session_id: own_outbound.session_id().to_base64(),
         user_id: user("alice"),
         device_id: DeviceId::from("ALICEFIXTURE"),
         state: ShareState::Shared { message_index: 0 },
     });
     changes.outbound_shares.push(OutboundShare {
         room_id: room("cats"),
-        session_id: own_outbound.session_id(),
+        session_id: own_outbound.session_id().to_base64(),
         user_id: user("mallory"),
         device_id: DeviceId::from("MALLORY"),
         state: ShareState::Withheld { code: "m.blacklisted".into() },
@@ -250,7 +250,7 @@ fn fixture(version: u32) -> Fixture {
     });
     for index in [0u32, 1, 7] {
         changes.seen_messages.push(SeenMessage {
-            session_id: outbound.session_id(),
+            session_id: outbound.session_id().to_base64(),
             message_index: index,
             event_id: format!("$fixture-event-{index}"),
         });
@@ -378,7 +378,7 @@ fn check_fixture(version: u32) {
             want.session.export_at_first_known_index().to_bytes()
         );
     }
-    let mut cats = store.inbound_group_session(&room("cats"), &outbound.session_id()).unwrap().unwrap();
+    let mut cats = store.inbound_group_session(&room("cats"), &outbound.session_id().to_base64()).unwrap().unwrap();
     assert_eq!(cats.first_known_index(), 1);
     assert_eq!(cats.session.decrypt(&outbound.encrypt(b"room message")).unwrap().plaintext, b"room message");
     let queue = store.inbound_group_sessions_to_back_up(10).unwrap();

@@ -28,8 +28,8 @@ fn assert_holds_everything<B: Backend>(store: &Store<B>, e: &Everything) {
     let alice_key = e.pair.alice.curve25519_key();
     let sessions = store.olm_sessions(&alice_key).unwrap();
     assert_eq!(sessions.len(), 1);
-    let mut olm = store.olm_session(&alice_key, &e.pair.bob_session.session_id()).unwrap().unwrap();
-    assert_eq!(olm.session_id(), e.pair.bob_session.session_id());
+    let mut olm = store.olm_session(&alice_key, &e.pair.bob_session.session_id().to_base64()).unwrap().unwrap();
+    assert_eq!(olm.session_id(), e.pair.bob_session.session_id().to_base64());
     assert_eq!((olm.created_ms, olm.last_use_ms, olm.last_decrypt_ms), (1000, 1001, Some(1002)));
     // The stored session is the live one: it decrypts Alice's next message.
     let mut alice_session = e.pair.alice_session.clone();
@@ -284,7 +284,7 @@ fn deletions_remove_exactly_what_they_name<H: Harness>() {
     let igs_id = e.changes.inbound_group_sessions[0].session_id();
     let mut changes = Changes::default();
     let d = &mut changes.deletions;
-    d.olm_sessions.push((e.pair.alice.curve25519_key(), e.pair.bob_session.session_id()));
+    d.olm_sessions.push((e.pair.alice.curve25519_key(), e.pair.bob_session.session_id().to_base64()));
     d.inbound_group_sessions.push((room("cats"), igs_id.clone()));
     d.outbound_group_sessions.push(room("cats"));
     d.devices.push((user("alice"), DeviceId::from("ALICEDEVICE")));

@@ -497,6 +497,28 @@ mod tests {
         let pk = crate::pk::PkDecryption::new();
         let restored = crate::pk::PkDecryption::from_unencrypted_state(&pk.to_unencrypted_state()).unwrap();
         assert_eq!(restored.public_key(), pk.public_key());
+
+        let mut group = crate::megolm::GroupSession::new(crate::megolm::SessionConfig::version_1());
+        let mut inbound =
+            crate::megolm::InboundGroupSession::new(&group.session_key(), crate::megolm::SessionConfig::version_1());
+        let restored = crate::megolm::GroupSession::from_unencrypted_state(&group.to_unencrypted_state()).unwrap();
+        assert_eq!(restored.session_id(), group.session_id());
+        let message = group.encrypt(b"hi");
+        let mut restored =
+            crate::megolm::InboundGroupSession::from_unencrypted_state(&inbound.to_unencrypted_state()).unwrap();
+        assert_eq!(restored.decrypt(&message).unwrap().plaintext, inbound.decrypt(&message).unwrap().plaintext);
+        assert!(matches!(
+            crate::megolm::InboundGroupSession::from_unencrypted_state(&group.to_unencrypted_state()),
+            Err(PickleError::WrongKind { .. })
+        ));
+
+        let mut bob = crate::olm::Account::new();
+        bob.generate_one_time_keys(1);
+        let otk = *bob.one_time_keys().values().next().unwrap();
+        let session =
+            account.create_outbound_session(crate::olm::SessionConfig::version_1(), bob.curve25519_key(), otk).unwrap();
+        let restored = crate::olm::Session::from_unencrypted_state(&session.to_unencrypted_state()).unwrap();
+        assert_eq!(restored.session_id(), session.session_id());
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Sender {
 
     pub fn session_id(&self) -> String {
         match self {
-            Self::Ferrolm(s) => s.session_id(),
+            Self::Ferrolm(s) => s.session_id().to_base64(),
             Self::Vodozemac(s) => s.session_id(),
             Self::Libolm(s) => s.session_id().expect("libolm session id"),
         }
@@ -310,7 +310,7 @@ impl Receiver {
 
     pub fn session_id(&self) -> String {
         match self {
-            Self::Ferrolm(s) => s.session_id(),
+            Self::Ferrolm(s) => s.session_id().to_base64(),
             Self::Vodozemac(s) => s.session_id(),
             Self::Libolm(s) => s.session_id().expect("libolm session id"),
         }

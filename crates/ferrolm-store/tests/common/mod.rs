@@ -130,7 +130,7 @@ pub fn olm_pair() -> OlmPair {
     let mut alice_session =
         alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk).unwrap();
     let OlmMessage::PreKey(first) = alice_session.encrypt(b"hello") else { panic!("pre-key expected") };
-    let created = bob.create_inbound_session(alice.curve25519_key(), &first).unwrap();
+    let created = bob.create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &first).unwrap();
     let mut bob_session = created.session;
     let reply = bob_session.encrypt(b"hi");
     alice_session.decrypt(&reply).unwrap();
@@ -217,14 +217,14 @@ pub fn everything() -> Everything {
     changes.inbound_group_sessions.push(igs);
     changes.outbound_shares.push(OutboundShare {
         room_id: room("cats"),
-        session_id: group.session_id(),
+        session_id: group.session_id().to_base64(),
         user_id: alice_id.clone(),
         device_id: DeviceId::from("ALICEDEVICE"),
         state: ShareState::Shared { message_index: 3 },
     });
     changes.outbound_shares.push(OutboundShare {
         room_id: room("cats"),
-        session_id: group.session_id(),
+        session_id: group.session_id().to_base64(),
         user_id: user("mallory"),
         device_id: DeviceId::from("EVIL"),
         state: ShareState::Withheld { code: "m.blacklisted".into() },

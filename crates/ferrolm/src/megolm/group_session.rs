@@ -5,7 +5,7 @@ use zeroize::Zeroizing;
 
 use super::message::MegolmMessage;
 use super::ratchet::{RATCHET_LENGTH, Ratchet};
-use super::{SessionConfig, SessionKey};
+use super::{SessionConfig, SessionId, SessionKey};
 use crate::codec::{PickleReader, PickleWriter};
 use crate::crypto::CipherKeys;
 use crate::pickle::{
@@ -31,7 +31,8 @@ pub(crate) const MEGOLM_KEYS_INFO: &[u8] = b"MEGOLM_KEYS";
 /// ```
 #[derive(Clone)]
 pub struct GroupSession {
-    ratchet: Ratchet,
+    // Boxed, so that moving the session does not leave copies of the ratchet behind.
+    ratchet: Box<Ratchet>,
     signing_key: Ed25519Keypair,
     config: SessionConfig,
 }
@@ -58,12 +59,16 @@ impl GroupSession {
         for (to, from) in ratchet.iter_mut().chain(seed.iter_mut()).zip(random.iter()) {
             *to = *from;
         }
-        Self { ratchet: Ratchet::from_bytes(&ratchet, 0), signing_key: Ed25519Keypair::from_seed(&seed), config }
+        Self {
+            ratchet: Box::new(Ratchet::from_bytes(&ratchet, 0)),
+            signing_key: Ed25519Keypair::from_seed(&seed),
+            config,
+        }
     }
 
-    /// The session id: the signing key in base64.
-    pub fn session_id(&self) -> String {
-        self.signing_key.public_key().to_base64()
+    /// The session id: the signing key.
+    pub fn session_id(&self) -> SessionId {
+        SessionId::from(self.signing_key.public_key())
     }
 
     /// The index the next message will have.
@@ -111,18 +116,22 @@ impl GroupSession {
     /// given the same associated data. A store passes the row's table and key, so that a
     /// pickle moved to another row is refused.
     pub fn pickle_bytes(&self, key: &PickleKey, associated_data: &[u8]) -> Vec<u8> {
+        crate::pickle::seal_bytes(
+            PickleKind::GroupSession,
+            &self.encode(),
+            key,
+            associated_data,
+            &mut crate::rng::os_rng(),
+        )
+    }
+
+    fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut w = PickleWriter::new();
         w.u8(FORMAT_VERSION);
         w.u8(self.config.version());
         write_ratchet(&mut w, &self.ratchet);
         write_ed25519(&mut w, &self.signing_key);
-        crate::pickle::seal_bytes(
-            PickleKind::GroupSession,
-            &w.finish(),
-            key,
-            associated_data,
-            &mut crate::rng::os_rng(),
-        )
+        w.finish()
     }
 
     /// Restores a session from [`GroupSession::pickle`]'s output.
@@ -132,8 +141,11 @@ impl GroupSession {
 
     /// Restores a session from [`Self::pickle_bytes`]'s output, given the same associated data.
     pub fn from_pickle_bytes(pickle: &[u8], key: &PickleKey, associated_data: &[u8]) -> Result<Self, PickleError> {
-        let bytes = crate::pickle::open_bytes(PickleKind::GroupSession, pickle, key, associated_data)?;
-        let mut r = PickleReader::new(&bytes);
+        Self::decode(&crate::pickle::open_bytes(PickleKind::GroupSession, pickle, key, associated_data)?)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, PickleError> {
+        let mut r = PickleReader::new(bytes);
         let version = r.u8()?;
         if version != FORMAT_VERSION {
             return Err(PickleError::UnknownVersion(u32::from(version)));
@@ -145,6 +157,20 @@ impl GroupSession {
             return Err(PickleError::Corrupted("trailing bytes"));
         }
         Ok(Self { ratchet, signing_key, config })
+    }
+
+    /// The session's state, unencrypted, for a store that encrypts at rest itself (ferrolm-store
+    /// seals it with XChaCha20-Poly1305, bound to its row). **Secret**: never write it anywhere
+    /// unencrypted; use [`Self::pickle_bytes`] when in doubt. Zeroized on drop.
+    pub fn to_unencrypted_state(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        crate::pickle::state_bytes(PickleKind::GroupSession, &self.encode())
+    }
+
+    /// Restores a session from [`Self::to_unencrypted_state`]'s output. The input must come from
+    /// an authenticated source (a store's AEAD): it is decoded as ferrolm's own pickle contents,
+    /// checked for well-formedness but not for having been written by ferrolm.
+    pub fn from_unencrypted_state(state: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(crate::pickle::open_state(PickleKind::GroupSession, state)?)
     }
 
     /// Encrypts the session into libolm's outbound group session pickle (version 1).
@@ -188,9 +214,9 @@ pub(crate) fn write_ratchet(w: &mut PickleWriter, ratchet: &Ratchet) {
     w.u32(ratchet.index());
 }
 
-pub(crate) fn read_ratchet(r: &mut PickleReader<'_>) -> Result<Ratchet, PickleError> {
+pub(crate) fn read_ratchet(r: &mut PickleReader<'_>) -> Result<Box<Ratchet>, PickleError> {
     let bytes = r.secret::<RATCHET_LENGTH>()?;
-    Ok(Ratchet::from_bytes(&bytes, r.u32()?))
+    Ok(Box::new(Ratchet::from_bytes(&bytes, r.u32()?)))
 }
 
 impl core::fmt::Debug for GroupSession {

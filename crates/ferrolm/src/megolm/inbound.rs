@@ -5,7 +5,9 @@ use subtle::ConstantTimeEq;
 use super::group_session::{MEGOLM_KEYS_INFO, read_ratchet, write_ratchet};
 use super::message::MegolmMessage;
 use super::ratchet::Ratchet;
-use super::{DecryptedMessage, DecryptionError, ExportedSessionKey, SessionConfig, SessionKey, SessionOrdering};
+use super::{
+    DecryptedMessage, DecryptionError, ExportedSessionKey, SessionConfig, SessionId, SessionKey, SessionOrdering,
+};
 use crate::codec::{PickleReader, PickleWriter};
 use crate::crypto::{CipherError, CipherKeys};
 use crate::pickle::{PickleError, PickleKey, PickleKind, read_ed25519_public};
@@ -14,7 +16,11 @@ use crate::types::{Ed25519PublicKey, verify_batch};
 /// An inbound Megolm session: decrypts a room's messages from one sender's session.
 ///
 /// It keeps the earliest ratchet it knows (so older messages still decrypt) and a cached later
-/// one (so decrypting messages in order does not re-hash from the start each time).
+/// one (so decrypting messages in order does not re-hash from the start each time). The cache
+/// is only an optimisation: every verdict is the same with or without it, and the `&self`
+/// methods ([`decrypt_readonly`](Self::decrypt_readonly),
+/// [`decrypt_batch_readonly`](Self::decrypt_batch_readonly)) decrypt without touching it, for a
+/// store that shares sessions under a read lock.
 ///
 /// ```
 /// use ferrolm::megolm::{GroupSession, InboundGroupSession, SessionConfig, SessionOrdering};
@@ -32,12 +38,17 @@ use crate::types::{Ed25519PublicKey, verify_batch};
 /// ```
 #[derive(Clone)]
 pub struct InboundGroupSession {
-    initial: Ratchet,
-    latest: Ratchet,
+    // Boxed, so that moving the session does not leave copies of the ratchets behind.
+    initial: Box<Ratchet>,
+    latest: Box<Ratchet>,
     signing_key: Ed25519PublicKey,
     verified: bool,
     config: SessionConfig,
 }
+
+/// The results of a batch, and the ratchet of its highest-indexed message that decrypted
+/// (what `decrypt` would have cached).
+type BatchOutcome = (Vec<Result<DecryptedMessage, DecryptionError>>, Option<Ratchet>);
 
 impl InboundGroupSession {
     /// A session from a signed session key (an `m.room_key`), whose signature was checked
@@ -52,13 +63,13 @@ impl InboundGroupSession {
         Self::from_parts(key.ratchet.clone(), key.signing_key, false, config)
     }
 
-    fn from_parts(ratchet: Ratchet, signing_key: Ed25519PublicKey, verified: bool, config: SessionConfig) -> Self {
+    fn from_parts(ratchet: Box<Ratchet>, signing_key: Ed25519PublicKey, verified: bool, config: SessionConfig) -> Self {
         Self { initial: ratchet.clone(), latest: ratchet, signing_key, verified, config }
     }
 
-    /// The session id: the sender's signing key in base64.
-    pub fn session_id(&self) -> String {
-        self.signing_key.to_base64()
+    /// The session id: the sender session's signing key.
+    pub fn session_id(&self) -> SessionId {
+        SessionId::from(self.signing_key)
     }
 
     /// The sender session's Ed25519 signing key.
@@ -88,32 +99,49 @@ impl InboundGroupSession {
         if index < self.initial.index() {
             return None;
         }
-        let mut ratchet = if self.latest.index() <= index { self.latest.clone() } else { self.initial.clone() };
+        let mut ratchet = if self.latest.index() <= index { (*self.latest).clone() } else { (*self.initial).clone() };
         ratchet.advance_to(index);
         Some(ratchet)
     }
 
-    /// Decrypts a message: checks its signature, then its MAC, then decrypts.
+    /// Decrypts a message: checks its signature, then its MAC, then decrypts. On success the
+    /// session caches the message's ratchet if it is past the cached one, so that the next
+    /// messages in order cost one step each; on failure nothing changes.
     pub fn decrypt(&mut self, message: &MegolmMessage) -> Result<DecryptedMessage, DecryptionError> {
+        let (decrypted, ratchet) = self.decrypt_inner(message)?;
+        self.cache(ratchet);
+        Ok(decrypted)
+    }
+
+    /// [`decrypt`](Self::decrypt) without caching: the same result for every message, through
+    /// a shared reference. It walks the ratchet from the nearest point the session keeps (the
+    /// cached ratchet, or the earliest one for older messages), so a session that is never
+    /// cached into pays up to 255 hashes per ratchet part for each message.
+    pub fn decrypt_readonly(&self, message: &MegolmMessage) -> Result<DecryptedMessage, DecryptionError> {
+        self.decrypt_inner(message).map(|(decrypted, _)| decrypted)
+    }
+
+    fn decrypt_inner(&self, message: &MegolmMessage) -> Result<(DecryptedMessage, Ratchet), DecryptionError> {
         self.check_version(message)?;
         self.signing_key
             .verify(message.signed_part(), message.signature())
             .map_err(|_| DecryptionError::InvalidSignature)?;
         let ratchet = self.ratchet_at(message.message_index()).ok_or(self.unknown_index(message))?;
         let plaintext = decrypt_with(&ratchet, message)?;
-        self.cache(ratchet);
-        Ok(DecryptedMessage { plaintext, message_index: message.message_index() })
+        Ok((DecryptedMessage { plaintext, message_index: message.message_index() }, ratchet))
     }
 
     /// Decrypts a batch of messages of this session, such as a timeline being back-filled,
     /// faster than one by one: the signatures are checked together (see below) and the
     /// ratchet is walked forward once, in index order, instead of once per message.
     ///
-    /// Returns one result per message, in the input order. A bad message fails alone: a
-    /// forged signature, a wrong MAC or an index before the first known one is reported for
-    /// that message, and the others decrypt. Signatures are checked with a randomized batch
-    /// equation; if the batch does not hold, each signature is checked on its own, which
-    /// attributes a forgery to its message.
+    /// Returns one result per message, in the input order, and each is exactly what
+    /// [`decrypt`](Self::decrypt) returns for that message: a forged signature, a wrong MAC or
+    /// an index before the first known one is reported for that message alone, whatever else
+    /// the batch holds. The session ends in the state decrypting the messages one by one would
+    /// leave it in (only messages that decrypted move the cache). The signatures are verified
+    /// strictly, as one by one, from tables of the session's key built once for the batch
+    /// (SECURITY.md, "Batched signature verification").
     ///
     /// ```
     /// use ferrolm::megolm::{GroupSession, InboundGroupSession, MegolmMessage, SessionConfig, DecryptionError};
@@ -127,6 +155,20 @@ impl InboundGroupSession {
     /// assert_eq!(results[9].as_ref().unwrap().plaintext, b"9");
     /// ```
     pub fn decrypt_batch(&mut self, messages: &[MegolmMessage]) -> Vec<Result<DecryptedMessage, DecryptionError>> {
+        let (results, best) = self.decrypt_batch_inner(messages);
+        if let Some(ratchet) = best {
+            self.cache(ratchet);
+        }
+        results
+    }
+
+    /// [`decrypt_batch`](Self::decrypt_batch) without caching, through a shared reference: the
+    /// same results.
+    pub fn decrypt_batch_readonly(&self, messages: &[MegolmMessage]) -> Vec<Result<DecryptedMessage, DecryptionError>> {
+        self.decrypt_batch_inner(messages).0
+    }
+
+    fn decrypt_batch_inner(&self, messages: &[MegolmMessage]) -> BatchOutcome {
         let mut results: Vec<Result<DecryptedMessage, DecryptionError>> = messages
             .iter()
             .map(|m| Err(self.check_version(m).err().unwrap_or(DecryptionError::InvalidSignature)))
@@ -142,7 +184,11 @@ impl InboundGroupSession {
             candidates.into_iter().zip(verdicts).filter(|(_, ok)| *ok).map(|(i, _)| i).collect();
         signed.sort_by_key(|&i| messages.get(i).map(MegolmMessage::message_index));
 
+        // The walk reuses each message's ratchet for the next, whether or not that message
+        // decrypted (the ratchet at an index does not depend on the message); only a message
+        // that decrypted may become the cached ratchet, as with `decrypt`.
         let mut walker: Option<Ratchet> = None;
+        let mut best: Option<Ratchet> = None;
         for i in signed {
             let (Some(message), Some(result)) = (messages.get(i), results.get_mut(i)) else { continue };
             let index = message.message_index();
@@ -159,12 +205,12 @@ impl InboundGroupSession {
             };
             *result =
                 decrypt_with(&ratchet, message).map(|plaintext| DecryptedMessage { plaintext, message_index: index });
+            if result.is_ok() {
+                best = Some(ratchet.clone());
+            }
             walker = Some(ratchet);
         }
-        if let Some(ratchet) = walker {
-            self.cache(ratchet);
-        }
-        results
+        (results, best)
     }
 
     fn check_version(&self, message: &MegolmMessage) -> Result<(), DecryptionError> {
@@ -180,10 +226,11 @@ impl InboundGroupSession {
         DecryptionError::UnknownMessageIndex { first_known: self.initial.index(), requested: message.message_index() }
     }
 
-    /// Keeps `ratchet` as the cached later ratchet if it is further along.
+    /// Keeps `ratchet` as the cached later ratchet if it is further along (in place: the old
+    /// one is zeroized as it is overwritten).
     fn cache(&mut self, ratchet: Ratchet) {
         if ratchet.index() > self.latest.index() {
-            self.latest = ratchet;
+            *self.latest = ratchet;
         }
     }
 
@@ -202,10 +249,10 @@ impl InboundGroupSession {
     pub fn advance_to(&mut self, index: u32) -> bool {
         match self.ratchet_at(index) {
             Some(ratchet) => {
-                self.initial = ratchet.clone();
                 if self.latest.index() < index {
-                    self.latest = ratchet;
+                    *self.latest = ratchet.clone();
                 }
+                *self.initial = ratchet;
                 true
             }
             None => false,
@@ -265,6 +312,16 @@ impl InboundGroupSession {
     /// given the same associated data. A store passes the row's table and key, so that a
     /// pickle moved to another row is refused.
     pub fn pickle_bytes(&self, key: &PickleKey, associated_data: &[u8]) -> Vec<u8> {
+        crate::pickle::seal_bytes(
+            PickleKind::InboundGroupSession,
+            &self.encode(),
+            key,
+            associated_data,
+            &mut crate::rng::os_rng(),
+        )
+    }
+
+    fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut w = PickleWriter::new();
         w.u8(FORMAT_VERSION);
         w.u8(self.config.version());
@@ -272,13 +329,7 @@ impl InboundGroupSession {
         write_ratchet(&mut w, &self.latest);
         w.bytes(self.signing_key.as_bytes());
         w.bool(self.verified);
-        crate::pickle::seal_bytes(
-            PickleKind::InboundGroupSession,
-            &w.finish(),
-            key,
-            associated_data,
-            &mut crate::rng::os_rng(),
-        )
+        w.finish()
     }
 
     /// Restores a session from [`InboundGroupSession::pickle`]'s output.
@@ -288,14 +339,31 @@ impl InboundGroupSession {
 
     /// Restores a session from [`Self::pickle_bytes`]'s output, given the same associated data.
     pub fn from_pickle_bytes(pickle: &[u8], key: &PickleKey, associated_data: &[u8]) -> Result<Self, PickleError> {
-        let bytes = crate::pickle::open_bytes(PickleKind::InboundGroupSession, pickle, key, associated_data)?;
-        let mut r = PickleReader::new(&bytes);
+        Self::decode(&crate::pickle::open_bytes(PickleKind::InboundGroupSession, pickle, key, associated_data)?)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, PickleError> {
+        let mut r = PickleReader::new(bytes);
         let version = r.u8()?;
         if version != FORMAT_VERSION {
             return Err(PickleError::UnknownVersion(u32::from(version)));
         }
         let config = SessionConfig::from_version(r.u8()?).ok_or(PickleError::Corrupted("unknown session config"))?;
         Self::read_body(&mut r, config, true)
+    }
+
+    /// The session's state, unencrypted, for a store that encrypts at rest itself (ferrolm-store
+    /// seals it with XChaCha20-Poly1305, bound to its row). **Secret**: never write it anywhere
+    /// unencrypted; use [`Self::pickle_bytes`] when in doubt. Zeroized on drop.
+    pub fn to_unencrypted_state(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        crate::pickle::state_bytes(PickleKind::InboundGroupSession, &self.encode())
+    }
+
+    /// Restores a session from [`Self::to_unencrypted_state`]'s output. The input must come from
+    /// an authenticated source (a store's AEAD): it is decoded as ferrolm's own pickle contents,
+    /// checked for well-formedness but not for having been written by ferrolm.
+    pub fn from_unencrypted_state(state: &[u8]) -> Result<Self, PickleError> {
+        Self::decode(crate::pickle::open_state(PickleKind::InboundGroupSession, state)?)
     }
 
     /// Encrypts the session into libolm's inbound group session pickle (version 2).
@@ -318,13 +386,21 @@ impl InboundGroupSession {
         let bytes = crate::pickle::open_libolm(pickle, key)?;
         let mut r = PickleReader::new(&bytes);
         match r.u32()? {
-            1 => Self::read_body(&mut r, SessionConfig::version_1(), false),
-            LIBOLM_VERSION => Self::read_body(&mut r, SessionConfig::version_1(), true),
+            1 => Self::read_libolm_body(&mut r, false),
+            LIBOLM_VERSION => Self::read_libolm_body(&mut r, true),
             other => Err(PickleError::UnknownVersion(other)),
         }
     }
 
-    /// initial ratchet ‖ latest ratchet ‖ signing key ‖ [verified flag]: libolm's layout.
+    /// initial ratchet ‖ latest ratchet ‖ signing key ‖ [verified flag]: libolm's layout,
+    /// which ferrolm's format shares.
+    ///
+    /// The cached ratchet is taken as written: a ferrolm pickle is sealed with an
+    /// authenticated cipher under the application's pickle key, so its contents are the state
+    /// ferrolm wrote (whoever holds the pickle key can write any state anyway). A cached
+    /// ratchet that does not descend from the earliest one could only make decryption fail (a
+    /// wrong message key fails the MAC). Input from elsewhere goes through
+    /// [`Self::read_libolm_body`].
     fn read_body(r: &mut PickleReader<'_>, config: SessionConfig, has_flag: bool) -> Result<Self, PickleError> {
         let initial = read_ratchet(r)?;
         let latest = read_ratchet(r)?;
@@ -333,21 +409,25 @@ impl InboundGroupSession {
         if !r.is_empty() {
             return Err(PickleError::Corrupted("trailing bytes"));
         }
-        // The later ratchet must descend from the earlier one, or decryption would use keys
-        // the sender never made.
-        let session = Self { initial, latest, signing_key, verified, config };
-        let consistent = session.latest.index() >= session.initial.index() && {
-            let mut check = session.initial.clone();
-            check.advance_to(session.latest.index());
-            bool::from(check.ct_eq(&session.latest))
-        };
-        if consistent {
-            Ok(session)
-        } else {
-            Err(PickleError::Corrupted("the cached ratchet does not match the initial one"))
+        if latest.index() < initial.index() {
+            return Err(CACHED_RATCHET_MISMATCH);
         }
+        Ok(Self { initial, latest, signing_key, verified, config })
+    }
+
+    /// [`Self::read_body`] for a libolm pickle, which comes from another program: the later
+    /// ratchet must descend from the earlier one, or decryption would use keys the sender
+    /// never made. Checking it walks the earlier ratchet forward (up to 255 hashes per part).
+    fn read_libolm_body(r: &mut PickleReader<'_>, has_flag: bool) -> Result<Self, PickleError> {
+        let session = Self::read_body(r, SessionConfig::version_1(), has_flag)?;
+        let mut check = (*session.initial).clone();
+        check.advance_to(session.latest.index());
+        if bool::from(check.ct_eq(&session.latest)) { Ok(session) } else { Err(CACHED_RATCHET_MISMATCH) }
     }
 }
+
+const CACHED_RATCHET_MISMATCH: PickleError =
+    PickleError::Corrupted("the cached ratchet does not match the initial one");
 
 fn decrypt_with(ratchet: &Ratchet, message: &MegolmMessage) -> Result<Vec<u8>, DecryptionError> {
     let keys = CipherKeys::derive(ratchet.to_bytes().as_ref(), MEGOLM_KEYS_INFO);
@@ -394,6 +474,9 @@ mod tests {
         assert_eq!(inbound.decrypt(&message).unwrap().plaintext, b"hello");
     }
 
+    /// libolm pickles come from another program: a cached ratchet that does not descend from
+    /// the initial one is refused. ferrolm's own pickles are authenticated and taken as
+    /// written (no walk), except for an impossible order of indices.
     #[test]
     fn libolm_pickles_with_an_unrelated_cached_ratchet_are_refused() {
         let outbound = GroupSession::new(SessionConfig::version_1());
@@ -402,6 +485,25 @@ mod tests {
         session.latest = InboundGroupSession::new(&other.session_key(), SessionConfig::version_1()).initial;
         session.latest.advance_to(5);
         let pickle = session.to_libolm_pickle(b"key").unwrap();
+        assert!(matches!(InboundGroupSession::from_libolm_pickle(&pickle, b"key"), Err(PickleError::Corrupted(_))));
+
+        let key = PickleKey::from_bytes([1; 32]);
+        let restored = InboundGroupSession::from_pickle(&session.pickle(&key), &key).unwrap();
+        assert!(bool::from(restored.latest.ct_eq(&session.latest)), "taken as written");
+
+        // A descendant passes the libolm check.
+        let mut consistent = InboundGroupSession::new(&outbound.session_key(), SessionConfig::version_1());
+        consistent.latest.advance_to(300);
+        let pickle = consistent.to_libolm_pickle(b"key").unwrap();
+        let restored = InboundGroupSession::from_libolm_pickle(&pickle, b"key").unwrap();
+        assert_eq!(restored.latest.index(), 300);
+
+        // A cached ratchet before the initial one is refused in both formats.
+        let mut backwards = InboundGroupSession::new(&outbound.session_key(), SessionConfig::version_1());
+        backwards.initial.advance_to(10);
+        let pickle = backwards.pickle(&key);
+        assert!(matches!(InboundGroupSession::from_pickle(&pickle, &key), Err(PickleError::Corrupted(_))));
+        let pickle = backwards.to_libolm_pickle(b"key").unwrap();
         assert!(matches!(InboundGroupSession::from_libolm_pickle(&pickle, b"key"), Err(PickleError::Corrupted(_))));
     }
 }

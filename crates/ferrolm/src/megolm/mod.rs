@@ -11,12 +11,12 @@
 //! let mut outbound = GroupSession::new(SessionConfig::version_1());
 //! let session_key = outbound.session_key(); // sent to each member over Olm
 //! let mut inbound = InboundGroupSession::new(&session_key, SessionConfig::version_1());
+//! assert_eq!(inbound.session_id(), outbound.session_id());
 //!
 //! let message = outbound.encrypt(b"Hello, room");
 //! let decrypted = inbound.decrypt(&message)?;
 //! assert_eq!(decrypted.plaintext, b"Hello, room");
 //! assert_eq!(decrypted.message_index, 0);
-//! assert_eq!(inbound.session_id(), outbound.session_id());
 //! # Ok::<(), ferrolm::megolm::DecryptionError>(())
 //! ```
 
@@ -79,7 +79,18 @@ impl SessionConfig {
 }
 
 /// A decrypted Megolm message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` prints the plaintext's length, not the plaintext (a room event can carry keys).
+///
+/// ```
+/// use ferrolm::megolm::{GroupSession, InboundGroupSession, SessionConfig};
+/// let mut outbound = GroupSession::new(SessionConfig::version_1());
+/// let inbound = InboundGroupSession::new(&outbound.session_key(), SessionConfig::version_1());
+/// let decrypted = inbound.decrypt_readonly(&outbound.encrypt(b"secret words"))?;
+/// assert_eq!(format!("{decrypted:?}"), "DecryptedMessage { plaintext: <12 bytes>, message_index: 0 }");
+/// # Ok::<(), ferrolm::megolm::DecryptionError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
 pub struct DecryptedMessage {
     /// The plaintext.
     pub plaintext: Vec<u8>,
@@ -88,7 +99,87 @@ pub struct DecryptedMessage {
     pub message_index: u32,
 }
 
-/// Why a Megolm message did not decrypt. The session is unchanged after any of these.
+impl core::fmt::Debug for DecryptedMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Length(usize);
+        impl core::fmt::Debug for Length {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "<{} bytes>", self.0)
+            }
+        }
+        f.debug_struct("DecryptedMessage")
+            .field("plaintext", &Length(self.plaintext.len()))
+            .field("message_index", &self.message_index)
+            .finish()
+    }
+}
+
+/// A Megolm session id: the session's Ed25519 signing key, the `session_id` of `m.room_key`
+/// and of every `m.room.encrypted` event the session sends.
+///
+/// Printed (`Display` and `Debug`) as unpadded base64, the form Matrix events carry; ordered
+/// and hashed by its bytes, so it can key a map or a store row.
+///
+/// ```
+/// use ferrolm::megolm::{GroupSession, InboundGroupSession, SessionConfig, SessionId};
+/// let session = GroupSession::new(SessionConfig::version_1());
+/// let inbound = InboundGroupSession::new(&session.session_key(), SessionConfig::version_1());
+/// let id = session.session_id();
+/// assert_eq!(inbound.session_id(), id);
+/// assert_eq!(SessionId::from_base64(&id.to_base64())?, id);
+/// assert_eq!(id.to_string(), id.to_base64());
+/// assert_eq!(id.as_bytes(), inbound.signing_key().as_bytes());
+/// assert!(SessionId::from_base64("c2hvcnQ").is_err());
+/// # Ok::<(), ferrolm::types::KeyError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    /// A session id from its 32 bytes. Any 32 bytes are accepted: an id that is not a valid
+    /// Ed25519 key is not refused here, it simply names no session.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Reads a session id from unpadded base64 (as events carry it): 32 bytes, or a
+    /// [`KeyError`](crate::types::KeyError) for invalid base64 or another length.
+    pub fn from_base64(input: &str) -> Result<Self, crate::types::KeyError> {
+        let bytes = crate::types::base64_decode(input)?;
+        Ok(Self(crate::types::to_array(&bytes)?))
+    }
+
+    /// The id's 32 bytes (the signing key's compressed point).
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The id as unpadded base64.
+    pub fn to_base64(&self) -> String {
+        crate::types::base64_encode(self.0)
+    }
+}
+
+impl From<crate::types::Ed25519PublicKey> for SessionId {
+    fn from(key: crate::types::Ed25519PublicKey) -> Self {
+        Self(*key.as_bytes())
+    }
+}
+
+impl core::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.to_base64())
+    }
+}
+
+impl core::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SessionId({})", self.to_base64())
+    }
+}
+
+/// Why a Megolm message did not decrypt. The session is unchanged after any of these: its
+/// cached ratchet moves only for a message that decrypted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecryptionError {
     /// The message's version byte does not match the session's configuration.

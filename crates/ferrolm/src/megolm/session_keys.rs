@@ -11,8 +11,8 @@
 
 use zeroize::Zeroizing;
 
-use super::DecodeError;
 use super::ratchet::{RATCHET_LENGTH, Ratchet};
+use super::{DecodeError, SessionId};
 use crate::types::{Ed25519Keypair, Ed25519PublicKey, Ed25519Signature, base64_decode_secret, base64_encode};
 
 const SIGNED_VERSION: u8 = 2;
@@ -30,7 +30,7 @@ fn encode(version: u8, ratchet: &Ratchet, signing_key: &Ed25519PublicKey) -> Zer
 }
 
 /// Splits `0x0V ‖ index ‖ R ‖ key` into its ratchet and key.
-fn decode_common(bytes: &[u8], version: u8, length: usize) -> Result<(Ratchet, Ed25519PublicKey), DecodeError> {
+fn decode_common(bytes: &[u8], version: u8, length: usize) -> Result<(Box<Ratchet>, Ed25519PublicKey), DecodeError> {
     let got = *bytes.first().ok_or(DecodeError::Empty)?;
     if got != version {
         return Err(DecodeError::UnknownVersion(got));
@@ -45,14 +45,15 @@ fn decode_common(bytes: &[u8], version: u8, length: usize) -> Result<(Ratchet, E
         .ok_or(DecodeError::TooShort(bytes.len()))?;
     let key = bytes.get(5 + RATCHET_LENGTH..EXPORTED_LENGTH).ok_or(DecodeError::TooShort(bytes.len()))?;
     let key = Ed25519PublicKey::from_slice(key).map_err(|_| DecodeError::InvalidSigningKey)?;
-    Ok((Ratchet::from_bytes(ratchet, u32::from_be_bytes(index)), key))
+    Ok((Box::new(Ratchet::from_bytes(ratchet, u32::from_be_bytes(index))), key))
 }
 
 /// A Megolm session key as shared in `m.room_key` events: signed by the session's creator.
 /// Secret; zeroized on drop; `Debug` redacted.
 #[derive(Clone)]
 pub struct SessionKey {
-    pub(crate) ratchet: Ratchet,
+    // Boxed, so that moving the key does not leave copies of the ratchet behind.
+    pub(crate) ratchet: Box<Ratchet>,
     pub(crate) signing_key: Ed25519PublicKey,
     signature: Ed25519Signature,
 }
@@ -60,7 +61,7 @@ pub struct SessionKey {
 impl SessionKey {
     pub(crate) fn new(ratchet: &Ratchet, signing_key: &Ed25519Keypair) -> Self {
         let signature = signing_key.sign(&encode(SIGNED_VERSION, ratchet, &signing_key.public_key()));
-        Self { ratchet: ratchet.clone(), signing_key: signing_key.public_key(), signature }
+        Self { ratchet: Box::new(ratchet.clone()), signing_key: signing_key.public_key(), signature }
     }
 
     /// Decodes a session key and verifies its signature.
@@ -95,9 +96,9 @@ impl SessionKey {
         self.ratchet.index()
     }
 
-    /// The session id: the session's Ed25519 signing key in base64.
-    pub fn session_id(&self) -> String {
-        self.signing_key.to_base64()
+    /// The session id: the session's Ed25519 signing key.
+    pub fn session_id(&self) -> SessionId {
+        SessionId::from(self.signing_key)
     }
 }
 
@@ -114,13 +115,14 @@ impl core::fmt::Debug for SessionKey {
 /// backups, key export files). Secret; zeroized on drop; `Debug` redacted.
 #[derive(Clone)]
 pub struct ExportedSessionKey {
-    pub(crate) ratchet: Ratchet,
+    // Boxed, so that moving the key does not leave copies of the ratchet behind.
+    pub(crate) ratchet: Box<Ratchet>,
     pub(crate) signing_key: Ed25519PublicKey,
 }
 
 impl ExportedSessionKey {
     pub(crate) fn new(ratchet: &Ratchet, signing_key: Ed25519PublicKey) -> Self {
-        Self { ratchet: ratchet.clone(), signing_key }
+        Self { ratchet: Box::new(ratchet.clone()), signing_key }
     }
 
     /// Decodes an exported session key.
@@ -150,9 +152,9 @@ impl ExportedSessionKey {
         self.ratchet.index()
     }
 
-    /// The session id: the session's Ed25519 signing key in base64.
-    pub fn session_id(&self) -> String {
-        self.signing_key.to_base64()
+    /// The session id: the session's Ed25519 signing key.
+    pub fn session_id(&self) -> SessionId {
+        SessionId::from(self.signing_key)
     }
 }
 
