@@ -291,11 +291,19 @@ fn hkdf_32(ikm: &[u8], salt: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
     out
 }
 
-/// The keys derived from the store key. Zeroized on drop (the AEAD zeroizes its own key).
+/// The keys derived from the store key. Zeroized on drop (the AEAD zeroizes its own key),
+/// except the lookup-hash HMAC state, see [`StoreCipher::lookup`].
 pub(crate) struct StoreCipher {
     store_key: Zeroizing<[u8; 32]>,
     values: XChaCha20Poly1305,
-    lookup: Zeroizing<[u8; 32]>,
+    /// HMAC-SHA-256 already keyed with the lookup-hash key (its inner and outer SHA-256 states
+    /// after absorbing `key ⊕ ipad` and `key ⊕ opad`), cloned per hash so each hash costs two
+    /// compressions fewer than keying from the key. These states are key material: whoever has
+    /// them can compute lookup hashes. The `hmac` crate does not zeroize them, so they live in
+    /// this one heap allocation for the store's lifetime (never moved, so never copied
+    /// elsewhere) and are NOT wiped when it is freed; the per-hash clones live on the stack
+    /// and are consumed by `finalize`. The lookup-hash key itself is wiped right after keying.
+    lookup: Box<Hmac<Sha256>>,
     pickle: PickleKey,
 }
 
@@ -317,6 +325,12 @@ impl StoreCipher {
         let values = hkdf_32(store_key, b"", b"ferrolm-store values v1");
         let lookup = hkdf_32(store_key, b"", b"ferrolm-store lookup hashes v1");
         let pickle = hkdf_32(store_key, b"", b"ferrolm-store pickles v1");
+        // HMAC takes keys of any length, so keying it cannot fail; the fallback (an HMAC keyed
+        // with zeros) is unreachable.
+        let lookup = Box::new(
+            <Hmac<Sha256> as Mac>::new_from_slice(lookup.as_ref())
+                .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default())),
+        );
         Self {
             store_key: Zeroizing::new(*store_key),
             values: XChaCha20Poly1305::new(values.as_ref().into()),
@@ -337,11 +351,7 @@ impl StoreCipher {
 
     /// The keyed hash of one identifier in a domain.
     pub(crate) fn hash(&self, domain: u8, id: &[u8]) -> LookupHash {
-        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(self.lookup.as_ref()) {
-            Ok(mac) => mac,
-            // HMAC takes keys of any length.
-            Err(_) => return [0; HASH_LEN],
-        };
+        let mut mac = Hmac::<Sha256>::clone(&self.lookup);
         mac.update(&[domain]);
         mac.update(id);
         let full = mac.finalize().into_bytes();
@@ -426,6 +436,23 @@ mod tests {
         assert_eq!(a.hash(1, b"@alice:example.org"), a.hash(1, b"@alice:example.org"));
         assert_ne!(a.hash(1, b"@alice:example.org"), a.hash(2, b"@alice:example.org"));
         assert_ne!(a.hash(1, b"@alice:example.org"), b.hash(1, b"@alice:example.org"));
+    }
+
+    #[test]
+    fn precomputed_lookup_state_gives_the_same_hashes_as_keying_per_call() {
+        // The hash the store has always written: HMAC keyed from the derived key, over
+        // domain ‖ id, truncated. Existing files are indexed by these values.
+        let key = hkdf_32(&[1; 32], b"", b"ferrolm-store lookup hashes v1");
+        let cipher = StoreCipher::new(&[1; 32]);
+        for (domain, id) in [(1u8, &b"@alice:example.org"[..]), (4, b""), (9, &[0xAB; 200][..])] {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).unwrap();
+            mac.update(&[domain]);
+            mac.update(id);
+            let full = mac.finalize().into_bytes();
+            assert_eq!(cipher.hash(domain, id).as_slice(), &full[..HASH_LEN]);
+            // Hashing does not consume the keyed state.
+            assert_eq!(cipher.hash(domain, id), cipher.hash(domain, id));
+        }
     }
 
     #[test]

@@ -30,8 +30,10 @@
 //! | seen (session id, message index) → event id | [`SeenMessage`] | session id, index | [`Store::seen_message`] |
 //! | encrypted to-device requests not yet sent | [`OutgoingToDevice`] | transaction id | [`Store::outgoing_to_device`] |
 //!
-//! Core objects (accounts, sessions, group sessions, the backup key) are stored as the core's
-//! own authenticated pickles, under a key derived from the store key.
+//! Core objects are stored inside their sealed record: accounts, Olm sessions and the backup
+//! key as the core's unencrypted state (the record's seal is their one encryption), group
+//! sessions (and rows written by earlier versions) as the core's own authenticated pickles,
+//! under a key derived from the store key.
 //!
 //! ## Guarantees
 //!

@@ -17,7 +17,7 @@ use crate::backend::Table;
 use crate::cipher::{LookupHash, StoreCipher};
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::error::{Result, StoreError};
-use crate::pickles::StoredPickle;
+use crate::pickles::{Form, StoredPickle};
 
 /// The longest identifier (user, device, room, session, request id, secret name) a record may
 /// hold, in bytes. Matrix identifiers are at most 255 bytes; this leaves room for others.
@@ -569,8 +569,12 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 // Encoding.
 
 const FORMAT_V1: u8 = 1;
-/// Account records since schema version 2 (adds the fallback key's publication time).
+/// Account records since schema version 2 (adds the fallback key's publication time); Olm
+/// session, group session and backup records holding the core object's unencrypted state
+/// instead of its pickle.
 const FORMAT_V2: u8 = 2;
+/// Account records holding the account's unencrypted state (with the fallback key's time).
+const FORMAT_V3: u8 = 3;
 
 /// Context for encoding one record: the cipher (for pickles) and the row's associated data.
 pub(crate) struct Ctx<'a> {
@@ -619,16 +623,29 @@ fn check_id(id: &str, what: &'static str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ID_LEN { Err(StoreError::InvalidRecord(what)) } else { Ok(()) }
 }
 
-fn write_pickle<P: StoredPickle>(w: &mut Writer, object: &P, ctx: &Ctx<'_>) {
-    w.bytes(&object.to_stored(ctx.cipher.pickle_key(), ctx.associated_data));
+/// Writes a core object's unencrypted state (the record's format version says so); the
+/// record's seal is its one encryption. The object is the record's last field, so the buffer
+/// does not grow (and leave a copy of the state behind) once it is written.
+fn write_pickle<P: StoredPickle>(w: &mut Writer, object: &P) {
+    w.bytes(&object.to_stored());
 }
 
-fn read_pickle<P: StoredPickle>(r: &mut Reader<'_>, ctx: &Ctx<'_>) -> RecordResult<P> {
+fn read_pickle<P: StoredPickle>(r: &mut Reader<'_>, ctx: &Ctx<'_>, form: Form) -> RecordResult<P> {
     let bytes = r.bytes()?;
-    P::from_stored(bytes, ctx.cipher.pickle_key(), ctx.associated_data).map_err(|e| match e {
+    P::from_stored(form, bytes, ctx.cipher.pickle_key(), ctx.associated_data).map_err(|e| match e {
         ferrolm::pickle::PickleError::Mac => RecordError::PickleRejected,
         _ => RecordError::PickleMalformed,
     })
+}
+
+/// The format version of a record holding one core object (other than the account): 1 holds
+/// the core's pickle, 2 its unencrypted state.
+fn read_pickle_version(r: &mut Reader<'_>) -> RecordResult<Form> {
+    match r.u8()? {
+        FORMAT_V1 => Ok(Form::Pickle),
+        FORMAT_V2 => Ok(Form::State),
+        _ => Err(DecodeError("unknown record format version").into()),
+    }
 }
 
 fn read_version(r: &mut Reader<'_>) -> RecordResult<()> {
@@ -669,25 +686,28 @@ impl Record for AccountRecord {
         check_id(self.user_id.as_str(), "empty or oversized user id")?;
         check_id(self.device_id.as_str(), "empty or oversized device id")
     }
-    fn encode(&self, w: &mut Writer, ctx: &Ctx<'_>) {
-        w.u8(FORMAT_V2);
+    fn encode(&self, w: &mut Writer, _: &Ctx<'_>) {
+        w.u8(FORMAT_V3);
         w.str(self.user_id.as_str());
         w.str(self.device_id.as_str());
         w.bool(self.device_keys_uploaded);
         w.opt_varint(self.fallback_key_published_ms);
-        write_pickle(w, &self.account, ctx);
+        write_pickle(w, &self.account);
     }
     fn decode(r: &mut Reader<'_>, ctx: &Ctx<'_>) -> RecordResult<Self> {
-        // Format 1 (schema version 1) has no fallback-key time.
+        // Format 1 (schema version 1) has no fallback-key time; formats 1 and 2 hold the
+        // account's pickle, format 3 its unencrypted state.
         let format = r.u8()?;
-        if format != FORMAT_V1 && format != FORMAT_V2 {
-            return Err(DecodeError("unknown record format version").into());
-        }
+        let form = match format {
+            FORMAT_V1 | FORMAT_V2 => Form::Pickle,
+            FORMAT_V3 => Form::State,
+            _ => return Err(DecodeError("unknown record format version").into()),
+        };
         let user_id = UserId(r.string()?);
         let device_id = DeviceId(r.string()?);
         let device_keys_uploaded = r.bool()?;
-        let fallback_key_published_ms = if format == FORMAT_V2 { r.opt_varint()? } else { None };
-        let account = read_pickle(r, ctx)?;
+        let fallback_key_published_ms = if format == FORMAT_V1 { None } else { r.opt_varint()? };
+        let account = read_pickle(r, ctx, form)?;
         Ok(Self { user_id, device_id, account, device_keys_uploaded, fallback_key_published_ms })
     }
 }
@@ -701,21 +721,21 @@ impl Record for OlmSessionRecord {
     fn validate(&self) -> Result<()> {
         Ok(())
     }
-    fn encode(&self, w: &mut Writer, ctx: &Ctx<'_>) {
-        w.u8(FORMAT_V1);
+    fn encode(&self, w: &mut Writer, _: &Ctx<'_>) {
+        w.u8(FORMAT_V2);
         write_curve(w, &self.sender_key);
         w.varint(self.created_ms);
         w.varint(self.last_use_ms);
         w.opt_varint(self.last_decrypt_ms);
-        write_pickle(w, &self.session, ctx);
+        write_pickle(w, &self.session);
     }
     fn decode(r: &mut Reader<'_>, ctx: &Ctx<'_>) -> RecordResult<Self> {
-        read_version(r)?;
+        let form = read_pickle_version(r)?;
         let sender_key = read_curve(r)?;
         let created_ms = r.varint()?;
         let last_use_ms = r.varint()?;
         let last_decrypt_ms = r.opt_varint()?;
-        let session = read_pickle(r, ctx)?;
+        let session = read_pickle(r, ctx, form)?;
         Ok(Self { sender_key, session, created_ms, last_use_ms, last_decrypt_ms })
     }
 }
@@ -729,18 +749,18 @@ impl Record for InboundGroupSessionRecord {
     fn validate(&self) -> Result<()> {
         check_id(self.room_id.as_str(), "empty or oversized room id")
     }
-    fn encode(&self, w: &mut Writer, ctx: &Ctx<'_>) {
-        w.u8(FORMAT_V1);
+    fn encode(&self, w: &mut Writer, _: &Ctx<'_>) {
+        w.u8(FORMAT_V2);
         w.str(self.room_id.as_str());
         write_curve(w, &self.sender_key);
         w.opt(self.claimed_signing_key.as_ref(), write_ed);
         w.u8(self.source.code());
         w.bool(self.backed_up);
         w.bool(self.shared_history);
-        write_pickle(w, &self.session, ctx);
+        write_pickle(w, &self.session);
     }
     fn decode(r: &mut Reader<'_>, ctx: &Ctx<'_>) -> RecordResult<Self> {
-        read_version(r)?;
+        let form = read_pickle_version(r)?;
         let room_id = RoomId(r.string()?);
         let sender_key = read_curve(r)?;
         let claimed_signing_key = match r.u8()? {
@@ -751,7 +771,7 @@ impl Record for InboundGroupSessionRecord {
         let source = RoomKeySource::from_code(r.u8()?)?;
         let backed_up = r.bool()?;
         let shared_history = r.bool()?;
-        let session = read_pickle(r, ctx)?;
+        let session = read_pickle(r, ctx, form)?;
         Ok(Self { room_id, session, sender_key, claimed_signing_key, source, backed_up, shared_history })
     }
 }
@@ -765,19 +785,19 @@ impl Record for OutboundGroupSessionRecord {
     fn validate(&self) -> Result<()> {
         check_id(self.room_id.as_str(), "empty or oversized room id")
     }
-    fn encode(&self, w: &mut Writer, ctx: &Ctx<'_>) {
-        w.u8(FORMAT_V1);
+    fn encode(&self, w: &mut Writer, _: &Ctx<'_>) {
+        w.u8(FORMAT_V2);
         w.str(self.room_id.as_str());
         w.varint(self.created_ms);
         w.varint(self.message_count);
-        write_pickle(w, &self.session, ctx);
+        write_pickle(w, &self.session);
     }
     fn decode(r: &mut Reader<'_>, ctx: &Ctx<'_>) -> RecordResult<Self> {
-        read_version(r)?;
+        let form = read_pickle_version(r)?;
         let room_id = RoomId(r.string()?);
         let created_ms = r.varint()?;
         let message_count = r.varint()?;
-        let session = read_pickle(r, ctx)?;
+        let session = read_pickle(r, ctx, form)?;
         Ok(Self { room_id, session, created_ms, message_count })
     }
 }
@@ -963,17 +983,17 @@ impl Record for BackupRecord {
     fn validate(&self) -> Result<()> {
         Ok(())
     }
-    fn encode(&self, w: &mut Writer, ctx: &Ctx<'_>) {
-        w.u8(FORMAT_V1);
+    fn encode(&self, w: &mut Writer, _: &Ctx<'_>) {
+        w.u8(FORMAT_V2);
         w.opt_str(self.version.as_deref());
-        w.opt(self.decryption_key.as_ref(), |w, key| write_pickle(w, key, ctx));
+        w.opt(self.decryption_key.as_ref(), write_pickle);
     }
     fn decode(r: &mut Reader<'_>, ctx: &Ctx<'_>) -> RecordResult<Self> {
-        read_version(r)?;
+        let form = read_pickle_version(r)?;
         let version = r.opt_string()?;
         let decryption_key = match r.u8()? {
             0 => None,
-            1 => Some(read_pickle(r, ctx)?),
+            1 => Some(read_pickle(r, ctx, form)?),
             _ => return Err(DecodeError("invalid option tag").into()),
         };
         Ok(Self { version, decryption_key })
@@ -1192,4 +1212,110 @@ pub(crate) fn decode_plaintext<R: Record>(cipher: &StoreCipher, key: &[u8], plai
     let record = R::decode(&mut r, &ctx).map_err(|e| e.into_store_error(ctx.table))?;
     r.finish().map_err(|DecodeError(reason)| StoreError::MalformedValue { table: R::TABLE, reason })?;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrolm::olm::SessionConfig;
+
+    fn session_record() -> OlmSessionRecord {
+        let alice = Account::new();
+        let mut bob = Account::new();
+        bob.generate_one_time_keys(1);
+        let otk = *bob.one_time_keys().values().next().unwrap();
+        let session = alice.create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk).unwrap();
+        OlmSessionRecord {
+            sender_key: bob.curve25519_key(),
+            session,
+            created_ms: 7,
+            last_use_ms: 8,
+            last_decrypt_ms: None,
+        }
+    }
+
+    /// A record sealed for its row in the given format, with the session as the core's pickle
+    /// (the format the first store versions wrote).
+    fn old_session_row(cipher: &StoreCipher, record: &OlmSessionRecord) -> (Vec<u8>, Vec<u8>) {
+        let key = record.key(&Keys(cipher));
+        let ad = crate::cipher::associated_data(Table::OlmSessions, &key);
+        let mut w = Writer::with_capacity(512);
+        w.u8(FORMAT_V1);
+        write_curve(&mut w, &record.sender_key);
+        w.varint(record.created_ms);
+        w.varint(record.last_use_ms);
+        w.opt_varint(record.last_decrypt_ms);
+        w.bytes(&record.session.pickle_bytes(cipher.pickle_key(), &ad));
+        let sealed = cipher.seal(Table::OlmSessions, &key, &w.into_inner()).unwrap();
+        (key, sealed)
+    }
+
+    #[test]
+    fn olm_sessions_are_written_once_encrypted_and_old_pickled_rows_still_read() {
+        let cipher = StoreCipher::new(&[3; 32]);
+        let record = session_record();
+        let key = record.key(&Keys(&cipher));
+
+        // New rows: format 2, the session's unencrypted state inside the one seal.
+        let sealed = seal_record(&cipher, &key, &record).unwrap();
+        let plaintext = cipher.open(Table::OlmSessions, &key, &sealed).unwrap();
+        assert_eq!(plaintext.first(), Some(&FORMAT_V2));
+        let state = record.session.to_unencrypted_state();
+        assert!(plaintext.ends_with(&state), "the record ends with the session's state");
+        let back: OlmSessionRecord = open_record(&cipher, &key, &sealed).unwrap();
+        assert_eq!(back.session.session_id(), record.session.session_id());
+        assert_eq!((back.created_ms, back.last_use_ms), (7, 8));
+
+        // Old rows: format 1, the core's pickle under the store's pickle key.
+        let (old_key, old_sealed) = old_session_row(&cipher, &record);
+        assert_eq!(old_key, key);
+        let old: OlmSessionRecord = open_record(&cipher, &key, &old_sealed).unwrap();
+        assert_eq!(old.session.session_id(), record.session.session_id());
+        assert_eq!(old.sender_key, record.sender_key);
+        // Rewriting an old row writes the new format.
+        let rewritten = seal_record(&cipher, &key, &old).unwrap();
+        assert_eq!(cipher.open(Table::OlmSessions, &key, &rewritten).unwrap().first(), Some(&FORMAT_V2));
+    }
+
+    #[test]
+    fn a_state_row_relabelled_as_a_pickle_row_is_refused() {
+        let cipher = StoreCipher::new(&[3; 32]);
+        let record = session_record();
+        let key = record.key(&Keys(&cipher));
+        let sealed = seal_record(&cipher, &key, &record).unwrap();
+        let mut plaintext = cipher.open(Table::OlmSessions, &key, &sealed).unwrap();
+        for (format, accepted) in [(FORMAT_V1, false), (FORMAT_V3, false), (9, false), (FORMAT_V2, true)] {
+            plaintext[0] = format;
+            let decoded = decode_plaintext::<OlmSessionRecord>(&cipher, &key, &plaintext);
+            assert_eq!(decoded.is_ok(), accepted, "format {format}");
+        }
+    }
+
+    #[test]
+    fn accounts_and_backup_keys_are_written_as_state_and_read_in_every_format() {
+        let cipher = StoreCipher::new(&[4; 32]);
+        let account = AccountRecord {
+            user_id: UserId::from("@bob:example.org".to_owned()),
+            device_id: DeviceId::from("BOB"),
+            account: Account::new(),
+            device_keys_uploaded: true,
+            fallback_key_published_ms: Some(5),
+        };
+        let key = account.key(&Keys(&cipher));
+        let sealed = seal_record(&cipher, &key, &account).unwrap();
+        assert_eq!(cipher.open(Table::Singletons, &key, &sealed).unwrap().first(), Some(&FORMAT_V3));
+        let back: AccountRecord = open_record(&cipher, &key, &sealed).unwrap();
+        assert_eq!(back.account.identity_keys(), account.account.identity_keys());
+        assert_eq!(back.fallback_key_published_ms, Some(5));
+
+        let backup = BackupRecord { version: Some("1".to_owned()), decryption_key: Some(PkDecryption::new()) };
+        let key = backup.key(&Keys(&cipher));
+        let sealed = seal_record(&cipher, &key, &backup).unwrap();
+        assert_eq!(cipher.open(Table::Singletons, &key, &sealed).unwrap().first(), Some(&FORMAT_V2));
+        let back: BackupRecord = open_record(&cipher, &key, &sealed).unwrap();
+        assert_eq!(
+            back.decryption_key.map(|k| k.public_key()),
+            backup.decryption_key.as_ref().map(PkDecryption::public_key)
+        );
+    }
 }
