@@ -193,7 +193,7 @@ fn a_corrupted_page() {
     // free space): the seal catches it.
     // (Only rows already checkpointed into the main file are in `bytes`: take the first.)
     let connection =
-        rusqlite::Connection::open_with_flags(&copy_of(&dir, &bytes), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        rusqlite::Connection::open_with_flags(copy_of(&dir, &bytes), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
     let mut statement = connection.prepare("SELECT v FROM inbound_group_sessions").unwrap();
     let values: Vec<Vec<u8>> = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
