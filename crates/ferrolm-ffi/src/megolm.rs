@@ -124,14 +124,23 @@ impl From<DecryptionError> for FerrolmMegolmError {
     }
 }
 
-/// A decrypted Megolm message.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+/// A decrypted Megolm message. `Debug` prints the plaintext's length, not the plaintext.
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
 pub struct DecryptedMessage {
     /// The plaintext.
     pub plaintext: Vec<u8>,
     /// The message's index in the ratchet. The same index seen under two different event ids
     /// is a replay: the caller must check.
     pub message_index: u32,
+}
+
+impl std::fmt::Debug for DecryptedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptedMessage")
+            .field("plaintext", &format_args!("<{} bytes, redacted>", self.plaintext.len()))
+            .field("message_index", &self.message_index)
+            .finish()
+    }
 }
 
 impl From<core::DecryptedMessage> for DecryptedMessage {

@@ -98,8 +98,9 @@ pub struct PkMessage {
     pub ephemeral_key: String,
 }
 
-/// The outcome for one message of [`PkDecryption::decrypt_many`].
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+/// The outcome for one message of [`PkDecryption::decrypt_many`]. `Debug` prints the plaintext's
+/// length, not the plaintext (a backed-up room key).
+#[derive(Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum PkBatchDecryption {
     /// The message decrypted.
     Decrypted {
@@ -111,6 +112,18 @@ pub enum PkBatchDecryption {
         /// Why.
         error: FerrolmPkError,
     },
+}
+
+impl std::fmt::Debug for PkBatchDecryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Decrypted { plaintext } => f
+                .debug_struct("Decrypted")
+                .field("plaintext", &format_args!("<{} bytes, redacted>", plaintext.len()))
+                .finish(),
+            Self::Failed { error } => f.debug_struct("Failed").field("error", error).finish(),
+        }
+    }
 }
 
 impl From<core::PkMessage> for PkMessage {

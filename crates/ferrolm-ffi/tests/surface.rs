@@ -779,3 +779,18 @@ fn base64_helpers() {
     assert_eq!(base64_decode("b2xtIQ==".into()).unwrap(), b"olm!");
     assert_eq!(base64_decode("b2x!".into()), Err(FerrolmUtilityError::InvalidBase64));
 }
+
+#[test]
+fn debug_output_never_shows_decrypted_plaintext() {
+    let outbound = GroupSession::new(None);
+    let inbound = InboundGroupSession::new(outbound.session_key(), None).unwrap();
+    let decrypted = inbound.decrypt(outbound.encrypt(b"the secret room message".to_vec())).unwrap();
+    let printed = format!("{decrypted:?}");
+    assert!(!printed.contains("115, 101, 99, 114, 101, 116"), "{printed}"); // "secret" as bytes
+    assert_eq!(printed, "DecryptedMessage { plaintext: <23 bytes, redacted>, message_index: 0 }");
+
+    let backup = PkDecryption::new();
+    let message = PkEncryption::from_key(backup.public_key()).unwrap().encrypt(b"{\"session_key\":\"AQ\"}".to_vec());
+    let results = backup.decrypt_many(vec![message]);
+    assert_eq!(format!("{:?}", results[0]), "Decrypted { plaintext: <20 bytes, redacted> }");
+}
