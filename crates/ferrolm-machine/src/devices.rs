@@ -442,6 +442,22 @@ fn apply_user_devices<B: Backend>(
     Ok(())
 }
 
+/// A device with fresh keys, for unit tests of the modules that decide about devices.
+#[cfg(test)]
+pub(crate) fn test_device(user: &str, id: &str, local_trust: LocalTrust, deleted: bool) -> Device {
+    let account = ferrolm::olm::Account::new();
+    Device {
+        user_id: ruma::OwnedUserId::try_from(user).unwrap(),
+        device_id: ruma::OwnedDeviceId::from(id),
+        curve25519_key: account.curve25519_key(),
+        ed25519_key: account.ed25519_key(),
+        algorithms: vec![crate::own_device::OLM_ALGORITHM.into()],
+        display_name: None,
+        local_trust,
+        deleted,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

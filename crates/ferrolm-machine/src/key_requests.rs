@@ -228,21 +228,10 @@ pub(crate) fn cancellation_content(request_id: &str, own_device: &ruma::DeviceId
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrolm::olm::Account;
-    use ruma::{OwnedUserId, device_id, user_id};
+    use ruma::{device_id, user_id};
 
     fn device(user: &str, id: &str, trust: LocalTrust, deleted: bool) -> Device {
-        let account = Account::new();
-        Device {
-            user_id: OwnedUserId::try_from(user).unwrap(),
-            device_id: OwnedDeviceId::from(id),
-            curve25519_key: account.curve25519_key(),
-            ed25519_key: account.ed25519_key(),
-            algorithms: vec![crate::own_device::OLM_ALGORITHM.into()],
-            display_name: None,
-            local_trust: trust,
-            deleted,
-        }
+        crate::devices::test_device(user, id, trust, deleted)
     }
 
     #[test]

@@ -126,8 +126,7 @@ pub(crate) fn eligible(devices: Vec<Device>) -> Vec<Device> {
 mod tests {
     use super::*;
     use ferrolm::megolm::{GroupSession, SessionConfig};
-    use ferrolm::olm::Account;
-    use ruma::{OwnedDeviceId, OwnedUserId, room_id};
+    use ruma::room_id;
 
     fn outbound(created_ms: u64, message_count: u64) -> OutboundGroupSessionRecord {
         OutboundGroupSessionRecord {
@@ -139,17 +138,7 @@ mod tests {
     }
 
     fn device(user: &str, id: &str, trust: LocalTrust) -> Device {
-        let account = Account::new();
-        Device {
-            user_id: OwnedUserId::try_from(user).unwrap(),
-            device_id: OwnedDeviceId::from(id),
-            curve25519_key: account.curve25519_key(),
-            ed25519_key: account.ed25519_key(),
-            algorithms: vec![crate::own_device::OLM_ALGORITHM.into()],
-            display_name: None,
-            local_trust: trust,
-            deleted: false,
-        }
+        crate::devices::test_device(user, id, trust, false)
     }
 
     fn share(user: &str, id: &str, state: ShareState) -> OutboundShare {
