@@ -69,8 +69,6 @@ struct State {
     tracker: DeviceTracker,
     channel: OlmChannel,
     pending: Vec<Pending>,
-    /// Devices sent an `m.no_olm` notice in this run (once per device).
-    no_olm_sent: BTreeSet<DeviceKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +173,7 @@ impl<B: Backend> OlmMachine<B> {
         for saved in store.outgoing_to_device()? {
             pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
         }
-        let state = State { own, tracker, channel: OlmChannel::default(), pending, no_olm_sent: BTreeSet::new() };
+        let state = State { own, tracker, channel: OlmChannel::default(), pending };
         Ok(Self { user_id, device_id, store, env, state })
     }
 

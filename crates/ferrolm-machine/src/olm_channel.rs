@@ -916,6 +916,7 @@ mod tests {
             display_name: None,
             local_trust: Default::default(),
             deleted: false,
+            no_olm_sent: false,
         };
         let key = Account::new().curve25519_key();
         let mut object = Map::new();

@@ -33,7 +33,8 @@ pub(crate) struct Migration {
 }
 
 /// Every migration of the store's history, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration { from: 1, run: account_format_2 }];
+pub(crate) const MIGRATIONS: &[Migration] =
+    &[Migration { from: 1, run: account_format_2 }, Migration { from: 2, run: device_format_2 }];
 
 /// 1 → 2: the account record is re-encoded in format 2 (no fallback-key time yet).
 fn account_format_2(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
@@ -43,6 +44,13 @@ fn account_format_2(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<O
     let account: AccountRecord = open_record(cipher, key, &value)?;
     let value = seal_record(cipher, key, &account)?;
     Ok(vec![Op::Put { table: Table::Singletons, key: key.to_vec(), value }])
+}
+
+/// 2 → 3: device records gain the `m.no_olm` flag. Format 1 device records still decode (as
+/// "not sent"), so no record is rewritten: the step only moves the version, so that a library
+/// that knows schema 2 refuses the store instead of failing on the first new device record.
+fn device_format_2(_: &dyn Backend, _: &StoreCipher) -> Result<Vec<Op>> {
+    Ok(Vec::new())
 }
 
 /// Brings a store from version `from` to `to`, one committed step at a time.
@@ -96,7 +104,7 @@ mod tests {
     use crate::records::{Keys, TrackedUser, UserId};
     use crate::{Changes, KdfParams, MemoryBackend, Store, StoreSecret};
 
-    /// A made-up step 2 → 3: marks every tracked user dirty (re-encoding each record).
+    /// A made-up step 3 → 4: marks every tracked user dirty (re-encoding each record).
     fn mark_all_dirty(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
         let mut ops = Vec::new();
         for (key, value) in backend.scan(Table::TrackedUsers, &[], None, usize::MAX)? {
@@ -128,28 +136,28 @@ mod tests {
     #[test]
     fn a_step_migrates_records_and_the_version_together() {
         let (backend, secret) = store_at_current();
-        let steps = [Migration { from: 2, run: mark_all_dirty }];
-        let store = Store::open_with_migrations(backend.clone(), &secret, &steps, 3).unwrap();
-        assert_eq!(store.info().unwrap().schema_version, 3);
+        let steps = [Migration { from: 3, run: mark_all_dirty }];
+        let store = Store::open_with_migrations(backend.clone(), &secret, &steps, 4).unwrap();
+        assert_eq!(store.info().unwrap().schema_version, 4);
         assert_eq!(store.generation(), 2, "the migration bumped the generation");
         assert!(store.tracked_users().unwrap().iter().all(|u| u.dirty));
-        // Opening at version 3 again runs nothing; a library that knows only version 2 refuses.
-        Store::open_with_migrations(backend.clone(), &secret, &steps, 3).unwrap();
-        assert_eq!(Store::open(backend, &secret).unwrap_err(), StoreError::NewerSchema { found: 3, supported: 2 });
+        // Opening at version 4 again runs nothing; a library that knows only version 3 refuses.
+        Store::open_with_migrations(backend.clone(), &secret, &steps, 4).unwrap();
+        assert_eq!(Store::open(backend, &secret).unwrap_err(), StoreError::NewerSchema { found: 4, supported: 3 });
     }
 
     #[test]
     fn a_failing_step_leaves_the_store_as_it_was() {
         let (backend, secret) = store_at_current();
         let before = backend.rows(Table::TrackedUsers);
-        let steps = [Migration { from: 2, run: failing }];
-        let error = Store::open_with_migrations(backend.clone(), &secret, &steps, 3).unwrap_err();
+        let steps = [Migration { from: 3, run: failing }];
+        let error = Store::open_with_migrations(backend.clone(), &secret, &steps, 4).unwrap_err();
         assert_eq!(error, StoreError::InvalidRecord("this migration fails"));
         assert_eq!(backend.rows(Table::TrackedUsers), before);
         let store = Store::open(backend.clone(), &secret).unwrap();
-        assert_eq!(store.info().unwrap().schema_version, 2);
+        assert_eq!(store.info().unwrap().schema_version, 3);
         // A missing step is an error too, not a silent skip.
-        let error = Store::open_with_migrations(backend, &secret, &[], 3).unwrap_err();
+        let error = Store::open_with_migrations(backend, &secret, &[], 4).unwrap_err();
         assert!(matches!(error, StoreError::MalformedMeta(_)));
     }
 }
