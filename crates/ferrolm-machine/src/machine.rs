@@ -422,6 +422,9 @@ impl<B: Backend> OlmMachine<B> {
                 }
                 if !dummies.is_empty() {
                     self.queue_dummies(&mut step, &dummies, now)?;
+                    for (_, curve, _) in &dummies {
+                        self.rerequest_recovered(&mut step, curve)?;
+                    }
                 }
             }
             (Purpose::ToDevice, IncomingResponse::ToDevice(_)) => {

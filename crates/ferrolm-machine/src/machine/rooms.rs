@@ -326,6 +326,9 @@ impl<B: Backend> OlmMachine<B> {
             curve25519: step.state.own.account.curve25519_key(),
         };
         let result = room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut step.changes)?;
+        if let Err(UnableToDecrypt::MissingSession { .. }) = &result {
+            self.rerequest_after_recovery(&mut step, event, room_id)?;
+        }
         self.commit(step)?;
         Ok(result)
     }
