@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
+use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures};
 use ruma::api::client::to_device::send_event_to_device;
 use ruma::api::{IncomingResponse as _, OutgoingRequest as _, SupportedVersions, auth_scheme::SendAccessToken};
 
@@ -22,6 +22,8 @@ pub enum RequestKind {
     ToDevice,
     /// `POST /_matrix/client/v3/keys/signatures/upload`
     SignatureUpload,
+    /// `GET /_matrix/client/v3/keys/changes`
+    KeysChanges,
 }
 
 impl RequestKind {
@@ -29,6 +31,7 @@ impl RequestKind {
     pub fn method(self) -> &'static str {
         match self {
             Self::ToDevice => "PUT",
+            Self::KeysChanges => "GET",
             _ => "POST",
         }
     }
@@ -47,6 +50,8 @@ pub enum Request {
     ToDevice(send_event_to_device::v3::Request),
     /// Publish signatures of keys.
     SignatureUpload(upload_signatures::v3::Request),
+    /// The users whose devices changed between two sync tokens.
+    KeysChanges(get_key_changes::v3::Request),
 }
 
 /// A request the client must send for the machine, with the id it reports the response under
@@ -82,6 +87,7 @@ impl OutgoingRequest {
             Request::KeysClaim(_) => RequestKind::KeysClaim,
             Request::ToDevice(_) => RequestKind::ToDevice,
             Request::SignatureUpload(_) => RequestKind::SignatureUpload,
+            Request::KeysChanges(_) => RequestKind::KeysChanges,
         }
     }
 
@@ -106,6 +112,7 @@ impl OutgoingRequest {
             Request::KeysClaim(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::ToDevice(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::SignatureUpload(r) => r.clone().try_into_http_request(base_url, token, path),
+            Request::KeysChanges(r) => r.clone().try_into_http_request(base_url, token, path),
         };
         result.map_err(|e| RequestSerializationError(e.to_string()))
     }
@@ -136,6 +143,8 @@ pub enum IncomingResponse {
     ToDevice(send_event_to_device::v3::Response),
     /// Signature upload failures, if any.
     SignatureUpload(upload_signatures::v3::Response),
+    /// The users whose devices changed, and those no longer sharing a room.
+    KeysChanges(get_key_changes::v3::Response),
 }
 
 /// Why a response body could not be read.
@@ -157,6 +166,7 @@ impl IncomingResponse {
             Self::KeysClaim(_) => RequestKind::KeysClaim,
             Self::ToDevice(_) => RequestKind::ToDevice,
             Self::SignatureUpload(_) => RequestKind::SignatureUpload,
+            Self::KeysChanges(_) => RequestKind::KeysChanges,
         }
     }
 
@@ -180,6 +190,9 @@ impl IncomingResponse {
             RequestKind::SignatureUpload => Self::SignatureUpload(
                 upload_signatures::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
             ),
+            RequestKind::KeysChanges => Self::KeysChanges(
+                get_key_changes::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
+            ),
         })
     }
 }
@@ -198,6 +211,14 @@ mod tests {
         assert_eq!(request.path().unwrap(), "/_matrix/client/v3/keys/query");
         let body: serde_json::Value = serde_json::from_str(&request.body_json().unwrap()).unwrap();
         assert_eq!(body, serde_json::json!({"device_keys": {"@bob:example.org": []}}));
+    }
+
+    #[test]
+    fn keys_changes_is_a_get_with_the_tokens_in_the_query() {
+        let request = get_key_changes::v3::Request::new("s1".into(), "s9".into());
+        let request = OutgoingRequest { request_id: "r1".into(), request: Request::KeysChanges(request) };
+        assert_eq!(request.method(), "GET");
+        assert_eq!(request.path().unwrap(), "/_matrix/client/v3/keys/changes?from=s1&to=s9");
     }
 
     #[test]
