@@ -27,6 +27,39 @@
 //! [`IdentityState::PinViolation`] when the identity was only pinned (resolve with
 //! [`OlmMachine::pin_current_master_key`]).
 //!
+//! ```
+//! use ferrolm_machine::{IdentityState, SharingStrategy};
+//! use ferrolm_test_homeserver::Homeserver;
+//! use ferrolm_test_homeserver::driver::{TestDevice, bootstrap_cross_signing};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut hs = Homeserver::new();
+//! let mut alice = TestDevice::new(&mut hs, "@alice:example.org", "ALICE", 1, 0)?;
+//! let mut bob = TestDevice::new(&mut hs, "@bob:example.org", "BOB", 2, 0)?;
+//! for d in [&mut alice, &mut bob] {
+//!     d.settle(&mut hs, 1)?;
+//!     // Keys upload, signing keys upload (with user-interactive auth), signature upload.
+//!     bootstrap_cross_signing(&mut hs, &mut d.machine, false)?;
+//! }
+//! let bob_id = bob.machine.user_id().to_owned();
+//! alice.machine.update_tracked_users(&[bob_id.clone()])?;
+//! alice.settle(&mut hs, 1)?;
+//!
+//! // First seen: pinned. Bob's device is signed by his self-signing key, not yet verified.
+//! let identity = alice.machine.user_identity(&bob_id)?.expect("Bob has an identity");
+//! assert_eq!(identity.state, IdentityState::Pinned);
+//! assert!(!alice.machine.is_device_verified(&bob_id, bob.machine.device_id())?);
+//!
+//! // After a SAS or QR verification of Bob's master key: the chain holds.
+//! let upload = alice.machine.verify_identity(&bob_id, &identity.master_key)?;
+//! assert!(upload.is_some(), "Alice's user-signing key signed Bob's master key");
+//! assert_eq!(alice.machine.user_identity(&bob_id)?.map(|i| i.state), Some(IdentityState::Verified));
+//! assert!(alice.machine.is_device_verified(&bob_id, bob.machine.device_id())?);
+//! # let _ = SharingStrategy::IdentityBased;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! [`OlmMachine::withdraw_verification`]: crate::OlmMachine::withdraw_verification
 //! [`OlmMachine::pin_current_master_key`]: crate::OlmMachine::pin_current_master_key
 

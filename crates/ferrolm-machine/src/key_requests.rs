@@ -11,7 +11,7 @@
 
 use ferrolm::megolm::{ExportedSessionKey, InboundGroupSession, SessionConfig};
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
-use ferrolm_store::{InboundGroupSessionRecord, LocalTrust, OutgoingRequest, RequestKind, RoomKeySource};
+use ferrolm_store::{InboundGroupSessionRecord, OutgoingRequest, RequestKind, RoomKeySource};
 use ruma::{OwnedDeviceId, OwnedRoomId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -115,18 +115,22 @@ pub(crate) fn read_request(content: &Value) -> Result<IncomingKeyRequest, KeyReq
     })
 }
 
-/// Rule: answer only another own device that the user verified.
+/// Rule: answer only another own device that is verified (`requester_verified`: the user's
+/// local trust or the own cross-signing chain, [`DeviceTrust::is_verified`]).
+///
+/// [`DeviceTrust::is_verified`]: crate::DeviceTrust::is_verified
 pub fn check_key_request(
     own_user: &UserId,
     own_device: &ruma::DeviceId,
     sender: &UserId,
     requester: Option<&Device>,
+    requester_verified: bool,
 ) -> Result<(), KeyRequestRefusal> {
     if sender != own_user {
         return Err(KeyRequestRefusal::OtherUser);
     }
     match requester {
-        Some(d) if !d.deleted && d.local_trust == LocalTrust::Verified && d.device_id != own_device => Ok(()),
+        Some(d) if !d.deleted && requester_verified && d.device_id != own_device => Ok(()),
         _ => Err(KeyRequestRefusal::UnverifiedDevice),
     }
 }
@@ -158,20 +162,22 @@ struct ForwardedContent {
 }
 
 /// Rule: accept a forwarded key only from another verified own device (identified by the Olm
-/// channel), for a session we requested; it is stored as forwarded. Returns the record and
-/// the id of the request it answers.
+/// channel; `sender_verified`: local trust or the own cross-signing chain), for a session we
+/// requested; it is stored as forwarded. Returns the record and the id of the request it
+/// answers.
 pub(crate) fn check_forwarded_key(
     own_user: &UserId,
     event: &DecryptedToDeviceEvent,
     sender_device: Option<&Device>,
+    sender_verified: bool,
     requests: &[OutgoingRequest],
 ) -> Result<(InboundGroupSessionRecord, String), ForwardedKeyRejection> {
     let malformed = |e: &dyn std::fmt::Display| ForwardedKeyRejection::Malformed(e.to_string());
     if event.sender != own_user {
         return Err(ForwardedKeyRejection::OtherUser);
     }
-    let verified = event.source == SenderDeviceSource::KnownDevice
-        && sender_device.is_some_and(|d| d.local_trust == LocalTrust::Verified && !d.deleted);
+    let verified =
+        event.source == SenderDeviceSource::KnownDevice && sender_verified && sender_device.is_some_and(|d| !d.deleted);
     if !verified {
         return Err(ForwardedKeyRejection::UnverifiedDevice);
     }
@@ -228,6 +234,7 @@ pub(crate) fn cancellation_content(request_id: &str, own_device: &ruma::DeviceId
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrolm_store::LocalTrust;
     use ruma::{device_id, user_id};
 
     fn device(user: &str, id: &str, trust: LocalTrust, deleted: bool) -> Device {
@@ -238,20 +245,26 @@ mod tests {
     fn rule_only_verified_own_devices_are_answered() {
         let me = user_id!("@a:x");
         let mine = device("@a:x", "A2", LocalTrust::Verified, false);
-        assert!(check_key_request(me, device_id!("A1"), me, Some(&mine)).is_ok());
+        assert!(check_key_request(me, device_id!("A1"), me, Some(&mine), true).is_ok());
+        // Verified by the cross-signing chain, without local trust.
+        let cross_signed = device("@a:x", "A2", LocalTrust::Unset, false);
+        assert!(check_key_request(me, device_id!("A1"), me, Some(&cross_signed), true).is_ok());
         assert_eq!(
-            check_key_request(me, device_id!("A1"), user_id!("@b:x"), Some(&mine)),
+            check_key_request(me, device_id!("A1"), user_id!("@b:x"), Some(&mine), true),
             Err(KeyRequestRefusal::OtherUser)
         );
-        for d in [
-            device("@a:x", "A2", LocalTrust::Unset, false),
-            device("@a:x", "A2", LocalTrust::Blacklisted, false),
-            device("@a:x", "A2", LocalTrust::Verified, true),
-            device("@a:x", "A1", LocalTrust::Verified, false),
+        for (d, verified) in [
+            (device("@a:x", "A2", LocalTrust::Unset, false), false),
+            (device("@a:x", "A2", LocalTrust::Verified, false), false),
+            (device("@a:x", "A2", LocalTrust::Verified, true), true),
+            (device("@a:x", "A1", LocalTrust::Verified, false), true),
         ] {
-            assert_eq!(check_key_request(me, device_id!("A1"), me, Some(&d)), Err(KeyRequestRefusal::UnverifiedDevice));
+            assert_eq!(
+                check_key_request(me, device_id!("A1"), me, Some(&d), verified),
+                Err(KeyRequestRefusal::UnverifiedDevice)
+            );
         }
-        assert_eq!(check_key_request(me, device_id!("A1"), me, None), Err(KeyRequestRefusal::UnverifiedDevice));
+        assert_eq!(check_key_request(me, device_id!("A1"), me, None, true), Err(KeyRequestRefusal::UnverifiedDevice));
     }
 
     #[test]

@@ -109,7 +109,17 @@ impl<B: Backend> OlmMachine<B> {
             }
             None => None,
         };
-        if let Err(e) = key_requests::check_key_request(&self.user_id, &self.device_id, &sender, requester.as_ref()) {
+        let requester_verified = match &requester {
+            Some(d) => self.device_trust_cached(&mut None, d)?.is_verified(),
+            None => false,
+        };
+        if let Err(e) = key_requests::check_key_request(
+            &self.user_id,
+            &self.device_id,
+            &sender,
+            requester.as_ref(),
+            requester_verified,
+        ) {
             return Ok(Err(e));
         }
         let Some(requester) = requester else { return Ok(Err(KeyRequestRefusal::UnverifiedDevice)) };
@@ -174,17 +184,26 @@ impl<B: Backend> OlmMachine<B> {
             None => None,
         };
         let requests = self.store.outgoing_requests()?;
-        let (record, request_id) =
-            match key_requests::check_forwarded_key(&self.user_id, event, sender_device.as_ref(), &requests) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Ok(RoomKeyOutcome::Refused {
-                        room_id: event.content.get("room_id").and_then(Value::as_str).map(str::to_owned),
-                        session_id: event.content.get("session_id").and_then(Value::as_str).map(str::to_owned),
-                        reason: RoomKeyRejection::Forwarded(e),
-                    });
-                }
-            };
+        let sender_verified = match &sender_device {
+            Some(d) => self.device_trust_cached(&mut None, d)?.is_verified(),
+            None => false,
+        };
+        let (record, request_id) = match key_requests::check_forwarded_key(
+            &self.user_id,
+            event,
+            sender_device.as_ref(),
+            sender_verified,
+            &requests,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(RoomKeyOutcome::Refused {
+                    room_id: event.content.get("room_id").and_then(Value::as_str).map(str::to_owned),
+                    session_id: event.content.get("session_id").and_then(Value::as_str).map(str::to_owned),
+                    reason: RoomKeyRejection::Forwarded(e),
+                });
+            }
+        };
         let room = record.room_id.clone();
         let session_id = record.session_id();
         let stored = self.stored_room_key(step, &room, &session_id)?;
