@@ -272,7 +272,8 @@ pub fn identity_state(
 pub struct DeviceTrust {
     /// The user's own decision.
     pub local_trust: LocalTrust,
-    /// Whether its owner's self-signing key signed it.
+    /// Whether its owner's self-signing key signed it (not checked for the machine's own
+    /// device, which is always verified).
     pub cross_signed: bool,
     /// Its owner's identity state, if the owner has an identity.
     pub owner_identity: Option<IdentityState>,

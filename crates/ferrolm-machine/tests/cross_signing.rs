@@ -672,3 +672,44 @@ fn trusted_own_signer_accepts_the_master_key_and_verified_own_devices_only() {
     let bob = device(&mut hs, "@bob:test.server", "BOB", 3);
     assert_eq!(alice1.machine.trusted_own_signer(&bob.machine.device_keys().unwrap()).unwrap(), None);
 }
+
+#[test]
+fn an_own_master_key_change_by_another_device_is_reported_and_breaks_the_chain() {
+    let mut w = world();
+    let (alice, bob) = (user(&w.alice), user(&w.bob1));
+    let master = master_of(&w.alice, &bob);
+    let upload = w.alice.machine.verify_identity(&bob, &master).unwrap().unwrap();
+    send(&mut w.hs, &mut w.alice.machine, &upload).unwrap();
+    let own_before = master_of(&w.alice, &alice);
+
+    // Another device of Alice (or a malicious server with Alice's password) resets her identity.
+    let mut other = device(&mut w.hs, "@alice:test.server", "ALICEOTHER", 7);
+    refresh(&mut w.hs, &mut other);
+    bootstrap_cross_signing(&mut w.hs, &mut other.machine, true).unwrap();
+    let events = refresh(&mut w.hs, &mut w.alice);
+    let own_after = master_of(&w.alice, &alice);
+    assert!(
+        events.contains(&IdentityEvent::MasterKeyChanged {
+            user_id: alice.clone(),
+            previous: own_before,
+            new: own_after,
+            state: IdentityState::VerificationViolation,
+        }),
+        "{events:?}"
+    );
+    let status = w.alice.machine.cross_signing_status().unwrap();
+    assert!(status.has_master && !status.master_matches && !status.is_complete(), "{status:?}");
+    // Bob's master key was verified on this device (SAS): that still holds, his key did not
+    // change. But the signature by the old user-signing key proves nothing to the new identity:
+    // for ALICEOTHER, which holds the new keys, Bob is only pinned.
+    assert_eq!(state_of(&w.alice, &bob), Some(IdentityState::Verified));
+    other.machine.update_tracked_users(std::slice::from_ref(&bob)).unwrap();
+    refresh(&mut w.hs, &mut other);
+    assert_eq!(state_of(&other, &alice), Some(IdentityState::Verified));
+    let served = served_key(&w.hs, &bob, KeyUsage::Master);
+    assert!(served["signatures"].get(alice.as_str()).is_some(), "the old signature is still served");
+    assert_eq!(state_of(&other, &bob), Some(IdentityState::Pinned));
+    assert!(!other.machine.is_device_verified(&bob, w.bob1.machine.device_id()).unwrap());
+    // The own device is still the own device.
+    assert!(w.alice.machine.is_device_verified(&alice, w.alice.machine.device_id()).unwrap());
+}

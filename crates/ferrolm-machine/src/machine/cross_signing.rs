@@ -287,8 +287,17 @@ impl<B: Backend> OlmMachine<B> {
         Trust::load(&self.store, &self.user_id)?.user_identity(&self.store, user_id)
     }
 
-    /// How far a stored device is trusted (`None`: unknown device).
+    /// How far a stored device (or this device) is trusted (`None`: unknown device).
     pub fn device_trust(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Option<DeviceTrust>, MachineError> {
+        if user_id == self.user_id && device_id == self.device_id {
+            let owner_identity = Trust::load(&self.store, &self.user_id)?.state(&self.store, user_id)?;
+            return Ok(Some(DeviceTrust {
+                local_trust: LocalTrust::Verified,
+                cross_signed: false,
+                owner_identity,
+                own_device: true,
+            }));
+        }
         let Some(record) = self.store.device(&user_to_store(user_id), &device_to_store(device_id))? else {
             return Ok(None);
         };
