@@ -412,6 +412,31 @@ pub(crate) fn process_keys_query<B: Backend>(
     };
     for user in order {
         let Some(master_raw) = response.master_keys.get(user) else { continue };
+        let stored = store.identity(&user_to_store(user))?.and_then(StoredIdentity::from_record);
+        // Whether the stored identity is verified now: a change of a verified identity is a
+        // verification violation even if the verification was never noted as "previous".
+        let stored_verified = stored.as_ref().is_some_and(|s| {
+            s.record.verified
+                || if user == own_user {
+                    private.public_key(KeyUsage::Master) == Some(s.master)
+                } else {
+                    matches!(own_trusted, Some((_, Some(usk))) if master_signed_by(&s.master_object, own_user, &usk))
+                }
+        });
+        // Unchanged keys (the same bytes as stored): nothing to validate again.
+        let served_user_signing = if user == own_user { response.user_signing_keys.get(user) } else { None };
+        if let Some(s) = &stored {
+            let same = s.record.master_key == master_raw.json().get().as_bytes()
+                && response.self_signing_keys.get(user).map(|r| r.json().get().as_bytes())
+                    == Some(s.record.self_signing_key.as_slice())
+                && served_user_signing.map(|r| r.json().get().as_bytes()) == s.record.user_signing_key.as_deref();
+            if same {
+                if stored_verified && !s.record.previously_verified {
+                    changes.identities.push(IdentityRecord { previously_verified: true, ..s.record.clone() });
+                }
+                continue;
+            }
+        }
         let refused = |usage, reason| IdentityEvent::Refused { user_id: user.clone(), usage, reason };
         let master = match validate_master_key(user, master_raw.json().get()) {
             Ok(m) => m,
@@ -447,9 +472,6 @@ pub(crate) fn process_keys_query<B: Backend>(
             }
             None => None,
         };
-        let stored = store.identity(&user_to_store(user))?.and_then(StoredIdentity::from_record);
-        let to_bytes =
-            |o: &Map<String, Value>| serde_json::to_vec(o).map_err(|e| MachineError::Internal(e.to_string()));
         let master_changed = stored.as_ref().is_some_and(|s| s.master != master.key);
         let verified_flag = stored.as_ref().is_some_and(|s| s.record.verified && !master_changed);
         // The chain, for the new keys.
@@ -459,16 +481,25 @@ pub(crate) fn process_keys_query<B: Backend>(
             verified_flag
                 || matches!(own_trusted, Some((_, Some(usk))) if master_signed_by(&master.object, own_user, &usk))
         };
-        let previously_verified = stored.as_ref().is_some_and(|s| s.record.previously_verified) || chain_verified;
+        let previously_verified =
+            stored.as_ref().is_some_and(|s| s.record.previously_verified) || stored_verified || chain_verified;
         let pinned = match &stored {
             Some(s) => s.pinned(),
             None => master.key,
         };
         let record = IdentityRecord {
             user_id: user_to_store(user),
-            master_key: to_bytes(&master.object)?,
-            self_signing_key: to_bytes(&self_signing.object)?,
-            user_signing_key: user_signing.as_ref().map(|k| to_bytes(&k.object)).transpose()?,
+            // As served, so that an unchanged answer is recognised by its bytes.
+            master_key: master_raw.json().get().as_bytes().to_vec(),
+            self_signing_key: response
+                .self_signing_keys
+                .get(user)
+                .map(|r| r.json().get().as_bytes().to_vec())
+                .unwrap_or_default(),
+            user_signing_key: user_signing
+                .as_ref()
+                .and(served_user_signing)
+                .map(|r| r.json().get().as_bytes().to_vec()),
             verified: verified_flag,
             previously_verified,
             pinned_master_key: Some(pinned),

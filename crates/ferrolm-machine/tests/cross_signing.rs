@@ -713,3 +713,29 @@ fn an_own_master_key_change_by_another_device_is_reported_and_breaks_the_chain()
     // The own device is still the own device.
     assert!(w.alice.machine.is_device_verified(&alice, w.alice.machine.device_id()).unwrap());
 }
+
+#[test]
+fn a_change_of_an_identity_verified_only_through_the_chain_is_a_violation() {
+    let mut w = world();
+    let (alice, bob) = (user(&w.alice), user(&w.bob1));
+    let master = master_of(&w.alice, &bob);
+    let upload = w.alice.machine.verify_identity(&bob, &master).unwrap().unwrap();
+    send(&mut w.hs, &mut w.alice.machine, &upload).unwrap();
+    // ALICE2 learns Bob's identity (signed by Alice's user-signing key) before it trusts its own.
+    let mut alice2 = device(&mut w.hs, "@alice:test.server", "ALICE2", 4);
+    alice2.machine.update_tracked_users(std::slice::from_ref(&bob)).unwrap();
+    refresh(&mut w.hs, &mut alice2);
+    assert!(!alice2.machine.user_identity(&bob).unwrap().unwrap().previously_verified);
+    // Then gets the private keys: Bob is verified through the chain, with no new query of Bob.
+    alice2.machine.import_cross_signing_keys(&w.alice.machine.export_cross_signing_keys().unwrap()).unwrap();
+    assert_eq!(state_of(&alice2, &bob), Some(IdentityState::Verified));
+    assert_eq!(state_of(&alice2, &alice), Some(IdentityState::Verified));
+    // Bob's identity changes: a verification violation, not a mere pin violation.
+    bootstrap_cross_signing(&mut w.hs, &mut w.bob1.machine, true).unwrap();
+    let events = refresh(&mut w.hs, &mut alice2);
+    assert!(
+        events.iter().any(|e| matches!(e, IdentityEvent::MasterKeyChanged { user_id, state: IdentityState::VerificationViolation, .. } if *user_id == bob)),
+        "{events:?}"
+    );
+    assert_eq!(state_of(&alice2, &bob), Some(IdentityState::VerificationViolation));
+}
