@@ -321,8 +321,8 @@ impl PrivateCrossSigningKeys {
 
 /// The private cross-signing keys as unpadded base64 32-byte seeds (the form secret storage
 /// keeps under `m.cross_signing.master`, `…self_signing`, `…user_signing`). Zeroized on drop;
-/// `Debug` is redacted.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// `Debug` is redacted; no `PartialEq` (secrets are not compared in variable time).
+#[derive(Clone, Default)]
 pub struct CrossSigningKeyExport {
     /// The master key's seed.
     pub master_key: Option<Zeroizing<String>>,

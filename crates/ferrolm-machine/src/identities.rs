@@ -304,6 +304,8 @@ pub(crate) struct Trust {
     /// The own trusted master and user-signing keys, if the own identity is trusted.
     own_trusted: Option<(Ed25519PublicKey, Option<Ed25519PublicKey>)>,
     identities: BTreeMap<OwnedUserId, Option<StoredIdentity>>,
+    /// The identity states computed so far (one chain check per user, not per device).
+    states: BTreeMap<OwnedUserId, Option<IdentityState>>,
 }
 
 impl Trust {
@@ -315,7 +317,7 @@ impl Trust {
         let own_trusted = own_identity_trusted(own.as_ref().map(StoredIdentity::parts).as_ref(), &private);
         let mut identities = BTreeMap::new();
         identities.insert(own_user.to_owned(), own);
-        Ok(Self { own_user: own_user.to_owned(), own_trusted, identities })
+        Ok(Self { own_user: own_user.to_owned(), own_trusted, identities, states: BTreeMap::new() })
     }
 
     /// Whether the own identity is trusted.
@@ -356,9 +358,24 @@ impl Trust {
         store: &Store<B>,
         user: &UserId,
     ) -> Result<Option<IdentityState>, MachineError> {
-        let Some(identity) = self.identity(store, user)?.cloned() else { return Ok(None) };
-        let verified = self.verified_now(user, &identity);
-        Ok(Some(identity_state(verified, identity.record.previously_verified, &identity.pinned(), &identity.master)))
+        if let Some(state) = self.states.get(user) {
+            return Ok(*state);
+        }
+        self.identity(store, user)?;
+        let state = match self.identities.get(user).and_then(Option::as_ref) {
+            Some(identity) => {
+                let verified = self.verified_now(user, identity);
+                Some(identity_state(
+                    verified,
+                    identity.record.previously_verified,
+                    &identity.pinned(),
+                    &identity.master,
+                ))
+            }
+            None => None,
+        };
+        self.states.insert(user.to_owned(), state);
+        Ok(state)
     }
 
     /// The public view of a user's identity.

@@ -222,7 +222,14 @@ fn private_keys_are_exported_and_imported_against_the_published_keys() {
     // And it survives a restart.
     let alice2 = alice2.restart(22).unwrap();
     assert!(alice2.machine.cross_signing_status().unwrap().is_complete());
-    assert_eq!(alice2.machine.export_cross_signing_keys().unwrap(), export);
+    let again = alice2.machine.export_cross_signing_keys().unwrap();
+    for (a, b) in [
+        (&again.master_key, &export.master_key),
+        (&again.self_signing_key, &export.self_signing_key),
+        (&again.user_signing_key, &export.user_signing_key),
+    ] {
+        assert_eq!(a.as_deref().map(String::as_str), b.as_deref().map(String::as_str));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
