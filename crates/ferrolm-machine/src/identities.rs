@@ -556,6 +556,75 @@ mod tests {
         ferrolm::types::Ed25519Keypair::from_seed(&[n; 32]).public_key()
     }
 
+    fn store() -> Store<ferrolm_store::MemoryBackend> {
+        let kdf = ferrolm_store::KdfParams::new(64, 1, 1).unwrap();
+        Store::create(ferrolm_store::MemoryBackend::new(), &ferrolm_store::StoreSecret::key([1; 32]), kdf).unwrap()
+    }
+
+    fn raw<T>(object: &Map<String, Value>) -> ruma::serde::Raw<T> {
+        ruma::serde::Raw::from_json(serde_json::value::to_raw_value(object).unwrap())
+    }
+
+    fn keys_of(user: &UserId, master: &ferrolm::types::Ed25519Keypair) -> [Map<String, Value>; 3] {
+        let [s, u] = [2u8, 3].map(|n| ferrolm::types::Ed25519Keypair::from_seed(&[n + 10; 32]));
+        let mut out = [
+            crate::cross_signing::public_key_object(user, KeyUsage::Master, &master.public_key()),
+            crate::cross_signing::public_key_object(user, KeyUsage::SelfSigning, &s.public_key()),
+            crate::cross_signing::public_key_object(user, KeyUsage::UserSigning, &u.public_key()),
+        ];
+        for object in out.iter_mut().skip(1) {
+            crate::cross_signing::sign_with(master, user, object).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn rule_an_identity_needs_a_valid_self_signing_key() {
+        let (store, own, bob) = (store(), ruma::user_id!("@a:x"), ruma::user_id!("@bob:x"));
+        let master = ferrolm::types::Ed25519Keypair::from_seed(&[1; 32]);
+        let [m, _, _] = keys_of(bob, &master);
+        let mut response = get_keys::v3::Response::new();
+        response.master_keys.insert(bob.to_owned(), raw(&m));
+        let mut changes = Changes::default();
+        let events = process_keys_query(&store, own, &[bob.to_owned()], &response, &mut changes).unwrap();
+        assert!(matches!(
+            events.as_slice(),
+            [IdentityEvent::Refused {
+                usage: KeyUsage::SelfSigning,
+                reason: CrossSigningKeyRejection::Malformed(_),
+                ..
+            }]
+        ));
+        assert!(changes.identities.is_empty());
+    }
+
+    #[test]
+    fn rule_a_user_signing_key_of_another_user_is_not_taken() {
+        let (store, own, bob) = (store(), ruma::user_id!("@a:x"), ruma::user_id!("@bob:x"));
+        let master = ferrolm::types::Ed25519Keypair::from_seed(&[1; 32]);
+        let [m, ssk, usk] = keys_of(bob, &master);
+        let mut response = get_keys::v3::Response::new();
+        response.master_keys.insert(bob.to_owned(), raw(&m));
+        response.self_signing_keys.insert(bob.to_owned(), raw(&ssk));
+        response.user_signing_keys.insert(bob.to_owned(), raw(&usk));
+        let mut changes = Changes::default();
+        let events = process_keys_query(&store, own, &[bob.to_owned()], &response, &mut changes).unwrap();
+        assert!(events.contains(&IdentityEvent::Refused {
+            user_id: bob.to_owned(),
+            usage: KeyUsage::UserSigning,
+            reason: CrossSigningKeyRejection::ForeignUserSigningKey,
+        }));
+        assert!(events.contains(&IdentityEvent::New { user_id: bob.to_owned(), master_key: master.public_key() }));
+        let [record] = changes.identities.as_slice() else { panic!("{:?}", changes.identities) };
+        assert_eq!(record.user_signing_key, None);
+        assert_eq!(record.pinned_master_key, Some(master.public_key()), "pinned on first use");
+        assert!(!record.verified && !record.previously_verified);
+        // A user not asked about is not taken either.
+        let mut changes = Changes::default();
+        let events = process_keys_query(&store, own, &[], &response, &mut changes).unwrap();
+        assert!(events.is_empty() && changes.identities.is_empty());
+    }
+
     #[test]
     fn rule_identity_states() {
         let (a, b) = (key(1), key(2));
