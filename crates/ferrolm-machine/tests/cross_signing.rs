@@ -148,6 +148,11 @@ fn a_reset_needs_interactive_auth_and_replaces_the_identity() {
     assert_eq!(challenge["flows"][0]["stages"][0], "m.login.password");
 
     bootstrap_cross_signing(&mut hs, &mut alice.machine, true).unwrap();
+    // The unanswered bootstrap was replaced by the new one: its requests are gone.
+    for stale in [&again.signing_keys_upload, &again.signature_upload] {
+        let answer = alice.machine.mark_request_as_sent_json(&stale.request_id, b"{}");
+        assert!(matches!(answer, Err(MachineError::UnknownRequest(_))), "{answer:?}");
+    }
     let events = refresh(&mut hs, &mut alice);
     let after = master_of(&alice, &user(&alice));
     assert_ne!(before, after);

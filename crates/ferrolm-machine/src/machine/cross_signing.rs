@@ -159,8 +159,12 @@ impl<B: Backend> OlmMachine<B> {
         request.user_signing_key = Some(own_device::raw(user_signing)?);
         let signing_keys_upload =
             OutgoingRequest { request_id: self.new_request_id(), request: Request::SigningKeysUpload(request) };
-        // A new bootstrap replaces an unanswered one.
-        step.state.pending.retain(|p| !matches!(p.purpose, Purpose::SigningKeysUpload(_)));
+        // A new bootstrap replaces an unanswered one (its two unlisted requests).
+        step.state.pending.retain(|p| match p.purpose {
+            Purpose::SigningKeysUpload(_) => false,
+            Purpose::SignatureUpload => p.listed,
+            _ => true,
+        });
         step.state.pending.push(Pending {
             request: signing_keys_upload.clone(),
             purpose: Purpose::SigningKeysUpload(Box::new(identity)),
