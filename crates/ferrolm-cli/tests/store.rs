@@ -144,6 +144,7 @@ fn make_store(path: &Path) -> Made {
                 ed25519_key: Some(device.ed25519_key()),
                 local_trust: LocalTrust::Verified,
                 deleted: false,
+                no_olm_sent: false,
             })
             // A device of a user no longer tracked, deleted from the server's list.
             .chain(std::iter::once(DeviceRecord {
@@ -154,6 +155,7 @@ fn make_store(path: &Path) -> Made {
                 ed25519_key: None,
                 local_trust: LocalTrust::Blacklisted,
                 deleted: true,
+                no_olm_sent: false,
             }))
             .collect(),
         tracked_users: vec![TrackedUser { user_id: UserId::new("@bob:example.org"), dirty: false }],

@@ -53,6 +53,9 @@ pub struct Device {
     pub local_trust: LocalTrust,
     /// Whether the server no longer lists it.
     pub deleted: bool,
+    /// Whether it was told (`m.no_olm`) that it gets no room keys for want of an Olm session;
+    /// sent once, until a session with it works.
+    pub no_olm_sent: bool,
 }
 
 impl Device {
@@ -78,6 +81,7 @@ impl Device {
             display_name,
             local_trust: record.local_trust,
             deleted: record.deleted,
+            no_olm_sent: record.no_olm_sent,
         })
     }
 
@@ -419,6 +423,7 @@ fn apply_user_devices<B: Backend>(
             ed25519_key: Some(device.ed25519),
             local_trust: existing.map(|e| e.local_trust).unwrap_or_default(),
             deleted: false,
+            no_olm_sent: existing.is_some_and(|e| e.no_olm_sent),
         };
         match existing {
             None => events.push(DeviceEvent::Added { user_id: user.to_owned(), device_id: device_id.clone() }),
@@ -455,6 +460,7 @@ pub(crate) fn test_device(user: &str, id: &str, local_trust: LocalTrust, deleted
         display_name: None,
         local_trust,
         deleted,
+        no_olm_sent: false,
     }
 }
 
@@ -563,6 +569,7 @@ mod tests {
             ed25519_key: Some(old.ed25519_key()),
             local_trust: LocalTrust::Unset,
             deleted: false,
+            no_olm_sent: false,
         };
         let same =
             validate_device_keys(user_id!("@bob:x"), device_id!("BOBDEV"), &json(&served(&old, "@bob:x", "BOBDEV")))

@@ -3,15 +3,23 @@
 //!
 //! Rules (each a named function with a test that breaks it):
 //! - [`check_key_request`]: a request is answered only if it comes from another of the own
-//!   user's devices, known, not deleted, and verified by the user;
-//! - `check_forwarded_key`: a forwarded key is accepted only from another own device that is
-//!   verified, over Olm from the device that owns the Olm key, and only for a session we
-//!   requested; it is stored as forwarded (not from the original sender). Once answered, the
-//!   request is cancelled at the other devices.
+//!   user's devices, known, not deleted, and verified (by the user, or by the own
+//!   cross-signing chain);
+//! - [`check_reshare`]: the creator of a session also answers a device it shared the session
+//!   with (of any user), with the key from the index that device got then, never earlier: so a
+//!   device that lost the key to a wedged Olm session gets it again ("Recovering from
+//!   undecryptable messages");
+//! - `check_forwarded_key`: a forwarded key is accepted only for a session we requested, and
+//!   only from another own device that is verified (stored as forwarded, not from the original
+//!   sender), or from the session's creator itself, over Olm from the device whose keys the
+//!   session names (stored as from its sender). Once answered, the request is cancelled at the
+//!   other devices.
 
 use ferrolm::megolm::{ExportedSessionKey, InboundGroupSession, SessionConfig};
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
-use ferrolm_store::{InboundGroupSessionRecord, OutgoingRequest, RequestKind, RoomKeySource};
+use ferrolm_store::{
+    InboundGroupSessionRecord, OutboundShare, OutgoingRequest, RequestKind, RoomKeySource, ShareState,
+};
 use ruma::{OwnedDeviceId, OwnedRoomId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,6 +47,10 @@ pub enum KeyRequestRefusal {
     /// No Olm session with the requesting device to send the key over.
     #[error("no Olm session with the requesting device")]
     NoOlmSession,
+    /// From a device of another user (or an unverified own device) that this device never
+    /// shared the session with.
+    #[error("the session was not shared with the requesting device")]
+    NotSharedWith,
 }
 
 /// What became of one incoming key request.
@@ -135,19 +147,54 @@ pub fn check_key_request(
     }
 }
 
-/// The `m.forwarded_room_key` content for `record`, from its first known index.
-pub(crate) fn forwarded_key_content(record: &InboundGroupSessionRecord, own_curve: &Curve25519PublicKey) -> Value {
-    let exported = record.session.export_at_first_known_index();
+/// Rule: the creator of a session (`record` is its own inbound copy, whose sender key is
+/// `own_curve`) answers a device it shared the session with, from the index the device got.
+/// Returns that index.
+pub fn check_reshare(
+    own_curve: &Curve25519PublicKey,
+    record: &InboundGroupSessionRecord,
+    shares: &[OutboundShare],
+    requester: &Device,
+) -> Result<u32, KeyRequestRefusal> {
+    if record.sender_key != *own_curve || requester.deleted {
+        return Err(KeyRequestRefusal::NotSharedWith);
+    }
+    shares
+        .iter()
+        .find_map(|s| match s.state {
+            ShareState::Shared { message_index }
+                if s.user_id.as_str() == requester.user_id.as_str()
+                    && s.device_id.as_str() == requester.device_id.as_str() =>
+            {
+                Some(message_index)
+            }
+            _ => None,
+        })
+        .ok_or(KeyRequestRefusal::NotSharedWith)
+}
+
+/// The `m.forwarded_room_key` content for `record`: from its first known index, forwarded by
+/// `own_curve` (`reshare_from: None`), or as the session's creator re-sending it from the index
+/// a device got (`Some(index)`, an empty forwarding chain). `None` if the index is not known.
+pub(crate) fn forwarded_key_content(
+    record: &InboundGroupSessionRecord,
+    own_curve: &Curve25519PublicKey,
+    reshare_from: Option<u32>,
+) -> Option<Value> {
+    let (exported, chain) = match reshare_from {
+        None => (record.session.export_at_first_known_index(), vec![own_curve.to_base64()]),
+        Some(index) => (record.session.export_at(index)?, Vec::new()),
+    };
     let key = exported.to_base64();
-    json!({
+    Some(json!({
         "algorithm": MEGOLM_ALGORITHM,
         "room_id": record.room_id.as_str(),
         "sender_key": record.sender_key.to_base64(),
         "session_id": record.session_id(),
         "session_key": key.as_str(),
         "sender_claimed_ed25519_key": record.claimed_signing_key.map(|k| k.to_base64()),
-        "forwarding_curve25519_key_chain": [own_curve.to_base64()],
-    })
+        "forwarding_curve25519_key_chain": chain,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -161,10 +208,11 @@ struct ForwardedContent {
     sender_claimed_ed25519_key: Option<String>,
 }
 
-/// Rule: accept a forwarded key only from another verified own device (identified by the Olm
-/// channel; `sender_verified`: local trust or the own cross-signing chain), for a session we
-/// requested; it is stored as forwarded. Returns the record and the id of the request it
-/// answers.
+/// Rule: accept a forwarded key only for a session we requested, and only from another
+/// verified own device (identified by the Olm channel: stored as forwarded) or from the
+/// session's creator (the Olm sender's keys are the session's sender keys: stored as from its
+/// sender). `sender_verified`: whether the sending device is verified (local trust or the own
+/// cross-signing chain). Returns the record and the id of the request it answers.
 pub(crate) fn check_forwarded_key(
     own_user: &UserId,
     event: &DecryptedToDeviceEvent,
@@ -173,16 +221,23 @@ pub(crate) fn check_forwarded_key(
     requests: &[OutgoingRequest],
 ) -> Result<(InboundGroupSessionRecord, String), ForwardedKeyRejection> {
     let malformed = |e: &dyn std::fmt::Display| ForwardedKeyRejection::Malformed(e.to_string());
-    if event.sender != own_user {
-        return Err(ForwardedKeyRejection::OtherUser);
-    }
-    let verified =
-        event.source == SenderDeviceSource::KnownDevice && sender_verified && sender_device.is_some_and(|d| !d.deleted);
-    if !verified {
-        return Err(ForwardedKeyRejection::UnverifiedDevice);
-    }
     let content = ForwardedContent::deserialize(&event.content).map_err(|e| malformed(&e))?;
     let session_key = Zeroizing::new(content.session_key);
+    let from_creator = event.source == SenderDeviceSource::KnownDevice
+        && sender_device.is_some_and(|d| !d.deleted)
+        && content.sender_key == event.sender_curve25519_key.to_base64()
+        && content.sender_claimed_ed25519_key.as_deref() == Some(event.sender_ed25519_key.to_base64().as_str());
+    if !from_creator {
+        if event.sender != own_user {
+            return Err(ForwardedKeyRejection::OtherUser);
+        }
+        let verified = event.source == SenderDeviceSource::KnownDevice
+            && sender_verified
+            && sender_device.is_some_and(|d| !d.deleted);
+        if !verified {
+            return Err(ForwardedKeyRejection::UnverifiedDevice);
+        }
+    }
     if content.algorithm != MEGOLM_ALGORITHM {
         return Err(malformed(&"algorithm"));
     }
@@ -209,7 +264,7 @@ pub(crate) fn check_forwarded_key(
         session: InboundGroupSession::import(&key, SessionConfig::version_1()),
         sender_key,
         claimed_signing_key: claimed,
-        source: RoomKeySource::Forwarded,
+        source: if from_creator { RoomKeySource::Direct } else { RoomKeySource::Forwarded },
         backed_up: false,
         shared_history: false,
     };
@@ -239,6 +294,40 @@ mod tests {
 
     fn device(user: &str, id: &str, trust: LocalTrust, deleted: bool) -> Device {
         crate::devices::test_device(user, id, trust, deleted)
+    }
+
+    #[test]
+    fn rule_a_session_is_reshared_by_its_creator_from_the_index_a_device_got() {
+        let own = ferrolm::olm::Account::new().curve25519_key();
+        let outbound = ferrolm::megolm::GroupSession::new(SessionConfig::version_1());
+        let own_copy = |sender_key| InboundGroupSessionRecord {
+            room_id: "!r:x".into(),
+            session: InboundGroupSession::new(&outbound.session_key(), SessionConfig::version_1()),
+            sender_key,
+            claimed_signing_key: None,
+            source: RoomKeySource::Direct,
+            backed_up: false,
+            shared_history: false,
+        };
+        let bob = device("@b:x", "B1", LocalTrust::Unset, false);
+        let share = |user: &str, id: &str, state| OutboundShare {
+            room_id: "!r:x".into(),
+            session_id: outbound.session_id().to_base64(),
+            user_id: user.into(),
+            device_id: id.into(),
+            state,
+        };
+        let shared = [share("@b:x", "B1", ShareState::Shared { message_index: 5 })];
+        assert_eq!(check_reshare(&own, &own_copy(own), &shared, &bob), Ok(5));
+        // Not our session, not shared with this device, only withheld from it, or deleted since.
+        let other = ferrolm::olm::Account::new().curve25519_key();
+        assert_eq!(check_reshare(&own, &own_copy(other), &shared, &bob), Err(KeyRequestRefusal::NotSharedWith));
+        let elsewhere = [share("@b:x", "B2", ShareState::Shared { message_index: 0 })];
+        assert_eq!(check_reshare(&own, &own_copy(own), &elsewhere, &bob), Err(KeyRequestRefusal::NotSharedWith));
+        let withheld = [share("@b:x", "B1", ShareState::Withheld { code: "m.unverified".into() })];
+        assert_eq!(check_reshare(&own, &own_copy(own), &withheld, &bob), Err(KeyRequestRefusal::NotSharedWith));
+        let gone = device("@b:x", "B1", LocalTrust::Unset, true);
+        assert_eq!(check_reshare(&own, &own_copy(own), &shared, &gone), Err(KeyRequestRefusal::NotSharedWith));
     }
 
     #[test]

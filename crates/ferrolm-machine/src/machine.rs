@@ -75,8 +75,6 @@ struct State {
     tracker: DeviceTracker,
     channel: OlmChannel,
     pending: Vec<Pending>,
-    /// Devices sent an `m.no_olm` notice in this run (once per device).
-    no_olm_sent: BTreeSet<DeviceKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +92,7 @@ enum Purpose {
     KeysQuery(QueriedUsers),
     KeysClaim(Vec<DeviceKey>),
     ToDevice,
+    KeysChanges,
     /// The cross-signing keys uploaded: the own identity once the upload succeeded.
     SigningKeysUpload(Box<ferrolm_store::IdentityRecord>),
     SignatureUpload,
@@ -184,7 +183,7 @@ impl<B: Backend> OlmMachine<B> {
         for saved in store.outgoing_to_device()? {
             pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
         }
-        let state = State { own, tracker, channel: OlmChannel::default(), pending, no_olm_sent: BTreeSet::new() };
+        let state = State { own, tracker, channel: OlmChannel::default(), pending };
         Ok(Self { user_id, device_id, store, env, state, trust_cache: BTreeMap::new() })
     }
 
@@ -443,7 +442,13 @@ impl<B: Backend> OlmMachine<B> {
                 }
                 if !dummies.is_empty() {
                     self.queue_dummies(&mut step, &dummies, now)?;
+                    for (_, curve, _) in &dummies {
+                        self.rerequest_recovered(&mut step, curve)?;
+                    }
                 }
+            }
+            (Purpose::KeysChanges, IncomingResponse::KeysChanges(response)) => {
+                self.apply_device_list_changes(&mut step, &response.changed, &response.left)?;
             }
             (Purpose::ToDevice, IncomingResponse::ToDevice(_)) => {
                 step.changes.deletions.outgoing_to_device.push(request_id.to_owned());
@@ -600,20 +605,7 @@ impl<B: Backend> OlmMachine<B> {
     pub fn receive_sync_changes(&mut self, sync: SyncChanges) -> Result<SyncOutcome, MachineError> {
         let mut step = self.begin();
         let now = self.env.now_ms();
-        let tracked: BTreeSet<String> =
-            self.store.tracked_users()?.into_iter().map(|t| t.user_id.as_str().to_owned()).collect();
-        for user in &sync.changed_devices {
-            if tracked.contains(user.as_str()) {
-                step.changes.tracked_users.push(TrackedUser { user_id: user_to_store(user), dirty: true });
-                step.state.tracker.mark_dirty(user);
-            }
-        }
-        for user in &sync.left_devices {
-            if tracked.contains(user.as_str()) && *user != self.user_id {
-                step.changes.tracked_users.retain(|t| t.user_id.as_str() != user.as_str());
-                step.changes.deletions.tracked_users.push(user_to_store(user));
-            }
-        }
+        self.apply_device_list_changes(&mut step, &sync.changed_devices, &sync.left_devices)?;
         if let Some(count) = sync.one_time_key_counts.get(&OneTimeKeyAlgorithm::SignedCurve25519) {
             step.state.own.server_one_time_key_count = Some(u64::from(*count));
         }
@@ -638,6 +630,55 @@ impl<B: Backend> OlmMachine<B> {
         step.changes.sync_token = Some(sync.next_batch);
         self.commit(step)?;
         Ok(outcome)
+    }
+
+    /// Tracked users whose devices changed are marked outdated (queried again); those who no
+    /// longer share a room are no longer tracked.
+    fn apply_device_list_changes(
+        &mut self,
+        step: &mut Step,
+        changed: &[OwnedUserId],
+        left: &[OwnedUserId],
+    ) -> Result<(), MachineError> {
+        let tracked: BTreeSet<String> =
+            self.store.tracked_users()?.into_iter().map(|t| t.user_id.as_str().to_owned()).collect();
+        for user in changed {
+            if tracked.contains(user.as_str()) {
+                step.changes.tracked_users.push(TrackedUser { user_id: user_to_store(user), dirty: true });
+                step.state.tracker.mark_dirty(user);
+            }
+        }
+        for user in left {
+            if tracked.contains(user.as_str()) && *user != self.user_id {
+                step.changes.tracked_users.retain(|t| t.user_id.as_str() != user.as_str());
+                step.changes.deletions.tracked_users.push(user_to_store(user));
+            }
+        }
+        Ok(())
+    }
+
+    /// For a client whose sync ran ahead of the machine (its token `to` is newer than
+    /// [`OlmMachine::sync_token`], e.g. a sync whose device lists never reached the machine):
+    /// a `/keys/changes` request from the machine's token to `to`. Its answer marks the
+    /// tracked users whose devices changed in between as outdated. `None` when the machine
+    /// has no token yet (its first sync brings every change) or already is at `to`. Returned
+    /// to the caller, not listed by [`OlmMachine::outgoing_requests`].
+    pub fn request_key_changes(&mut self, to: &str) -> Result<Option<OutgoingRequest>, MachineError> {
+        let Some(from) = self.store.sync_token()? else { return Ok(None) };
+        if from == to {
+            return Ok(None);
+        }
+        let mut step = self.begin();
+        let request = OutgoingRequest {
+            request_id: self.new_request_id(),
+            request: Request::KeysChanges(ruma::api::client::keys::get_key_changes::v3::Request::new(
+                from,
+                to.to_owned(),
+            )),
+        };
+        step.state.pending.push(Pending { request: request.clone(), purpose: Purpose::KeysChanges, listed: false });
+        self.commit(step)?;
+        Ok(Some(request))
     }
 
     fn receive_to_device(

@@ -195,6 +195,10 @@ pub(crate) struct OlmChannel {
     /// When a recovery was last started per device key (in memory; the sessions' creation
     /// times in the store bound it across restarts).
     pub recovery_started: BTreeMap<Curve25519PublicKey, u64>,
+    /// Room keys to request again once the recovery of the sender's device has sent its
+    /// `m.dummy` (so the answer comes over the new session): sender key → (room, session,
+    /// sender).
+    pub rerequests: BTreeMap<Curve25519PublicKey, Vec<(ruma::OwnedRoomId, String, ruma::OwnedUserId)>>,
 }
 
 /// Rule: a device whose claims fail is not claimed again before its backoff ends; a device
@@ -916,6 +920,7 @@ mod tests {
             display_name: None,
             local_trust: Default::default(),
             deleted: false,
+            no_olm_sent: false,
         };
         let key = Account::new().curve25519_key();
         let mut object = Map::new();

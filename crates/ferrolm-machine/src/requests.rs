@@ -4,7 +4,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures, upload_signing_keys};
+use ruma::api::client::keys::{
+    claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
+};
 use ruma::api::client::to_device::send_event_to_device;
 use ruma::api::client::uiaa::AuthData;
 use ruma::api::{IncomingResponse as _, OutgoingRequest as _, SupportedVersions, auth_scheme::SendAccessToken};
@@ -26,6 +28,8 @@ pub enum RequestKind {
     /// `POST /_matrix/client/v3/keys/device_signing/upload`: may need user-interactive
     /// authentication ([`OutgoingRequest::may_need_interactive_auth`]).
     SigningKeysUpload,
+    /// `GET /_matrix/client/v3/keys/changes`
+    KeysChanges,
 }
 
 impl RequestKind {
@@ -33,6 +37,7 @@ impl RequestKind {
     pub fn method(self) -> &'static str {
         match self {
             Self::ToDevice => "PUT",
+            Self::KeysChanges => "GET",
             _ => "POST",
         }
     }
@@ -53,6 +58,8 @@ pub enum Request {
     SignatureUpload(upload_signatures::v3::Request),
     /// Publish the cross-signing public keys (with the user-interactive auth, once given).
     SigningKeysUpload(upload_signing_keys::v3::Request),
+    /// The users whose devices changed between two sync tokens.
+    KeysChanges(get_key_changes::v3::Request),
 }
 
 /// A request the client must send for the machine, with the id it reports the response under
@@ -89,6 +96,7 @@ impl OutgoingRequest {
             Request::ToDevice(_) => RequestKind::ToDevice,
             Request::SignatureUpload(_) => RequestKind::SignatureUpload,
             Request::SigningKeysUpload(_) => RequestKind::SigningKeysUpload,
+            Request::KeysChanges(_) => RequestKind::KeysChanges,
         }
     }
 
@@ -131,6 +139,7 @@ impl OutgoingRequest {
             Request::ToDevice(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::SignatureUpload(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::SigningKeysUpload(r) => r.clone().try_into_http_request(base_url, token, path),
+            Request::KeysChanges(r) => r.clone().try_into_http_request(base_url, token, path),
         };
         result.map_err(|e| RequestSerializationError(e.to_string()))
     }
@@ -163,6 +172,8 @@ pub enum IncomingResponse {
     SignatureUpload(upload_signatures::v3::Response),
     /// The cross-signing keys were published.
     SigningKeysUpload(upload_signing_keys::v3::Response),
+    /// The users whose devices changed, and those no longer sharing a room.
+    KeysChanges(get_key_changes::v3::Response),
 }
 
 /// Why a response body could not be read.
@@ -185,6 +196,7 @@ impl IncomingResponse {
             Self::ToDevice(_) => RequestKind::ToDevice,
             Self::SignatureUpload(_) => RequestKind::SignatureUpload,
             Self::SigningKeysUpload(_) => RequestKind::SigningKeysUpload,
+            Self::KeysChanges(_) => RequestKind::KeysChanges,
         }
     }
 
@@ -211,6 +223,9 @@ impl IncomingResponse {
             RequestKind::SigningKeysUpload => Self::SigningKeysUpload(
                 upload_signing_keys::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
             ),
+            RequestKind::KeysChanges => Self::KeysChanges(
+                get_key_changes::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
+            ),
         })
     }
 }
@@ -229,6 +244,14 @@ mod tests {
         assert_eq!(request.path().unwrap(), "/_matrix/client/v3/keys/query");
         let body: serde_json::Value = serde_json::from_str(&request.body_json().unwrap()).unwrap();
         assert_eq!(body, serde_json::json!({"device_keys": {"@bob:example.org": []}}));
+    }
+
+    #[test]
+    fn keys_changes_is_a_get_with_the_tokens_in_the_query() {
+        let request = get_key_changes::v3::Request::new("s1".into(), "s9".into());
+        let request = OutgoingRequest { request_id: "r1".into(), request: Request::KeysChanges(request) };
+        assert_eq!(request.method(), "GET");
+        assert_eq!(request.path().unwrap(), "/_matrix/client/v3/keys/changes?from=s1&to=s9");
     }
 
     #[test]

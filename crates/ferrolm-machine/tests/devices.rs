@@ -286,3 +286,30 @@ fn many_users_are_queried_in_chunks() {
     run_requests(&mut hs, &mut alice.machine).unwrap();
     assert!(alice.machine.tracked_users().unwrap().iter().all(|(_, dirty)| !dirty));
 }
+
+#[test]
+fn a_sync_that_ran_ahead_of_the_machine_is_caught_up_with_keys_changes() {
+    let mut hs = Homeserver::new();
+    let (mut alice, _bob) = pair(&mut hs);
+    // Bob logs in a second device; the app syncs without handing the device lists to the
+    // machine (its token runs ahead of the machine's).
+    let mut bob2 = TestDevice::new(&mut hs, "@bob:test.server", "BOB2", 3, 1_000).unwrap();
+    bob2.settle(&mut hs, 1).unwrap();
+    let saved = alice.machine.sync_token().unwrap();
+    let ahead = hs.sync(alice.machine.user_id(), alice.machine.device_id(), saved.as_deref()).unwrap().next_batch;
+    let bob_dirty = |alice: &TestDevice| alice.machine.tracked_users().unwrap().contains(&(user(&bob2), true));
+    assert!(!bob_dirty(&alice));
+
+    let request = alice.machine.request_key_changes(&ahead).unwrap().unwrap();
+    assert_eq!(request.kind(), RequestKind::KeysChanges);
+    assert_eq!(request.path().unwrap(), format!("/_matrix/client/v3/keys/changes?from={}&to={ahead}", saved.unwrap()));
+    assert!(of_kind(&alice.machine.outgoing_requests().unwrap(), RequestKind::KeysChanges).is_empty(), "not listed");
+    send(&mut hs, &mut alice.machine, &request).unwrap();
+    assert!(bob_dirty(&alice), "Bob's devices are outdated");
+    let events: Vec<DeviceEvent> =
+        run_requests(&mut hs, &mut alice.machine).unwrap().into_iter().flat_map(|o| o.device_events).collect();
+    assert!(events.contains(&DeviceEvent::Added { user_id: user(&bob2), device_id: OwnedDeviceId::from("BOB2") }));
+    // Nothing to catch up with at the machine's own token.
+    let now = alice.machine.sync_token().unwrap().unwrap();
+    assert!(alice.machine.request_key_changes(&now).unwrap().is_none());
+}

@@ -206,12 +206,16 @@ fn rule_forwarded_keys_only_from_verified_own_devices_and_only_when_requested() 
     run_requests(&mut w.hs, &mut w.alice1.machine).unwrap();
     assert_eq!(refused(&sync(&mut w.hs, &mut w.alice2.machine).unwrap()), ForwardedKeyRejection::NotRequested);
 
-    // Requested, but forwarded by another user (Bob, who has a session with ALICE2).
+    // Requested, but forwarded by another user (Bob, who has a session with ALICE2) who claims
+    // the session is someone else's (ALICE1's): only a session's creator may re-send it.
     w.alice2.machine.request_room_key(&w.room, &w.session_id).unwrap().unwrap();
     run_requests(&mut w.hs, &mut w.alice2.machine).unwrap();
     w.bob.settle(&mut w.hs, 1).unwrap(); // Bob learns of ALICE2
     open_sessions(&mut w.hs, &mut w.bob, &[user(&w.alice2)]);
-    w.bob.machine.encrypt_to_device(&[id(&w.alice2)], "m.forwarded_room_key", &forwarded).unwrap();
+    let mut not_his = forwarded.clone();
+    not_his["sender_key"] = json!(w.alice1.machine.identity_keys().curve25519.to_base64());
+    not_his["sender_claimed_ed25519_key"] = json!(w.alice1.machine.identity_keys().ed25519.to_base64());
+    w.bob.machine.encrypt_to_device(&[id(&w.alice2)], "m.forwarded_room_key", &not_his).unwrap();
     run_requests(&mut w.hs, &mut w.bob.machine).unwrap();
     assert_eq!(refused(&sync(&mut w.hs, &mut w.alice2.machine).unwrap()), ForwardedKeyRejection::OtherUser);
 
@@ -229,4 +233,92 @@ fn rule_forwarded_keys_only_from_verified_own_devices_and_only_when_requested() 
     run_requests(&mut w.hs, &mut w.alice1.machine).unwrap();
     let outcome = sync(&mut w.hs, &mut w.alice2.machine).unwrap();
     assert!(matches!(outcome.room_keys.as_slice(), [RoomKeyOutcome::Accepted(_)]), "{outcome:#?}");
+}
+
+#[test]
+fn a_room_key_lost_to_a_wedged_session_is_requested_again_from_its_sender() {
+    const HOUR: u64 = ferrolm_machine::olm_channel::WEDGE_RECOVERY_INTERVAL_MS;
+    let mut hs = Homeserver::new();
+    let mut alice = TestDevice::new(&mut hs, "@alice:test.server", "ALICE", 1, 1_000_000).unwrap();
+    let mut bob = TestDevice::new(&mut hs, "@bob:test.server", "BOB", 2, 1_000_000).unwrap();
+    let room = meet(&mut hs, &mut [&mut alice, &mut bob]);
+    let members = hs.members(&room);
+    open_sessions(&mut hs, &mut alice, &[user(&bob)]);
+    alice.machine.encrypt_to_device(&[id(&bob)], "org.example.hello", &json!({})).unwrap();
+    run_requests(&mut hs, &mut alice.machine).unwrap();
+    sync(&mut hs, &mut bob.machine).unwrap();
+    // Bob answers, so Alice's next messages are normal (not pre-key) Olm messages.
+    bob.machine.encrypt_to_device(&[id(&alice)], "org.example.hello", &json!({})).unwrap();
+    run_requests(&mut hs, &mut bob.machine).unwrap();
+    sync(&mut hs, &mut alice.machine).unwrap();
+
+    // An hour later the Olm message carrying Alice's room key is lost to a broken session.
+    alice.clock.advance_ms(HOUR);
+    bob.clock.advance_ms(HOUR);
+    let shared = alice.machine.share_room_key(&room, &members, EncryptionSettings::default()).unwrap();
+    assert_eq!(shared.shared_with, vec![id(&bob)]);
+    run_requests(&mut hs, &mut alice.machine).unwrap();
+    common::break_last_message(&mut hs, &bob);
+    let content = alice.machine.encrypt_room_event(&room, "m.room.message", &json!({"body": "lost"})).unwrap();
+    hs.send_room_event(&room, alice.machine.user_id(), "m.room.encrypted", content).unwrap();
+    let (outcome, timeline) = ferrolm_test_homeserver::driver::sync_with_timelines(&mut hs, &mut bob.machine).unwrap();
+    assert!(outcome.room_keys.is_empty());
+    let event = timeline[&room].last().unwrap().clone();
+    let utd = bob.machine.decrypt_room_event(&event, &room, TrustRequirement::Untrusted).unwrap();
+    assert_eq!(utd.unwrap_err(), UnableToDecrypt::MissingSession { withheld: None });
+
+    // The key is requested once the recovery's m.dummy is queued, not before: the answer must
+    // come over the new session.
+    let requests = bob.machine.outgoing_requests().unwrap();
+    assert!(common::of_kind(&requests, ferrolm_machine::RequestKind::ToDevice).is_empty(), "{requests:?}");
+    let claim = common::only(&requests, ferrolm_machine::RequestKind::KeysClaim).clone();
+    send(&mut hs, &mut bob.machine, &claim).unwrap();
+    run_requests(&mut hs, &mut bob.machine).unwrap();
+    // (The queue still holds what Alice's last sync delivered: the server drops it on her next.)
+    let queued: Vec<(String, Option<u64>)> = hs
+        .to_device_queue(&user(&alice), alice.machine.device_id())
+        .unwrap()
+        .iter()
+        .map(|q| {
+            let own_key = alice.machine.identity_keys().curve25519.to_base64();
+            (q.event["type"].as_str().unwrap().to_owned(), q.event["content"]["ciphertext"][&own_key]["type"].as_u64())
+        })
+        .collect();
+    let new = &queued[queued.len() - 2..];
+    assert_eq!(
+        new,
+        [("m.room.encrypted".to_owned(), Some(0)), ("m.room_key_request".to_owned(), None)],
+        "the m.dummy (a pre-key message of the new session) first, then the request"
+    );
+
+    // Alice, the session's creator, answers Bob's device (another user's) from the index it
+    // got, over the new session; Bob stores it as from its sender and reads the message.
+    let outcome = sync(&mut hs, &mut alice.machine).unwrap();
+    assert_eq!(outcome.key_requests.len(), 1, "{outcome:#?}");
+    assert_eq!(outcome.key_requests[0].result, Ok(()));
+    run_requests(&mut hs, &mut alice.machine).unwrap();
+    let outcome = sync(&mut hs, &mut bob.machine).unwrap();
+    let [RoomKeyOutcome::Accepted(info)] = outcome.room_keys.as_slice() else { panic!("{outcome:#?}") };
+    assert_eq!((info.session_id.as_str(), info.first_known_index), (shared.session_id.as_str(), 0));
+    let decrypted = bob.machine.decrypt_room_event(&event, &room, TrustRequirement::Untrusted).unwrap().unwrap();
+    assert_eq!(decrypted.content["body"], "lost");
+    assert!(!decrypted.encryption.forwarded, "re-sent by its creator, over Olm from the device it names");
+
+    // A device the session was never shared with (Mallory's) asks Alice: refused.
+    let mut mallory = TestDevice::new(&mut hs, "@mallory:test.server", "MALLORY", 3, 1_000_000 + HOUR).unwrap();
+    hs.join(&room, mallory.machine.user_id());
+    mallory.settle(&mut hs, 1).unwrap();
+    alice.machine.update_tracked_users(&hs.members(&room)).unwrap();
+    alice.settle(&mut hs, 1).unwrap();
+    let content = json!({
+        "action": "request", "request_id": "mallorys", "requesting_device_id": "MALLORY",
+        "body": {"algorithm": "m.megolm.v1.aes-sha2", "room_id": room, "session_id": shared.session_id},
+    });
+    hs.forge_to_device(
+        &user(&alice),
+        alice.machine.device_id(),
+        json!({"type": "m.room_key_request", "sender": user(&mallory), "content": content}),
+    );
+    let outcome = sync(&mut hs, &mut alice.machine).unwrap();
+    assert_eq!(outcome.key_requests[0].result, Err(KeyRequestRefusal::OtherUser));
 }

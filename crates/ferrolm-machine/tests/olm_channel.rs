@@ -11,9 +11,10 @@
 
 mod common;
 
-use common::{body, decrypted, id, meet, of_kind, open_sessions, send_olm, the_decrypted, the_refusal, user};
+use common::{
+    body, break_last_message, decrypted, id, meet, of_kind, open_sessions, send_olm, the_decrypted, the_refusal, user,
+};
 use ferrolm::olm::{MessageType, OlmMessage};
-use ferrolm::types::{base64_decode, base64_encode};
 use ferrolm_machine::olm_channel::{CLAIM_BACKOFF_INITIAL_MS, KEPT_SESSIONS_PER_DEVICE, WEDGE_RECOVERY_INTERVAL_MS};
 use ferrolm_machine::ruma::{OwnedDeviceId, OwnedUserId, device_id};
 use ferrolm_machine::signing::{SignatureError, verify_json};
@@ -457,17 +458,6 @@ fn rule_at_most_four_sessions_are_kept_per_device() {
     for newest in &ids[2..] {
         assert!(kept.contains(newest));
     }
-}
-
-/// Replaces the last message queued for `to` by a copy whose MAC is broken.
-fn break_last_message(hs: &mut Homeserver, to: &TestDevice) {
-    let to_key = to.machine.identity_keys().curve25519.to_base64();
-    let queue = hs.to_device_queue(&user(to), to.machine.device_id()).unwrap();
-    let last = queue.last_mut().unwrap();
-    let body = last.event["content"]["ciphertext"][&to_key]["body"].as_str().unwrap().to_owned();
-    let mut bytes = base64_decode(&body).unwrap();
-    *bytes.last_mut().unwrap() ^= 1;
-    last.event["content"]["ciphertext"][&to_key]["body"] = json!(base64_encode(&bytes));
 }
 
 #[test]

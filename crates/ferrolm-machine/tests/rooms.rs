@@ -317,13 +317,21 @@ fn rule_a_device_without_an_olm_session_gets_m_no_olm_once() {
     let (outcome, _) = read(&mut room, &mut bob2);
     assert_eq!(outcome.withheld[0].code, "m.no_olm");
     assert_eq!(outcome.withheld[0].room_id, None, "m.no_olm names no room or session");
-    // Once per device.
+    // Once per device, for every later session too, and after a restart from the store.
     let again = alice.machine.share_room_key(&room.id, &members, EncryptionSettings::default()).unwrap();
     assert!(again.withheld.is_empty());
-    // Once a session exists, the key follows.
+    let bob2_record = |alice: &TestDevice| alice.machine.device(&user(&bob2), bob2.machine.device_id()).unwrap();
+    assert!(bob2_record(&alice).unwrap().no_olm_sent, "remembered in the device's record");
+    let mut alice = alice.restart(11).unwrap();
+    let rotated = EncryptionSettings { rotation_period_messages: 1, ..EncryptionSettings::default() };
+    let after_restart = alice.machine.share_room_key(&room.id, &members, rotated).unwrap();
+    assert!(after_restart.withheld.is_empty(), "{after_restart:?}");
+    // Once a session exists, the key follows, and the flag is cleared: a later loss of every
+    // session is reported again.
     alice.clock.advance_ms(ferrolm_machine::olm_channel::CLAIM_BACKOFF_INITIAL_MS);
     let shared = share(&mut room, &mut alice, EncryptionSettings::default());
     assert_eq!(shared.shared_with, vec![id(&bob1), id(&bob2)]);
+    assert!(!bob2_record(&alice).unwrap().no_olm_sent);
 }
 
 #[test]

@@ -13,9 +13,11 @@
 //! - **2**: account records gain the fallback key's publication time (record format 2; the
 //!   step re-encodes the account); the table `outgoing_to_device` appears (created by the back
 //!   end's [`ensure_tables`](crate::Backend::ensure_tables) before the step runs).
-//! - **3**: identity records gain the pinned master key (record format 2; the step re-encodes
+//! - **3**: device records gain the `m.no_olm` flag (format 2 device records; format 1 ones
+//!   still decode, the step rewrites nothing).
+//! - **4**: identity records gain the pinned master key (record format 2; the step re-encodes
 //!   every identity, with no pinned key: the machine pins the stored master key). No table
-//!   changes, so the SQLite layout stays at version 2.
+//!   changes in 3 or 4, so the SQLite layout stays at version 2.
 //!
 //! The SQLite back end keeps its table layout's version in `PRAGMA user_version` and refuses a
 //! newer layout the same way.
@@ -36,8 +38,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration of the store's history, in order.
-pub(crate) const MIGRATIONS: &[Migration] =
-    &[Migration { from: 1, run: account_format_2 }, Migration { from: 2, run: identity_format_2 }];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration { from: 1, run: account_format_2 },
+    Migration { from: 2, run: device_format_2 },
+    Migration { from: 3, run: identity_format_2 },
+];
 
 /// 1 → 2: the account record is re-encoded in format 2 (no fallback-key time yet).
 fn account_format_2(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
@@ -49,7 +54,14 @@ fn account_format_2(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<O
     Ok(vec![Op::Put { table: Table::Singletons, key: key.to_vec(), value }])
 }
 
-/// 2 → 3: every identity record is re-encoded in format 2 (no pinned master key yet).
+/// 2 → 3: device records gain the `m.no_olm` flag. Format 1 device records still decode (as
+/// "not sent"), so no record is rewritten: the step only moves the version, so that a library
+/// that knows schema 2 refuses the store instead of failing on the first new device record.
+fn device_format_2(_: &dyn Backend, _: &StoreCipher) -> Result<Vec<Op>> {
+    Ok(Vec::new())
+}
+
+/// 3 → 4: every identity record is re-encoded in format 2 (no pinned master key yet).
 fn identity_format_2(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
     use crate::records::{IdentityRecord, open_record, seal_record};
     let mut ops = Vec::new();
@@ -112,7 +124,7 @@ mod tests {
     use crate::records::{Keys, TrackedUser, UserId};
     use crate::{Changes, KdfParams, MemoryBackend, Store, StoreSecret};
 
-    /// A made-up step 2 → 3: marks every tracked user dirty (re-encoding each record).
+    /// A made-up step from the current version to the next: marks every tracked user dirty (re-encoding each record).
     fn mark_all_dirty(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
         let mut ops = Vec::new();
         for (key, value) in backend.scan(Table::TrackedUsers, &[], None, usize::MAX)? {

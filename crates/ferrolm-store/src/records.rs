@@ -333,6 +333,9 @@ pub struct DeviceRecord {
     pub local_trust: LocalTrust,
     /// Whether the server no longer lists it.
     pub deleted: bool,
+    /// Whether it was sent an `m.no_olm` withheld notice (at most once, until an Olm session
+    /// with it works). Format 1 records (schema 2 and older) read as `false`.
+    pub no_olm_sent: bool,
 }
 
 /// A user's cross-signing identity (public keys only).
@@ -859,7 +862,7 @@ impl Record for DeviceRecord {
         check_id(self.device_id.as_str(), "empty or oversized device id")
     }
     fn encode(&self, w: &mut Writer, _: &Ctx<'_>) {
-        w.u8(FORMAT_V1);
+        w.u8(FORMAT_V2);
         w.str(self.user_id.as_str());
         w.str(self.device_id.as_str());
         w.bytes(&self.device_keys);
@@ -867,9 +870,14 @@ impl Record for DeviceRecord {
         w.opt(self.ed25519_key.as_ref(), write_ed);
         w.u8(self.local_trust.code());
         w.bool(self.deleted);
+        w.bool(self.no_olm_sent);
     }
     fn decode(r: &mut Reader<'_>, _: &Ctx<'_>) -> RecordResult<Self> {
-        read_version(r)?;
+        // Format 2 (schema 3) adds the `m.no_olm` flag.
+        let format = r.u8()?;
+        if format != FORMAT_V1 && format != FORMAT_V2 {
+            return Err(DecodeError("unknown record format version").into());
+        }
         let user_id = UserId(r.string()?);
         let device_id = DeviceId(r.string()?);
         let device_keys = r.bytes()?.to_vec();
@@ -881,7 +889,8 @@ impl Record for DeviceRecord {
         };
         let local_trust = LocalTrust::from_code(r.u8()?)?;
         let deleted = r.bool()?;
-        Ok(Self { user_id, device_id, device_keys, curve25519_key, ed25519_key, local_trust, deleted })
+        let no_olm_sent = if format == FORMAT_V1 { false } else { r.bool()? };
+        Ok(Self { user_id, device_id, device_keys, curve25519_key, ed25519_key, local_trust, deleted, no_olm_sent })
     }
 }
 

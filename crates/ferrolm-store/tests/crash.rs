@@ -76,6 +76,7 @@ fn change_set(store: &SqliteStore, senders: &[Curve25519PublicKey], k: u64) -> C
         ed25519_key: None,
         local_trust: LocalTrust::Unset,
         deleted: false,
+        no_olm_sent: false,
     });
     if k > KEEP_DEVICES {
         changes.deletions.devices.push((user(k - KEEP_DEVICES), device(k - KEEP_DEVICES)));
@@ -182,6 +183,7 @@ fn sigkill_never_loses_or_half_applies_a_commit() {
                 ed25519_key: None,
                 local_trust: LocalTrust::Unset,
                 deleted: false,
+                no_olm_sent: false,
             });
             // Last used at 0: change set k sets it to k.
             let mut record = common::olm_record(&pair.alice, pair.bob_session, 0);

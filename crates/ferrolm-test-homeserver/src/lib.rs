@@ -27,6 +27,8 @@
 //!   `since` token; `device_lists.changed` lists the users who changed their devices (or the
 //!   user themself) and users who newly share a room; `left` those who no longer do; one-time
 //!   key counts and unused fallback key types for the syncing device; joined rooms' timelines.
+//! - `/keys/changes`: the users sharing a room now whose devices changed between two sync
+//!   tokens (`left` is always empty here).
 //! - Rooms with membership (create, join, leave) and room events.
 //!
 //! Misbehaviour hooks: [`Homeserver::serve_device_keys`] serves forged or changed device
@@ -44,7 +46,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ferrolm_machine::cross_signing::{KeyUsage, key_id, validate_master_key, validate_subkey};
 use ferrolm_machine::signing::verify_json;
-use ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
+use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures};
 use ruma::api::client::sync::sync_events;
 use ruma::api::client::to_device::send_event_to_device;
 use ruma::api::{IncomingRequest, OutgoingResponse};
@@ -692,6 +694,26 @@ impl Homeserver {
         Some(())
     }
 
+    /// `GET /keys/changes` for `user`: who, sharing a room with `user` now, changed their
+    /// devices after `from` and up to `to`.
+    pub fn key_changes(
+        &mut self,
+        user: &UserId,
+        request: get_key_changes::v3::Request,
+    ) -> Result<get_key_changes::v3::Response, HsError> {
+        let bad = || HsError::new(400, "M_INVALID_PARAM", "malformed token");
+        let from = parse_token(Some(&request.from)).ok_or_else(bad)?;
+        let to = parse_token(Some(&request.to)).ok_or_else(bad)?;
+        let shared_now = self.shared_users(user);
+        let changed: BTreeSet<OwnedUserId> = self
+            .device_list_changes
+            .iter()
+            .filter(|(p, u)| *p > from && *p <= to && shared_now.contains(u))
+            .map(|(_, u)| u.clone())
+            .collect();
+        Ok(get_key_changes::v3::Response::new(changed.into_iter().collect(), Vec::new()))
+    }
+
     /// `GET /sync` for `user`'s `device` since `since`.
     pub fn sync(
         &mut self,
@@ -813,6 +835,12 @@ impl Homeserver {
             ["keys", "claim"] => {
                 let r = claim_keys::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
                 let response = self.claim_keys(r)?;
+                to_http(response)
+            }
+            ["keys", "changes"] => {
+                let r =
+                    get_key_changes::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
+                let response = self.key_changes(user, r)?;
                 to_http(response)
             }
             ["keys", "signatures", "upload"] => {

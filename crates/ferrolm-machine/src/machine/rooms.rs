@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use ferrolm::megolm::{self, GroupSession, InboundGroupSession};
 use ferrolm_store::{
-    Backend, InboundGroupSessionRecord, LocalTrust, OutboundGroupSessionRecord, OutboundShare, RoomKeySource,
-    ShareState,
+    Backend, DeviceRecord, InboundGroupSessionRecord, LocalTrust, OutboundGroupSessionRecord, OutboundShare,
+    RoomKeySource, ShareState,
 };
 use ruma::events::AnySyncTimelineEvent;
 use ruma::serde::Raw;
@@ -197,6 +197,7 @@ impl<B: Backend> OlmMachine<B> {
             RoomKeyShare { session_id: session_id.clone(), rotated: rotate, identity_violations, ..Default::default() };
         let mut encrypted = Vec::new();
         let mut withheld = Vec::new();
+        let mut no_olm_flags = Vec::new();
         {
             let sender = Sender {
                 user_id: &self.user_id,
@@ -239,14 +240,20 @@ impl<B: Backend> OlmMachine<B> {
                 }
                 let list = step.sessions.with(&self.store, device.curve25519_key)?;
                 let Some(record) = olm_channel::session_for_sending(list).and_then(|i| list.get_mut(i)) else {
-                    if step.state.no_olm_sent.insert(key.clone()) {
+                    // `m.no_olm` once per device (remembered in its record), not per session.
+                    if !device.no_olm_sent {
                         let content =
                             json!({"algorithm": MEGOLM_ALGORITHM, "sender_key": own_curve, "code": "m.no_olm"});
                         withheld.push((key.clone(), raw_content(&content)?));
+                        no_olm_flags.push((key.clone(), true));
                         result.withheld.push((key, "m.no_olm".to_owned()));
                     }
                     continue;
                 };
+                if device.no_olm_sent {
+                    // A session works again: a later loss of it is reported again.
+                    no_olm_flags.push((key.clone(), false));
+                }
                 let content =
                     olm_channel::encrypt(&sender, record, device, "m.room_key", &room_key, self.env.rng(), now)?;
                 let id = olm_session_id(&record.session);
@@ -257,6 +264,11 @@ impl<B: Backend> OlmMachine<B> {
             }
         }
         crate::adapt::zeroize_strings(&mut room_key);
+        for ((user, device), sent) in no_olm_flags {
+            if let Some(record) = self.store.device(&user_to_store(&user), &device_to_store(&device))? {
+                step.changes.devices.push(DeviceRecord { no_olm_sent: sent, ..record });
+            }
+        }
         for messages in chunks(encrypted) {
             let request_id = self.new_request_id();
             result.request_ids.push(request_id.clone());
@@ -358,6 +370,9 @@ impl<B: Backend> OlmMachine<B> {
             room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut step.changes, &mut device_trust)?
         };
         self.trust_cache.extend(verdicts);
+        if let Err(UnableToDecrypt::MissingSession { .. }) = &result {
+            self.rerequest_after_recovery(&mut step, event, room_id)?;
+        }
         self.commit(step)?;
         Ok(result)
     }

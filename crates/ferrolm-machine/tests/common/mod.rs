@@ -108,3 +108,14 @@ pub fn the_refusal(outcome: &SyncOutcome) -> &ToDeviceError {
     assert_eq!(all.len(), 1, "expected one refusal in {outcome:#?}");
     all[0]
 }
+
+/// Replaces the last message queued for `to` by a copy whose MAC is broken.
+pub fn break_last_message(hs: &mut Homeserver, to: &TestDevice) {
+    let to_key = to.machine.identity_keys().curve25519.to_base64();
+    let queue = hs.to_device_queue(&user(to), to.machine.device_id()).unwrap();
+    let last = queue.last_mut().unwrap();
+    let body = last.event["content"]["ciphertext"][&to_key]["body"].as_str().unwrap().to_owned();
+    let mut bytes = ferrolm::types::base64_decode(&body).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    last.event["content"]["ciphertext"][&to_key]["body"] = serde_json::json!(ferrolm::types::base64_encode(&bytes));
+}

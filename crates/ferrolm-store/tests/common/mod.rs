@@ -171,6 +171,7 @@ pub fn device(user_id: &UserId, device_id: &str, account: &Account) -> DeviceRec
         ed25519_key: Some(account.ed25519_key()),
         local_trust: LocalTrust::Verified,
         deleted: false,
+        no_olm_sent: false,
     }
 }
 
