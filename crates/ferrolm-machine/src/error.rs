@@ -3,6 +3,7 @@
 
 use ferrolm_store::StoreError;
 
+use crate::cross_signing::CrossSigningImportError;
 use crate::requests::{RequestKind, ResponseParseError};
 
 /// Why a machine call failed. After any of these, nothing was committed and the machine's
@@ -47,6 +48,36 @@ pub enum MachineError {
     /// The room's key is due for rotation: call `share_room_key` before encrypting again.
     #[error("the room key of {0} is due for rotation: call share_room_key first")]
     RoomKeyRotationDue(String),
+    /// `bootstrap_cross_signing(false)` while another own identity is published: import its
+    /// private keys, or bootstrap with `reset`.
+    #[error("another cross-signing identity is published: import its keys or reset")]
+    CrossSigningIdentityExists,
+    /// Private cross-signing keys were refused (nothing was stored).
+    #[error("cross-signing key import: {0}")]
+    CrossSigningImport(CrossSigningImportError),
+    /// `verify_identity` with a master key that is not (any more) the user's.
+    #[error("the master key of {user} is not the one verified")]
+    MasterKeyMismatch {
+        /// The user.
+        user: String,
+    },
+    /// `verify_device` with an Ed25519 key that is not the device's.
+    #[error("the Ed25519 key of {user} {device} is not the one verified")]
+    DeviceKeyMismatch {
+        /// The user.
+        user: String,
+        /// The device.
+        device: String,
+    },
+    /// Verification refused: the user has a device whose id is one of their cross-signing
+    /// public keys.
+    #[error("{user} has a device whose id {device} is one of their cross-signing keys")]
+    DeviceIdCollidesWithCrossSigningKey {
+        /// The user.
+        user: String,
+        /// The device id.
+        device: String,
+    },
     /// An argument is not valid (an identifier that does not parse, …).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

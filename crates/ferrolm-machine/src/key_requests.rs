@@ -3,7 +3,8 @@
 //!
 //! Rules (each a named function with a test that breaks it):
 //! - [`check_key_request`]: a request is answered only if it comes from another of the own
-//!   user's devices, known, not deleted, and verified by the user;
+//!   user's devices, known, not deleted, and verified (by the user, or by the own
+//!   cross-signing chain);
 //! - [`check_reshare`]: the creator of a session also answers a device it shared the session
 //!   with (of any user), with the key from the index that device got then, never earlier: so a
 //!   device that lost the key to a wedged Olm session gets it again ("Recovering from
@@ -17,7 +18,7 @@
 use ferrolm::megolm::{ExportedSessionKey, InboundGroupSession, SessionConfig};
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
 use ferrolm_store::{
-    InboundGroupSessionRecord, LocalTrust, OutboundShare, OutgoingRequest, RequestKind, RoomKeySource, ShareState,
+    InboundGroupSessionRecord, OutboundShare, OutgoingRequest, RequestKind, RoomKeySource, ShareState,
 };
 use ruma::{OwnedDeviceId, OwnedRoomId, UserId};
 use serde::Deserialize;
@@ -126,18 +127,22 @@ pub(crate) fn read_request(content: &Value) -> Result<IncomingKeyRequest, KeyReq
     })
 }
 
-/// Rule: answer only another own device that the user verified.
+/// Rule: answer only another own device that is verified (`requester_verified`: the user's
+/// local trust or the own cross-signing chain, [`DeviceTrust::is_verified`]).
+///
+/// [`DeviceTrust::is_verified`]: crate::DeviceTrust::is_verified
 pub fn check_key_request(
     own_user: &UserId,
     own_device: &ruma::DeviceId,
     sender: &UserId,
     requester: Option<&Device>,
+    requester_verified: bool,
 ) -> Result<(), KeyRequestRefusal> {
     if sender != own_user {
         return Err(KeyRequestRefusal::OtherUser);
     }
     match requester {
-        Some(d) if !d.deleted && d.local_trust == LocalTrust::Verified && d.device_id != own_device => Ok(()),
+        Some(d) if !d.deleted && requester_verified && d.device_id != own_device => Ok(()),
         _ => Err(KeyRequestRefusal::UnverifiedDevice),
     }
 }
@@ -206,11 +211,13 @@ struct ForwardedContent {
 /// Rule: accept a forwarded key only for a session we requested, and only from another
 /// verified own device (identified by the Olm channel: stored as forwarded) or from the
 /// session's creator (the Olm sender's keys are the session's sender keys: stored as from its
-/// sender). Returns the record and the id of the request it answers.
+/// sender). `sender_verified`: whether the sending device is verified (local trust or the own
+/// cross-signing chain). Returns the record and the id of the request it answers.
 pub(crate) fn check_forwarded_key(
     own_user: &UserId,
     event: &DecryptedToDeviceEvent,
     sender_device: Option<&Device>,
+    sender_verified: bool,
     requests: &[OutgoingRequest],
 ) -> Result<(InboundGroupSessionRecord, String), ForwardedKeyRejection> {
     let malformed = |e: &dyn std::fmt::Display| ForwardedKeyRejection::Malformed(e.to_string());
@@ -225,7 +232,8 @@ pub(crate) fn check_forwarded_key(
             return Err(ForwardedKeyRejection::OtherUser);
         }
         let verified = event.source == SenderDeviceSource::KnownDevice
-            && sender_device.is_some_and(|d| d.local_trust == LocalTrust::Verified && !d.deleted);
+            && sender_verified
+            && sender_device.is_some_and(|d| !d.deleted);
         if !verified {
             return Err(ForwardedKeyRejection::UnverifiedDevice);
         }
@@ -281,6 +289,7 @@ pub(crate) fn cancellation_content(request_id: &str, own_device: &ruma::DeviceId
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrolm_store::LocalTrust;
     use ruma::{device_id, user_id};
 
     fn device(user: &str, id: &str, trust: LocalTrust, deleted: bool) -> Device {
@@ -325,20 +334,26 @@ mod tests {
     fn rule_only_verified_own_devices_are_answered() {
         let me = user_id!("@a:x");
         let mine = device("@a:x", "A2", LocalTrust::Verified, false);
-        assert!(check_key_request(me, device_id!("A1"), me, Some(&mine)).is_ok());
+        assert!(check_key_request(me, device_id!("A1"), me, Some(&mine), true).is_ok());
+        // Verified by the cross-signing chain, without local trust.
+        let cross_signed = device("@a:x", "A2", LocalTrust::Unset, false);
+        assert!(check_key_request(me, device_id!("A1"), me, Some(&cross_signed), true).is_ok());
         assert_eq!(
-            check_key_request(me, device_id!("A1"), user_id!("@b:x"), Some(&mine)),
+            check_key_request(me, device_id!("A1"), user_id!("@b:x"), Some(&mine), true),
             Err(KeyRequestRefusal::OtherUser)
         );
-        for d in [
-            device("@a:x", "A2", LocalTrust::Unset, false),
-            device("@a:x", "A2", LocalTrust::Blacklisted, false),
-            device("@a:x", "A2", LocalTrust::Verified, true),
-            device("@a:x", "A1", LocalTrust::Verified, false),
+        for (d, verified) in [
+            (device("@a:x", "A2", LocalTrust::Unset, false), false),
+            (device("@a:x", "A2", LocalTrust::Verified, false), false),
+            (device("@a:x", "A2", LocalTrust::Verified, true), true),
+            (device("@a:x", "A1", LocalTrust::Verified, false), true),
         ] {
-            assert_eq!(check_key_request(me, device_id!("A1"), me, Some(&d)), Err(KeyRequestRefusal::UnverifiedDevice));
+            assert_eq!(
+                check_key_request(me, device_id!("A1"), me, Some(&d), verified),
+                Err(KeyRequestRefusal::UnverifiedDevice)
+            );
         }
-        assert_eq!(check_key_request(me, device_id!("A1"), me, None), Err(KeyRequestRefusal::UnverifiedDevice));
+        assert_eq!(check_key_request(me, device_id!("A1"), me, None, true), Err(KeyRequestRefusal::UnverifiedDevice));
     }
 
     #[test]

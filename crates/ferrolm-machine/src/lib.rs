@@ -126,31 +126,43 @@
 //!   (MSC4147 included), session choice, decryption and the checks of every plaintext field,
 //!   Megolm-encrypted to-device events refused, wedged-session recovery.
 //! - [`room_keys_out`]: one outbound Megolm session per room, shared once per device at the
-//!   index it may read from, rotated by age, message count, departures and settings; withheld
-//!   codes for the devices left out ([`OlmMachine::share_room_key`],
-//!   [`OlmMachine::encrypt_room_event`]).
+//!   index it may read from, rotated by age, message count, departures and settings; the
+//!   sharing strategies (all devices, verified devices, cross-signed devices, identity-based
+//!   after MSC4153) and the withheld codes for the devices left out
+//!   ([`OlmMachine::share_room_key`], [`OlmMachine::encrypt_room_event`]).
 //! - [`room_keys_in`]: `m.room_key` only over Olm, only improving a stored key, only from its
 //!   sender; withheld notices kept ([`SyncOutcome::room_keys`] says which UTDs to retry).
 //! - [`key_requests`]: room key requests and forwarded keys, between the own verified devices
-//!   only ([`OlmMachine::request_room_key`]).
+//!   only (local trust or the own cross-signing chain; [`OlmMachine::request_room_key`]).
+//! - [`cross_signing`]: the served cross-signing keys validated (user id, usage, one key named
+//!   after itself, subkeys signed by the master key); the own private keys
+//!   ([`OlmMachine::bootstrap_cross_signing`], [`OlmMachine::export_cross_signing_keys`],
+//!   [`OlmMachine::import_cross_signing_keys`], [`OlmMachine::cross_signing_status`]).
+//! - [`identities`]: the trust chains, pinning on first use, master key changes reported every
+//!   time ([`IdentityEvent`]) and verification violations ([`IdentityState`]); the calls a
+//!   verification ends with ([`OlmMachine::verify_identity`], [`OlmMachine::verify_device`]),
+//!   [`OlmMachine::withdraw_verification`], [`OlmMachine::pin_current_master_key`],
+//!   [`OlmMachine::device_trust`], [`OlmMachine::trusted_own_signer`].
 //! - [`room_events`]: [`OlmMachine::decrypt_room_event`] and its typed unable-to-decrypt
-//!   reasons ([`UnableToDecrypt`]).
+//!   reasons ([`UnableToDecrypt`]); the sender's verification state from its device's
+//!   cross-signing trust ([`VerificationState`]).
 //! - [`signing`]: signed JSON over canonical JSON (ruma's canonical form).
 //!
 //! Every bad item from the network is data in the step's outcome ([`ToDeviceError`],
 //! [`DeviceEvent`], [`FailedClaim`]), never a panic and never a log line; [`MachineError`] is
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
-//! Not here yet: cross-signing and trust (and with it
-//! the identity-based sharing strategy), verification, backups, secrets, and the fuzz targets
-//! for the untrusted inputs (to-device events, keys query and claim responses, sync changes,
-//! room events).
+//! Not here yet: verification (requests, SAS, QR: they end with the `verify_*` calls above),
+//! backups, secrets, and the fuzz targets for the untrusted inputs (to-device events, keys
+//! query and claim responses, sync changes, room events).
 #![forbid(unsafe_code)]
 
 mod adapt;
+pub mod cross_signing;
 pub mod devices;
 mod env;
 mod error;
+pub mod identities;
 pub mod key_requests;
 mod machine;
 pub mod olm_channel;
@@ -162,13 +174,15 @@ pub mod room_keys_out;
 pub mod signing;
 mod sync;
 
+pub use cross_signing::{CrossSigningImportError, CrossSigningKeyExport, CrossSigningKeyRejection, KeyUsage};
 pub use devices::{Device, DeviceEvent, DeviceRejection};
 pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;
 /// The user's trust in a device (as the store keeps it).
 pub use ferrolm_store::LocalTrust;
+pub use identities::{DeviceTrust, IdentityEvent, IdentityState, UserIdentity};
 pub use key_requests::{ForwardedKeyRejection, KeyRequestOutcome, KeyRequestRefusal};
-pub use machine::{OlmMachine, RoomKeyShare, ToDeviceEncryption};
+pub use machine::{CrossSigningBootstrap, CrossSigningStatus, OlmMachine, OwnSigner, RoomKeyShare, ToDeviceEncryption};
 pub use olm_channel::{
     ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,
     ToDeviceError,

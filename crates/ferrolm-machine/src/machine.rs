@@ -17,6 +17,7 @@ use crate::adapt::{device_to_store, olm_session_id, user_from_store, user_to_sto
 use crate::devices::{self, Device, DeviceTracker, OwnIdentity, QueriedUsers};
 use crate::env::Env;
 use crate::error::MachineError;
+use crate::identities::{self, DeviceTrust};
 use crate::olm_channel::{
     self, DecryptEffects, DeviceKey, OlmChannel, Receiver, Sender, SenderDeviceSource, Sessions, ToDeviceEnvelope,
     ToDeviceError,
@@ -25,9 +26,11 @@ use crate::own_device::{self, OwnDevice, UploadContents};
 use crate::requests::{IncomingResponse, OutgoingRequest, Request};
 use crate::sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
+mod cross_signing;
 mod key_sharing;
 mod rooms;
 
+pub use cross_signing::{CrossSigningBootstrap, CrossSigningStatus, OwnSigner};
 pub use rooms::RoomKeyShare;
 
 /// To-device event types that carry keys or secrets: refused unless Olm-encrypted.
@@ -61,6 +64,9 @@ pub struct OlmMachine<B: Backend> {
     store: Store<B>,
     env: Env,
     state: State,
+    /// Device trust verdicts computed since the last change of the identities or devices
+    /// they depend on (signature checks are not repeated for every room event).
+    trust_cache: BTreeMap<DeviceKey, DeviceTrust>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +93,9 @@ enum Purpose {
     KeysClaim(Vec<DeviceKey>),
     ToDevice,
     KeysChanges,
+    /// The cross-signing keys uploaded: the own identity once the upload succeeded.
+    SigningKeysUpload(Box<ferrolm_store::IdentityRecord>),
+    SignatureUpload,
 }
 
 /// One step's working copy of the state, and the change set it builds.
@@ -175,7 +184,7 @@ impl<B: Backend> OlmMachine<B> {
             pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
         }
         let state = State { own, tracker, channel: OlmChannel::default(), pending };
-        Ok(Self { user_id, device_id, store, env, state })
+        Ok(Self { user_id, device_id, store, env, state, trust_cache: BTreeMap::new() })
     }
 
     /// The machine's user.
@@ -255,6 +264,7 @@ impl<B: Backend> OlmMachine<B> {
         }
         if !changes.is_empty() {
             self.store.save_changes(&changes)?;
+            self.forget_trust(&changes);
         }
         self.state = state;
         Ok(())
@@ -285,21 +295,7 @@ impl<B: Backend> OlmMachine<B> {
     pub fn outgoing_requests(&mut self) -> Result<Vec<OutgoingRequest>, MachineError> {
         let mut step = self.begin();
         let now = self.env.now_ms();
-        if !step.state.pending.iter().any(|p| matches!(p.purpose, Purpose::KeysUpload(_))) {
-            // New one-time keys are in this step's change set, committed before the upload
-            // is returned: a crash before the upload re-uploads the same keys.
-            step.account_changed |= own_device::prepare_keys(&mut step.state.own, self.env.rng());
-            if let Some((request, contents)) =
-                own_device::upload_request(&step.state.own, self.user_id.as_str(), self.device_id.as_str())?
-            {
-                let request_id = self.new_request_id();
-                step.state.pending.push(Pending {
-                    request: OutgoingRequest { request_id, request: Request::KeysUpload(request) },
-                    purpose: Purpose::KeysUpload(contents),
-                    listed: true,
-                });
-            }
-        }
+        self.queue_keys_upload(&mut step)?;
         let tracked = self.store.tracked_users()?;
         for (request, queried) in step.state.tracker.queries_due(&tracked) {
             let request_id = self.new_request_id();
@@ -330,6 +326,26 @@ impl<B: Backend> OlmMachine<B> {
         }
         self.commit(step)?;
         Ok(self.state.pending.iter().filter(|p| p.listed).map(|p| p.request.clone()).collect())
+    }
+
+    /// Queues a keys upload if something is not yet on the server and no upload is pending.
+    fn queue_keys_upload(&mut self, step: &mut Step) -> Result<(), MachineError> {
+        if !step.state.pending.iter().any(|p| matches!(p.purpose, Purpose::KeysUpload(_))) {
+            // New one-time keys are in this step's change set, committed before the upload
+            // is returned: a crash before the upload re-uploads the same keys.
+            step.account_changed |= own_device::prepare_keys(&mut step.state.own, self.env.rng());
+            if let Some((request, contents)) =
+                own_device::upload_request(&step.state.own, self.user_id.as_str(), self.device_id.as_str())?
+            {
+                let request_id = self.new_request_id();
+                step.state.pending.push(Pending {
+                    request: OutgoingRequest { request_id, request: Request::KeysUpload(request) },
+                    purpose: Purpose::KeysUpload(contents),
+                    listed: true,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Reads a response body (JSON) for the request `request_id` and applies it
@@ -400,6 +416,9 @@ impl<B: Backend> OlmMachine<B> {
                     &response,
                     &mut step.changes,
                 )?;
+                let users: Vec<OwnedUserId> = queried.0.iter().map(|(u, _)| u.clone()).collect();
+                outcome.identity_events =
+                    identities::process_keys_query(&self.store, &self.user_id, &users, &response, &mut step.changes)?;
             }
             (Purpose::KeysClaim(claimed), IncomingResponse::KeysClaim(response)) => {
                 let result = olm_channel::process_claim(
@@ -433,6 +452,12 @@ impl<B: Backend> OlmMachine<B> {
             }
             (Purpose::ToDevice, IncomingResponse::ToDevice(_)) => {
                 step.changes.deletions.outgoing_to_device.push(request_id.to_owned());
+            }
+            (Purpose::SigningKeysUpload(identity), IncomingResponse::SigningKeysUpload(_)) => {
+                self.signing_keys_published(&mut step, *identity);
+            }
+            (Purpose::SignatureUpload, IncomingResponse::SignatureUpload(response)) => {
+                outcome.signature_failures = cross_signing::signature_failures(&response);
             }
             _ => return Err(MachineError::Internal("request purpose and kind disagree".into())),
         }

@@ -4,8 +4,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures};
+use ruma::api::client::keys::{
+    claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
+};
 use ruma::api::client::to_device::send_event_to_device;
+use ruma::api::client::uiaa::AuthData;
 use ruma::api::{IncomingResponse as _, OutgoingRequest as _, SupportedVersions, auth_scheme::SendAccessToken};
 
 /// The kind of an [`OutgoingRequest`], which says how to send it (method and path) and how
@@ -22,6 +25,9 @@ pub enum RequestKind {
     ToDevice,
     /// `POST /_matrix/client/v3/keys/signatures/upload`
     SignatureUpload,
+    /// `POST /_matrix/client/v3/keys/device_signing/upload`: may need user-interactive
+    /// authentication ([`OutgoingRequest::may_need_interactive_auth`]).
+    SigningKeysUpload,
     /// `GET /_matrix/client/v3/keys/changes`
     KeysChanges,
 }
@@ -50,6 +56,8 @@ pub enum Request {
     ToDevice(send_event_to_device::v3::Request),
     /// Publish signatures of keys.
     SignatureUpload(upload_signatures::v3::Request),
+    /// Publish the cross-signing public keys (with the user-interactive auth, once given).
+    SigningKeysUpload(upload_signing_keys::v3::Request),
     /// The users whose devices changed between two sync tokens.
     KeysChanges(get_key_changes::v3::Request),
 }
@@ -87,8 +95,26 @@ impl OutgoingRequest {
             Request::KeysClaim(_) => RequestKind::KeysClaim,
             Request::ToDevice(_) => RequestKind::ToDevice,
             Request::SignatureUpload(_) => RequestKind::SignatureUpload,
+            Request::SigningKeysUpload(_) => RequestKind::SigningKeysUpload,
             Request::KeysChanges(_) => RequestKind::KeysChanges,
         }
+    }
+
+    /// Whether the homeserver may answer `401` with a user-interactive authentication
+    /// challenge (the cross-signing keys upload): the app then authenticates the user and sends
+    /// [`OutgoingRequest::with_auth`] (same request id) instead.
+    pub fn may_need_interactive_auth(&self) -> bool {
+        matches!(self.request, Request::SigningKeysUpload(_))
+    }
+
+    /// The request with the user-interactive authentication `auth` (the app's answer to the
+    /// server's challenge), for the requests that take one; other requests are unchanged.
+    pub fn with_auth(&self, auth: AuthData) -> Self {
+        let mut out = self.clone();
+        if let Request::SigningKeysUpload(r) = &mut out.request {
+            r.auth = Some(auth);
+        }
+        out
     }
 
     /// The HTTP method.
@@ -112,6 +138,7 @@ impl OutgoingRequest {
             Request::KeysClaim(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::ToDevice(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::SignatureUpload(r) => r.clone().try_into_http_request(base_url, token, path),
+            Request::SigningKeysUpload(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::KeysChanges(r) => r.clone().try_into_http_request(base_url, token, path),
         };
         result.map_err(|e| RequestSerializationError(e.to_string()))
@@ -143,6 +170,8 @@ pub enum IncomingResponse {
     ToDevice(send_event_to_device::v3::Response),
     /// Signature upload failures, if any.
     SignatureUpload(upload_signatures::v3::Response),
+    /// The cross-signing keys were published.
+    SigningKeysUpload(upload_signing_keys::v3::Response),
     /// The users whose devices changed, and those no longer sharing a room.
     KeysChanges(get_key_changes::v3::Response),
 }
@@ -166,6 +195,7 @@ impl IncomingResponse {
             Self::KeysClaim(_) => RequestKind::KeysClaim,
             Self::ToDevice(_) => RequestKind::ToDevice,
             Self::SignatureUpload(_) => RequestKind::SignatureUpload,
+            Self::SigningKeysUpload(_) => RequestKind::SigningKeysUpload,
             Self::KeysChanges(_) => RequestKind::KeysChanges,
         }
     }
@@ -189,6 +219,9 @@ impl IncomingResponse {
             ),
             RequestKind::SignatureUpload => Self::SignatureUpload(
                 upload_signatures::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
+            ),
+            RequestKind::SigningKeysUpload => Self::SigningKeysUpload(
+                upload_signing_keys::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
             ),
             RequestKind::KeysChanges => Self::KeysChanges(
                 get_key_changes::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,

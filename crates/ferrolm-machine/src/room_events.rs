@@ -7,8 +7,9 @@
 //! - [`check_room_id`]: the plaintext's `room_id` is the event's room;
 //! - [`check_replay`]: a message index already decrypted for another event id is a replay
 //!   (the same event twice is not);
-//! - [`check_trust`]: under [`TrustRequirement::VerifiedDevice`], events from devices the user
-//!   has not verified are not shown.
+//! - [`check_trust`]: under [`TrustRequirement::VerifiedDevice`], events from devices that
+//!   are not verified (the cross-signing chain or the user's local trust,
+//!   [`DeviceTrust::is_verified`]) are not shown.
 
 use ferrolm::megolm::{self, MegolmMessage};
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
@@ -20,7 +21,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use crate::devices::Device;
 use crate::error::MachineError;
+use crate::identities::{DeviceTrust, IdentityState};
 use crate::olm_channel;
 use crate::own_device::MEGOLM_ALGORITHM;
 
@@ -30,17 +33,21 @@ pub enum TrustRequirement {
     /// Show every event that decrypts (with its verification state).
     #[default]
     Untrusted,
-    /// Only events from devices the user verified.
+    /// Only events from verified devices ([`DeviceTrust::is_verified`]).
     VerifiedDevice,
 }
 
 /// How far the sender of a room event is trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerificationState {
-    /// The key came from the device that owns its Olm key, which the user verified.
+    /// The key came from the device that owns its Olm key, which is verified (the
+    /// cross-signing chain from the own trusted identity, or the user's local trust).
     Verified,
-    /// The key came from a known device the user did not verify.
+    /// The key came from a known device that is not verified.
     Unverified,
+    /// The key came from a known device whose owner's identity was verified and has changed
+    /// since (a verification violation): show it as a warning.
+    VerificationViolation,
     /// The sending device is not known (yet): its keys are only claimed.
     UnknownDevice,
     /// The sending device is blacklisted.
@@ -147,16 +154,19 @@ pub fn check_trust(verification: VerificationState, requirement: TrustRequiremen
     }
 }
 
-/// The verification state of a session's sender.
-pub(crate) fn verification_state(trust: Option<LocalTrust>, forwarded: bool) -> VerificationState {
+/// Rule: the verification state of a session's sender, from the sending device's trust.
+pub fn verification_state(trust: Option<&DeviceTrust>, forwarded: bool) -> VerificationState {
     if forwarded {
         return VerificationState::NotFromOriginalSender;
     }
     match trust {
         None => VerificationState::UnknownDevice,
-        Some(LocalTrust::Verified) => VerificationState::Verified,
-        Some(LocalTrust::Blacklisted) => VerificationState::Blacklisted,
-        Some(LocalTrust::Unset | LocalTrust::Ignored) => VerificationState::Unverified,
+        Some(t) if t.local_trust == LocalTrust::Blacklisted => VerificationState::Blacklisted,
+        Some(t) if t.is_verified() => VerificationState::Verified,
+        Some(t) if t.owner_identity == Some(IdentityState::VerificationViolation) => {
+            VerificationState::VerificationViolation
+        }
+        Some(_) => VerificationState::Unverified,
     }
 }
 
@@ -194,7 +204,7 @@ struct MegolmPlaintext {
 }
 
 /// Decrypts a room event of `room_id`; the first decryption of a message index goes into
-/// `changes` (replay detection).
+/// `changes` (replay detection). `device_trust` says how far the sending device is trusted.
 pub(crate) fn decrypt<B: Backend>(
     store: &Store<B>,
     me: &Me<'_>,
@@ -202,6 +212,7 @@ pub(crate) fn decrypt<B: Backend>(
     room_id: &RoomId,
     requirement: TrustRequirement,
     changes: &mut Changes,
+    device_trust: &mut dyn FnMut(&Device) -> Result<DeviceTrust, MachineError>,
 ) -> Result<Result<DecryptedRoomEvent, UnableToDecrypt>, MachineError> {
     let malformed = |e: &dyn std::fmt::Display| Ok(Err(UnableToDecrypt::Malformed(e.to_string())));
     let event: EncryptedRoomEvent = match serde_json::from_str(event.json().get()) {
@@ -267,14 +278,23 @@ pub(crate) fn decrypt<B: Backend>(
     }
     let forwarded = record.source != RoomKeySource::Direct;
     let (sender_device, trust) = if sender == me.user_id && record.sender_key == me.curve25519 {
-        (Some(me.device_id.to_owned()), Some(LocalTrust::Verified))
+        let own = DeviceTrust {
+            local_trust: LocalTrust::Verified,
+            cross_signed: false,
+            owner_identity: None,
+            own_device: true,
+        };
+        (Some(me.device_id.to_owned()), Some(own))
     } else {
         match olm_channel::find_device(store, &sender, &record.sender_key)? {
-            Some(d) => (Some(d.device_id), Some(d.local_trust)),
+            Some(d) => {
+                let trust = device_trust(&d)?;
+                (Some(d.device_id), Some(trust))
+            }
             None => (None, None),
         }
     };
-    let verification = verification_state(trust, forwarded);
+    let verification = verification_state(trust.as_ref(), forwarded);
     if let Err(e) = check_trust(verification, requirement) {
         return Ok(Err(e));
     }
@@ -319,11 +339,27 @@ mod tests {
     #[test]
     fn rule_a_strict_requirement_hides_unverified_senders() {
         use VerificationState::*;
-        for state in [Verified, Unverified, UnknownDevice, Blacklisted, NotFromOriginalSender] {
+        for state in [Verified, Unverified, VerificationViolation, UnknownDevice, Blacklisted, NotFromOriginalSender] {
             assert!(check_trust(state, TrustRequirement::Untrusted).is_ok());
             assert_eq!(check_trust(state, TrustRequirement::VerifiedDevice).is_ok(), state == Verified);
         }
-        assert_eq!(verification_state(Some(LocalTrust::Verified), true), NotFromOriginalSender);
+        let trust = |local_trust, cross_signed, owner_identity| DeviceTrust {
+            local_trust,
+            cross_signed,
+            owner_identity,
+            own_device: false,
+        };
+        let verified = trust(LocalTrust::Verified, false, None);
+        assert_eq!(verification_state(Some(&verified), true), NotFromOriginalSender);
         assert_eq!(verification_state(None, false), UnknownDevice);
+        assert_eq!(verification_state(Some(&verified), false), Verified);
+        let chain = trust(LocalTrust::Unset, true, Some(IdentityState::Verified));
+        assert_eq!(verification_state(Some(&chain), false), Verified, "the cross-signing chain verifies");
+        let pinned = trust(LocalTrust::Unset, true, Some(IdentityState::Pinned));
+        assert_eq!(verification_state(Some(&pinned), false), Unverified);
+        let changed = trust(LocalTrust::Unset, true, Some(IdentityState::VerificationViolation));
+        assert_eq!(verification_state(Some(&changed), false), VerificationViolation);
+        let blacklisted = trust(LocalTrust::Blacklisted, true, Some(IdentityState::Verified));
+        assert_eq!(verification_state(Some(&blacklisted), false), Blacklisted);
     }
 }

@@ -8,15 +8,22 @@
 //! - [`rotation_due_by_departure`]: when a device or user that holds the key is no longer a
 //!   recipient (left, deleted, or excluded by the settings);
 //! - [`rotation_due_by_settings`]: when the settings or the history-visibility flag change;
-//! - [`withheld_code`]: a blacklisted device gets `m.blacklisted`, an unverified one under
-//!   "only verified devices" gets `m.unverified`, a device without an Olm session `m.no_olm`
+//! - [`withheld_code`]: a blacklisted device gets `m.blacklisted`; under
+//!   [`SharingStrategy::OnlyVerifiedDevices`] a device that is not verified (cross-signing
+//!   chain or local trust) gets `m.unverified`; under [`SharingStrategy::CrossSignedDevices`]
+//!   and [`SharingStrategy::IdentityBased`] a device its owner did not sign with their
+//!   self-signing key gets `m.unverified`; a device without an Olm session gets `m.no_olm`
 //!   (once per device and run, without room or session id);
+//! - [`refuses_user`]: under the strategies that trust cross-signing, a user whose identity is
+//!   in verification violation gets nothing at all (no key, no notice), and the step reports
+//!   them: the app must show the violation first;
 //! - each device gets the key once, at the index it may read from: the current index when it
 //!   is first shared with (a device added later gets the index of that moment).
 
 use ferrolm_store::{LocalTrust, OutboundGroupSessionRecord, OutboundShare, RoomSettings, ShareState};
 
 use crate::devices::Device;
+use crate::identities::{DeviceTrust, IdentityState};
 use crate::own_device::MEGOLM_ALGORITHM;
 
 /// The default rotation period: one week.
@@ -29,11 +36,27 @@ pub const TO_DEVICE_CHUNK: usize = 250;
 /// Which devices get a room's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SharingStrategy {
-    /// Every (not blacklisted) device of the members.
+    /// Every (not blacklisted) device of the members. Cross-signing is not consulted.
     #[default]
     AllDevices,
-    /// Only devices the user verified (local trust); the others get `m.unverified`.
+    /// Only verified devices ([`DeviceTrust::is_verified`]: the cross-signing chain from the
+    /// own trusted identity, or the user's local verification); the others get `m.unverified`.
     OnlyVerifiedDevices,
+    /// Only devices signed by their owner's self-signing key (or verified by the user); the
+    /// others get `m.unverified`. Users in verification violation get nothing.
+    CrossSignedDevices,
+    /// MSC4153, "exclude insecure devices": trust the identity, not the device. Every device
+    /// its owner cross-signed gets the key (whether or not the identity is verified); devices
+    /// not cross-signed (users without an identity included) get `m.unverified`; users whose
+    /// identity is in verification violation get nothing, and the step reports them.
+    IdentityBased,
+}
+
+impl SharingStrategy {
+    /// Whether the strategy needs the devices' cross-signing trust.
+    pub fn uses_cross_signing(self) -> bool {
+        self != Self::AllDevices
+    }
 }
 
 /// How a room's key is shared.
@@ -70,7 +93,10 @@ impl EncryptionSettings {
             algorithm: MEGOLM_ALGORITHM.into(),
             rotation_period_ms: Some(self.rotation_period_ms),
             rotation_period_messages: Some(self.rotation_period_messages),
-            only_trusted_devices: self.strategy == SharingStrategy::OnlyVerifiedDevices,
+            // The store keeps one flag: any strategy stricter than "all devices". Changing
+            // between strict strategies does not rotate by this rule, but every device one of
+            // them excludes that held the key rotates it by `rotation_due_by_departure`.
+            only_trusted_devices: self.strategy != SharingStrategy::AllDevices,
         }
     }
 }
@@ -109,12 +135,27 @@ pub fn rotation_due_by_departure(shares: &[OutboundShare], recipients: &[Device]
 }
 
 /// Rule: whether (and with which code) a recipient device is left out. `None`: it gets the key.
-pub fn withheld_code(device: &Device, strategy: SharingStrategy) -> Option<&'static str> {
-    match (device.local_trust, strategy) {
-        (LocalTrust::Blacklisted, _) => Some("m.blacklisted"),
-        (LocalTrust::Verified, _) | (_, SharingStrategy::AllDevices) => None,
-        (_, SharingStrategy::OnlyVerifiedDevices) => Some("m.unverified"),
+/// `trust` may be `None` under [`SharingStrategy::AllDevices`] (not consulted).
+pub fn withheld_code(device: &Device, trust: Option<&DeviceTrust>, strategy: SharingStrategy) -> Option<&'static str> {
+    if device.local_trust == LocalTrust::Blacklisted {
+        return Some("m.blacklisted");
     }
+    let allowed = match strategy {
+        SharingStrategy::AllDevices => true,
+        SharingStrategy::OnlyVerifiedDevices => trust.is_some_and(DeviceTrust::is_verified),
+        SharingStrategy::CrossSignedDevices => {
+            device.local_trust == LocalTrust::Verified || trust.is_some_and(|t| t.cross_signed)
+        }
+        SharingStrategy::IdentityBased => trust.is_some_and(|t| t.cross_signed),
+    };
+    if allowed { None } else { Some("m.unverified") }
+}
+
+/// Rule: whether a user gets nothing at all: under the strategies that trust cross-signing,
+/// a user whose identity is in verification violation (verified before, changed since).
+pub fn refuses_user(identity: Option<IdentityState>, strategy: SharingStrategy) -> bool {
+    matches!(strategy, SharingStrategy::CrossSignedDevices | SharingStrategy::IdentityBased)
+        && identity == Some(IdentityState::VerificationViolation)
 }
 
 /// Devices that may hold a room's key: the not-deleted, Olm-capable devices of `members`.
@@ -193,15 +234,77 @@ mod tests {
         assert!(rotation_due_by_departure(&shares, &[bob1]));
     }
 
+    fn trust(local_trust: LocalTrust, cross_signed: bool, owner: Option<IdentityState>) -> DeviceTrust {
+        DeviceTrust { local_trust, cross_signed, owner_identity: owner, own_device: false }
+    }
+
     #[test]
     fn rule_blacklisted_and_unverified_devices_are_left_out() {
         let all = SharingStrategy::AllDevices;
         let verified = SharingStrategy::OnlyVerifiedDevices;
-        assert_eq!(withheld_code(&device("@b:x", "D", LocalTrust::Blacklisted), all), Some("m.blacklisted"));
-        assert_eq!(withheld_code(&device("@b:x", "D", LocalTrust::Blacklisted), verified), Some("m.blacklisted"));
-        assert_eq!(withheld_code(&device("@b:x", "D", LocalTrust::Unset), all), None);
-        assert_eq!(withheld_code(&device("@b:x", "D", LocalTrust::Unset), verified), Some("m.unverified"));
-        assert_eq!(withheld_code(&device("@b:x", "D", LocalTrust::Ignored), verified), Some("m.unverified"));
-        assert_eq!(withheld_code(&device("@b:x", "D", LocalTrust::Verified), verified), None);
+        let code =
+            |t: LocalTrust, strategy| withheld_code(&device("@b:x", "D", t), Some(&trust(t, false, None)), strategy);
+        assert_eq!(code(LocalTrust::Blacklisted, all), Some("m.blacklisted"));
+        assert_eq!(code(LocalTrust::Blacklisted, verified), Some("m.blacklisted"));
+        assert_eq!(withheld_code(&device("@b:x", "D", LocalTrust::Unset), None, all), None);
+        assert_eq!(code(LocalTrust::Unset, verified), Some("m.unverified"));
+        assert_eq!(code(LocalTrust::Ignored, verified), Some("m.unverified"));
+        assert_eq!(code(LocalTrust::Verified, verified), None);
+    }
+
+    #[test]
+    fn rule_only_verified_devices_follows_the_cross_signing_chain() {
+        use IdentityState::*;
+        let strategy = SharingStrategy::OnlyVerifiedDevices;
+        let d = device("@b:x", "D", LocalTrust::Unset);
+        assert_eq!(withheld_code(&d, Some(&trust(LocalTrust::Unset, true, Some(Verified))), strategy), None);
+        for (cross_signed, owner) in
+            [(true, Some(Pinned)), (false, Some(Verified)), (true, Some(VerificationViolation))]
+        {
+            let t = trust(LocalTrust::Unset, cross_signed, owner);
+            assert_eq!(withheld_code(&d, Some(&t), strategy), Some("m.unverified"), "{t:?}");
+        }
+        assert_eq!(withheld_code(&d, None, strategy), Some("m.unverified"), "no trust known: left out");
+    }
+
+    #[test]
+    fn rule_cross_signed_and_identity_based_strategies_need_the_owners_signature() {
+        use IdentityState::*;
+        let d = device("@b:x", "D", LocalTrust::Unset);
+        let v = device("@b:x", "D", LocalTrust::Verified);
+        for strategy in [SharingStrategy::CrossSignedDevices, SharingStrategy::IdentityBased] {
+            // Cross-signed under an unverified (pinned) identity: shared.
+            assert_eq!(withheld_code(&d, Some(&trust(LocalTrust::Unset, true, Some(Pinned))), strategy), None);
+            // Not cross-signed, or no identity: m.unverified.
+            assert_eq!(
+                withheld_code(&d, Some(&trust(LocalTrust::Unset, false, Some(Pinned))), strategy),
+                Some("m.unverified")
+            );
+            assert_eq!(withheld_code(&d, Some(&trust(LocalTrust::Unset, false, None)), strategy), Some("m.unverified"));
+            let b = device("@b:x", "D", LocalTrust::Blacklisted);
+            assert_eq!(
+                withheld_code(&b, Some(&trust(LocalTrust::Blacklisted, true, Some(Verified))), strategy),
+                Some("m.blacklisted")
+            );
+        }
+        // A locally verified device that is not cross-signed: the device-based strategy keeps
+        // the user's decision, the identity-based one (MSC4153) does not.
+        let t = trust(LocalTrust::Verified, false, None);
+        assert_eq!(withheld_code(&v, Some(&t), SharingStrategy::CrossSignedDevices), None);
+        assert_eq!(withheld_code(&v, Some(&t), SharingStrategy::IdentityBased), Some("m.unverified"));
+    }
+
+    #[test]
+    fn rule_users_in_verification_violation_get_nothing() {
+        use IdentityState::*;
+        for strategy in [SharingStrategy::CrossSignedDevices, SharingStrategy::IdentityBased] {
+            assert!(refuses_user(Some(VerificationViolation), strategy));
+            for state in [None, Some(Verified), Some(Pinned), Some(PinViolation)] {
+                assert!(!refuses_user(state, strategy), "{state:?}");
+            }
+        }
+        for strategy in [SharingStrategy::AllDevices, SharingStrategy::OnlyVerifiedDevices] {
+            assert!(!refuses_user(Some(VerificationViolation), strategy));
+        }
     }
 }

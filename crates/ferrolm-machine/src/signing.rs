@@ -2,7 +2,7 @@
 //! object without its `signatures` and `unsigned` members.
 
 use ferrolm::olm::Account;
-use ferrolm::types::{Ed25519PublicKey, Ed25519Signature};
+use ferrolm::types::{Ed25519Keypair, Ed25519PublicKey, Ed25519Signature};
 use ruma::canonical_json::CanonicalJsonValue;
 use serde_json::{Map, Value};
 
@@ -50,11 +50,33 @@ pub fn sign_json(
 ) -> Result<(), SignatureError> {
     let bytes = canonical_signed_bytes(object)?;
     let signature = account.sign(&bytes).to_base64();
+    insert_signature(object, user_id, &format!("ed25519:{device_id}"), signature)
+}
+
+/// Signs `object` with an Ed25519 key pair as `user_id`'s `key_id` (cross-signing keys sign
+/// as `ed25519:<their public key>`), keeping any other signatures.
+pub fn sign_json_with(
+    pair: &Ed25519Keypair,
+    user_id: &str,
+    key_id: &str,
+    object: &mut Map<String, Value>,
+) -> Result<(), SignatureError> {
+    let bytes = canonical_signed_bytes(object)?;
+    let signature = pair.sign(&bytes).to_base64();
+    insert_signature(object, user_id, key_id, signature)
+}
+
+fn insert_signature(
+    object: &mut Map<String, Value>,
+    user_id: &str,
+    key_id: &str,
+    signature: String,
+) -> Result<(), SignatureError> {
     let signatures = object.entry("signatures").or_insert_with(|| Value::Object(Map::new()));
     let Value::Object(signatures) = signatures else { return Err(SignatureError::NotAnObject) };
     let by_user = signatures.entry(user_id.to_owned()).or_insert_with(|| Value::Object(Map::new()));
     let Value::Object(by_user) = by_user else { return Err(SignatureError::NotAnObject) };
-    by_user.insert(format!("ed25519:{device_id}"), Value::String(signature));
+    by_user.insert(key_id.to_owned(), Value::String(signature));
     Ok(())
 }
 

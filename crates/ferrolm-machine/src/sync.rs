@@ -8,6 +8,7 @@ use ruma::serde::Raw;
 use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt};
 
 use crate::devices::DeviceEvent;
+use crate::identities::IdentityEvent;
 use crate::key_requests::KeyRequestOutcome;
 use crate::olm_channel::{DecryptedToDeviceEvent, FailedClaim, ToDeviceError};
 use crate::room_keys_in::{RoomKeyOutcome, WithheldInfo};
@@ -68,6 +69,11 @@ pub struct SyncOutcome {
 pub struct ResponseOutcome {
     /// Devices added, deleted, restored, refused (keys query answers).
     pub device_events: Vec<DeviceEvent>,
+    /// Cross-signing identities new, changed (every master key change, with the
+    /// verification violations) or refused (keys query answers).
+    pub identity_events: Vec<IdentityEvent>,
+    /// Signatures the homeserver refused (signature upload answers): (user, key or device id).
+    pub signature_failures: Vec<(OwnedUserId, String)>,
     /// Devices a claim opened no session with.
     pub failed_claims: Vec<FailedClaim>,
     /// How many Olm sessions a claim opened.

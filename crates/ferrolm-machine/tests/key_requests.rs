@@ -108,6 +108,51 @@ fn a_verified_own_device_forwards_a_requested_key() {
     assert!(w.alice2.machine.request_room_key(&w.room, &w.session_id).unwrap().is_some());
 }
 
+/// ALICE1 sets up cross-signing; ALICE2 gets the private keys (its own identity is trusted)
+/// and is signed by ALICE1's self-signing key: each is verified for the other through the
+/// chain, with no local trust set anywhere.
+fn cross_sign_each_other(w: &mut World) {
+    use ferrolm_test_homeserver::driver::bootstrap_cross_signing;
+    bootstrap_cross_signing(&mut w.hs, &mut w.alice1.machine, false).unwrap();
+    for _ in 0..2 {
+        w.alice2.settle(&mut w.hs, 1).unwrap();
+        w.alice1.settle(&mut w.hs, 1).unwrap();
+    }
+    let export = w.alice1.machine.export_cross_signing_keys().unwrap();
+    w.alice2.machine.import_cross_signing_keys(&export).unwrap();
+    let (alice, key) = (user(&w.alice2), w.alice2.machine.identity_keys().ed25519);
+    let upload = w.alice1.machine.verify_device(&alice, device_id!("ALICE2"), &key).unwrap().unwrap();
+    send(&mut w.hs, &mut w.alice1.machine, &upload).unwrap();
+    w.alice1.machine.set_local_trust(&alice, device_id!("ALICE2"), LocalTrust::Unset).unwrap();
+    for _ in 0..2 {
+        w.alice1.settle(&mut w.hs, 1).unwrap();
+        w.alice2.settle(&mut w.hs, 1).unwrap();
+    }
+    for (d, other) in [(&w.alice1, "ALICE2"), (&w.alice2, "ALICE1")] {
+        let trust = d.machine.device_trust(&alice, other.into()).unwrap().unwrap();
+        assert!(trust.cross_signed && trust.local_trust == LocalTrust::Unset && trust.is_verified(), "{trust:?}");
+    }
+}
+
+#[test]
+fn cross_signed_own_devices_forward_keys_without_local_trust() {
+    let mut w = world();
+    cross_sign_each_other(&mut w);
+    w.alice2.machine.request_room_key(&w.room, &w.session_id).unwrap().unwrap();
+    run_requests(&mut w.hs, &mut w.alice2.machine).unwrap();
+    let outcome = sync(&mut w.hs, &mut w.alice1.machine).unwrap();
+    assert_eq!(outcome.key_requests[0].result, Ok(()), "{outcome:#?}");
+    run_requests(&mut w.hs, &mut w.alice1.machine).unwrap();
+    let outcome = sync(&mut w.hs, &mut w.alice2.machine).unwrap();
+    assert!(matches!(outcome.room_keys.as_slice(), [RoomKeyOutcome::Accepted(_)]), "{outcome:#?}");
+    // Blacklisting overrides the chain.
+    w.alice1.machine.set_local_trust(&user(&w.alice2), device_id!("ALICE2"), LocalTrust::Blacklisted).unwrap();
+    w.alice2.machine.request_room_key(&w.room, &w.session_id).unwrap().unwrap();
+    run_requests(&mut w.hs, &mut w.alice2.machine).unwrap();
+    let outcome = sync(&mut w.hs, &mut w.alice1.machine).unwrap();
+    assert_eq!(outcome.key_requests[0].result, Err(KeyRequestRefusal::UnverifiedDevice));
+}
+
 #[test]
 fn rule_requests_are_answered_for_verified_own_devices_only() {
     let mut w = world();

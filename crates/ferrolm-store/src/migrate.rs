@@ -13,6 +13,11 @@
 //! - **2**: account records gain the fallback key's publication time (record format 2; the
 //!   step re-encodes the account); the table `outgoing_to_device` appears (created by the back
 //!   end's [`ensure_tables`](crate::Backend::ensure_tables) before the step runs).
+//! - **3**: device records gain the `m.no_olm` flag (format 2 device records; format 1 ones
+//!   still decode, the step rewrites nothing).
+//! - **4**: identity records gain the pinned master key (record format 2; the step re-encodes
+//!   every identity, with no pinned key: the machine pins the stored master key). No table
+//!   changes in 3 or 4, so the SQLite layout stays at version 2.
 //!
 //! The SQLite back end keeps its table layout's version in `PRAGMA user_version` and refuses a
 //! newer layout the same way.
@@ -33,8 +38,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration of the store's history, in order.
-pub(crate) const MIGRATIONS: &[Migration] =
-    &[Migration { from: 1, run: account_format_2 }, Migration { from: 2, run: device_format_2 }];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration { from: 1, run: account_format_2 },
+    Migration { from: 2, run: device_format_2 },
+    Migration { from: 3, run: identity_format_2 },
+];
 
 /// 1 → 2: the account record is re-encoded in format 2 (no fallback-key time yet).
 fn account_format_2(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
@@ -51,6 +59,18 @@ fn account_format_2(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<O
 /// that knows schema 2 refuses the store instead of failing on the first new device record.
 fn device_format_2(_: &dyn Backend, _: &StoreCipher) -> Result<Vec<Op>> {
     Ok(Vec::new())
+}
+
+/// 3 → 4: every identity record is re-encoded in format 2 (no pinned master key yet).
+fn identity_format_2(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
+    use crate::records::{IdentityRecord, open_record, seal_record};
+    let mut ops = Vec::new();
+    for (key, value) in backend.scan(Table::Identities, &[], None, usize::MAX)? {
+        let identity: IdentityRecord = open_record(cipher, &key, &value)?;
+        let value = seal_record(cipher, &key, &identity)?;
+        ops.push(Op::Put { table: Table::Identities, key, value });
+    }
+    Ok(ops)
 }
 
 /// Brings a store from version `from` to `to`, one committed step at a time.
@@ -104,7 +124,7 @@ mod tests {
     use crate::records::{Keys, TrackedUser, UserId};
     use crate::{Changes, KdfParams, MemoryBackend, Store, StoreSecret};
 
-    /// A made-up step 3 → 4: marks every tracked user dirty (re-encoding each record).
+    /// A made-up step from the current version to the next: marks every tracked user dirty (re-encoding each record).
     fn mark_all_dirty(backend: &dyn Backend, cipher: &StoreCipher) -> Result<Vec<Op>> {
         let mut ops = Vec::new();
         for (key, value) in backend.scan(Table::TrackedUsers, &[], None, usize::MAX)? {
@@ -136,28 +156,34 @@ mod tests {
     #[test]
     fn a_step_migrates_records_and_the_version_together() {
         let (backend, secret) = store_at_current();
-        let steps = [Migration { from: 3, run: mark_all_dirty }];
-        let store = Store::open_with_migrations(backend.clone(), &secret, &steps, 4).unwrap();
-        assert_eq!(store.info().unwrap().schema_version, 4);
+        let (current, next) = (crate::SCHEMA_VERSION, crate::SCHEMA_VERSION + 1);
+        let steps = [Migration { from: current, run: mark_all_dirty }];
+        let store = Store::open_with_migrations(backend.clone(), &secret, &steps, next).unwrap();
+        assert_eq!(store.info().unwrap().schema_version, next);
         assert_eq!(store.generation(), 2, "the migration bumped the generation");
         assert!(store.tracked_users().unwrap().iter().all(|u| u.dirty));
-        // Opening at version 4 again runs nothing; a library that knows only version 3 refuses.
-        Store::open_with_migrations(backend.clone(), &secret, &steps, 4).unwrap();
-        assert_eq!(Store::open(backend, &secret).unwrap_err(), StoreError::NewerSchema { found: 4, supported: 3 });
+        // Opening at the next version again runs nothing; a library that knows only the
+        // current version refuses.
+        Store::open_with_migrations(backend.clone(), &secret, &steps, next).unwrap();
+        assert_eq!(
+            Store::open(backend, &secret).unwrap_err(),
+            StoreError::NewerSchema { found: next, supported: current }
+        );
     }
 
     #[test]
     fn a_failing_step_leaves_the_store_as_it_was() {
         let (backend, secret) = store_at_current();
+        let (current, next) = (crate::SCHEMA_VERSION, crate::SCHEMA_VERSION + 1);
         let before = backend.rows(Table::TrackedUsers);
-        let steps = [Migration { from: 3, run: failing }];
-        let error = Store::open_with_migrations(backend.clone(), &secret, &steps, 4).unwrap_err();
+        let steps = [Migration { from: current, run: failing }];
+        let error = Store::open_with_migrations(backend.clone(), &secret, &steps, next).unwrap_err();
         assert_eq!(error, StoreError::InvalidRecord("this migration fails"));
         assert_eq!(backend.rows(Table::TrackedUsers), before);
         let store = Store::open(backend.clone(), &secret).unwrap();
-        assert_eq!(store.info().unwrap().schema_version, 3);
+        assert_eq!(store.info().unwrap().schema_version, current);
         // A missing step is an error too, not a silent skip.
-        let error = Store::open_with_migrations(backend, &secret, &[], 4).unwrap_err();
+        let error = Store::open_with_migrations(backend, &secret, &[], next).unwrap_err();
         assert!(matches!(error, StoreError::MalformedMeta(_)));
     }
 }

@@ -353,6 +353,10 @@ pub struct IdentityRecord {
     pub verified: bool,
     /// Whether it was verified at some point (to warn when it changes).
     pub previously_verified: bool,
+    /// The master public key the user accepted: pinned when first seen, or acknowledged
+    /// after a change (schema version 3). `None` in records written before: the machine
+    /// treats the stored master key as the pinned one.
+    pub pinned_master_key: Option<Ed25519PublicKey>,
 }
 
 /// The own private cross-signing keys (Ed25519 seeds).
@@ -899,23 +903,45 @@ impl Record for IdentityRecord {
         check_id(self.user_id.as_str(), "empty or oversized user id")
     }
     fn encode(&self, w: &mut Writer, _: &Ctx<'_>) {
-        w.u8(FORMAT_V1);
+        w.u8(FORMAT_V2);
         w.str(self.user_id.as_str());
         w.bytes(&self.master_key);
         w.bytes(&self.self_signing_key);
         w.opt(self.user_signing_key.as_deref(), Writer::bytes);
         w.bool(self.verified);
         w.bool(self.previously_verified);
+        w.opt(self.pinned_master_key.as_ref(), write_ed);
     }
     fn decode(r: &mut Reader<'_>, _: &Ctx<'_>) -> RecordResult<Self> {
-        read_version(r)?;
+        // Format 1 (schema versions 1 and 2) has no pinned master key.
+        let format = r.u8()?;
+        if format != FORMAT_V1 && format != FORMAT_V2 {
+            return Err(DecodeError("unknown record format version").into());
+        }
         let user_id = UserId(r.string()?);
         let master_key = r.bytes()?.to_vec();
         let self_signing_key = r.bytes()?.to_vec();
         let user_signing_key = r.opt(|r| r.bytes().map(<[u8]>::to_vec))?;
         let verified = r.bool()?;
         let previously_verified = r.bool()?;
-        Ok(Self { user_id, master_key, self_signing_key, user_signing_key, verified, previously_verified })
+        let pinned_master_key = if format == FORMAT_V1 {
+            None
+        } else {
+            match r.u8()? {
+                0 => None,
+                1 => Some(read_ed(r)?),
+                _ => return Err(DecodeError("invalid option tag").into()),
+            }
+        };
+        Ok(Self {
+            user_id,
+            master_key,
+            self_signing_key,
+            user_signing_key,
+            verified,
+            previously_verified,
+            pinned_master_key,
+        })
     }
 }
 

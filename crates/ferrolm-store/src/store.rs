@@ -17,7 +17,7 @@ use crate::records::{
 };
 
 /// The schema version this library writes, and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Keys of the plain rows of [`Table::Meta`].
 pub(crate) mod meta {

@@ -187,6 +187,8 @@ fn fixture(version: u32) -> Fixture {
         user_signing_key: None,
         verified: false,
         previously_verified: true,
+        // Since version 4.
+        pinned_master_key: (version >= 4).then(|| alice.ed25519_key()),
     });
     changes.identities.push(IdentityRecord {
         user_id: user("bob"),
@@ -195,6 +197,7 @@ fn fixture(version: u32) -> Fixture {
         user_signing_key: Some(b"{\"usage\":[\"user_signing\"]}".to_vec()),
         verified: true,
         previously_verified: true,
+        pinned_master_key: None,
     });
     changes.private_cross_signing_keys = Some(PrivateCrossSigningKeys {
         master: Some(SecretBytes::new([0x4d; 32])),
@@ -299,13 +302,18 @@ fn the_v1_fixture_opens_migrates_and_reads_back_completely() {
 }
 
 #[test]
-fn the_v2_fixture_opens_and_reads_back_completely() {
+fn the_v2_fixture_opens_migrates_and_reads_back_completely() {
     check_fixture(2);
 }
 
 #[test]
-fn the_v3_fixture_opens_and_reads_back_completely() {
+fn the_v3_fixture_opens_migrates_and_reads_back_completely() {
     check_fixture(3);
+}
+
+#[test]
+fn the_v4_fixture_opens_and_reads_back_completely() {
+    check_fixture(4);
 }
 
 fn check_fixture(version: u32) {
@@ -313,7 +321,7 @@ fn check_fixture(version: u32) {
     let path = dir.path().join("store.sqlite3");
     std::fs::copy(fixture_path(version), &path).expect("the committed fixture");
     let (schema, layout, has_outgoing) = raw_versions(&path);
-    // The SQLite layout moved with the schema up to version 2; schema 3 changed records only.
+    // The SQLite layout moved with the schema up to version 2; schemas 3 and 4 changed records only.
     assert_eq!((schema, layout), (version, version.min(2)), "the fixture is of schema version {version}");
     assert_eq!(has_outgoing, version >= 2);
     // A wrong passphrase changes nothing, not even the layout.

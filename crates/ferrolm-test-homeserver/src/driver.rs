@@ -68,6 +68,41 @@ pub fn send<B: Backend>(
     Ok(machine.mark_request_as_sent_json(&request.request_id, response.body())?)
 }
 
+/// Runs [`OlmMachine::bootstrap_cross_signing`] to the end: sends its requests in order,
+/// answering the homeserver's user-interactive authentication challenge (if any) with a
+/// password stage naming its session, as an app would after asking the user. Returns the
+/// outcomes of the signing keys upload and of the signature upload.
+pub fn bootstrap_cross_signing<B: Backend>(
+    hs: &mut Homeserver,
+    machine: &mut OlmMachine<B>,
+    reset: bool,
+) -> Result<(ResponseOutcome, ResponseOutcome), DriverError> {
+    let bootstrap = machine.bootstrap_cross_signing(reset)?;
+    if let Some(upload) = &bootstrap.keys_upload {
+        send(hs, machine, upload)?;
+    }
+    let upload = &bootstrap.signing_keys_upload;
+    let first = match send(hs, machine, upload) {
+        Ok(outcome) => outcome,
+        Err(DriverError::Homeserver(HsError { status: 401, .. })) => {
+            let session = hs.last_uia_session().ok_or_else(|| DriverError::Wire("no UIA session".into()))?;
+            let auth = password_auth(machine.user_id(), &session)?;
+            send(hs, machine, &upload.with_auth(auth))?
+        }
+        Err(e) => return Err(e),
+    };
+    let second = send(hs, machine, &bootstrap.signature_upload)?;
+    Ok((first, second))
+}
+
+/// A `m.login.password` stage for `user`, in the UIA `session`.
+pub fn password_auth(user: &ruma::UserId, session: &str) -> Result<ruma::api::client::uiaa::AuthData, DriverError> {
+    let data = serde_json::json!({"identifier": {"type": "m.id.user", "user": user}, "password": "password"});
+    let serde_json::Value::Object(data) = data else { return Err(DriverError::Wire("auth data".into())) };
+    ruma::api::client::uiaa::AuthData::new("m.login.password", Some(session.to_owned()), data)
+        .map_err(|e| DriverError::Wire(e.to_string()))
+}
+
 /// Sends every outgoing request, again until the machine has none left (at most 8 rounds);
 /// returns every response's outcome.
 pub fn run_requests<B: Backend>(

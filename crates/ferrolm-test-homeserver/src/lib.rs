@@ -8,8 +8,17 @@
 //!   change** (as real homeservers do: the client must refuse them); a one-time key id
 //!   uploaded again with other content is refused (`400 M_INVALID_PARAM`); one fallback key per
 //!   algorithm, the newest wins. Nothing is signature-checked (a real homeserver does not).
-//! - `/keys/query`: every device's keys as uploaded (or as a hook says); `failures` for users
-//!   on servers marked unreachable.
+//! - `/keys/query`: every device's keys as uploaded (or as a hook says), with the signatures
+//!   published since; the users' master and self-signing keys, and the requester's own
+//!   user-signing key; `failures` for users on servers marked unreachable.
+//! - `/keys/device_signing/upload`: the first upload of a user's cross-signing keys needs no
+//!   user-interactive authentication (MSC3967), a replacement does (`401` with a
+//!   `m.login.password` flow and a session; any auth naming that session passes); the keys must
+//!   be the user's, with their usage, the subkeys signed by the master key.
+//! - `/keys/signatures/upload`: a signature of an own device by the self-signing key, of the
+//!   own master key by an own device, of another user's master key by the user-signing key is
+//!   checked and merged into the served object; any other is a failure
+//!   (`M_INVALID_SIGNATURE`).
 //! - `/keys/claim`: a one-time key is removed when claimed; when none is left the fallback key
 //!   is served, again and again, and reported used in sync.
 //! - `/sendToDevice`: per-device queues; a transaction id seen before from the same device is
@@ -23,7 +32,7 @@
 //! - Rooms with membership (create, join, leave) and room events.
 //!
 //! Misbehaviour hooks: [`Homeserver::serve_device_keys`] serves forged or changed device
-//! keys, [`Homeserver::serve_one_time_key`] forged claimed keys, [`Homeserver::to_device_queue`]
+//! keys, [`Homeserver::serve_cross_signing_key`] forged cross-signing keys, [`Homeserver::serve_one_time_key`] forged claimed keys, [`Homeserver::to_device_queue`]
 //! gives the queue of a device to drop, duplicate or reorder messages,
 //! [`Homeserver::forge_to_device`] injects events, [`Homeserver::set_unreachable`] makes a
 //! server fail in queries and claims.
@@ -35,6 +44,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ferrolm_machine::cross_signing::{KeyUsage, key_id, validate_master_key, validate_subkey};
+use ferrolm_machine::signing::verify_json;
 use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures};
 use ruma::api::client::sync::sync_events;
 use ruma::api::client::to_device::send_event_to_device;
@@ -73,6 +84,15 @@ impl HsError {
     pub fn body(&self) -> Vec<u8> {
         json!({"errcode": self.errcode, "error": self.error}).to_string().into_bytes()
     }
+}
+
+/// Why a cross-signing keys upload was not applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UiaError {
+    /// User-interactive authentication is needed: the `401` body (flows, params, session).
+    AuthRequired(Value),
+    /// The upload is refused.
+    Refused(HsError),
 }
 
 /// A queued to-device message.
@@ -129,6 +149,13 @@ pub struct Homeserver {
     key_overrides: BTreeMap<(OwnedUserId, OwnedDeviceId), Value>,
     claim_overrides: BTreeMap<(OwnedUserId, OwnedDeviceId), (String, Value)>,
     unreachable: BTreeSet<String>,
+    /// Cross-signing keys by user and usage.
+    cross_signing: BTreeMap<OwnedUserId, BTreeMap<KeyUsage, Value>>,
+    cross_signing_overrides: BTreeMap<(OwnedUserId, KeyUsage), Value>,
+    /// Sessions of user-interactive authentication handed out.
+    uia_sessions: BTreeSet<String>,
+    last_uia_session: Option<String>,
+    always_require_auth: bool,
 }
 
 fn parse_token(token: Option<&str>) -> Option<u64> {
@@ -185,6 +212,37 @@ impl Homeserver {
         self.key_overrides.insert((user.to_owned(), device.to_owned()), keys);
         let position = self.tick();
         self.device_list_changes.push((position, user.to_owned()));
+    }
+
+    /// Serves `key` as `user`'s cross-signing key of `usage` in key queries from now on,
+    /// whatever was uploaded (`Value::Null` serves none), and notes a device list change.
+    pub fn serve_cross_signing_key(&mut self, user: &UserId, usage: KeyUsage, key: Value) {
+        self.cross_signing_overrides.insert((user.to_owned(), usage), key);
+        let position = self.tick();
+        self.device_list_changes.push((position, user.to_owned()));
+    }
+
+    /// Stops [`Homeserver::serve_cross_signing_key`] for `user`'s key of `usage`.
+    pub fn stop_serving_cross_signing_key(&mut self, user: &UserId, usage: KeyUsage) {
+        self.cross_signing_overrides.remove(&(user.to_owned(), usage));
+        let position = self.tick();
+        self.device_list_changes.push((position, user.to_owned()));
+    }
+
+    /// The cross-signing key of `usage` of `user` as stored (with its signatures).
+    pub fn cross_signing_key(&self, user: &UserId, usage: KeyUsage) -> Option<Value> {
+        self.cross_signing.get(user).and_then(|k| k.get(&usage)).cloned()
+    }
+
+    /// The session of the last user-interactive authentication challenge handed out.
+    pub fn last_uia_session(&self) -> Option<String> {
+        self.last_uia_session.clone()
+    }
+
+    /// Requires user-interactive authentication for every cross-signing keys upload, the
+    /// first one included (`true`), or only for replacements (`false`, the default).
+    pub fn require_interactive_auth(&mut self, always: bool) {
+        self.always_require_auth = always;
     }
 
     /// Serves `key` (with id `key_id`) for the next claims of `user`'s `device`.
@@ -372,8 +430,25 @@ impl Homeserver {
         Ok(upload_keys::v3::Response::new(counts))
     }
 
-    /// `POST /keys/query`.
+    /// `POST /keys/query` (by nobody in particular: no user-signing key is served).
     pub fn query_keys(&mut self, request: get_keys::v3::Request) -> Result<get_keys::v3::Response, HsError> {
+        self.query_keys_as(None, request)
+    }
+
+    fn served_cross_signing_key(&self, user: &UserId, usage: KeyUsage) -> Option<Value> {
+        match self.cross_signing_overrides.get(&(user.to_owned(), usage)) {
+            Some(Value::Null) => None,
+            Some(forged) => Some(forged.clone()),
+            None => self.cross_signing_key(user, usage),
+        }
+    }
+
+    /// `POST /keys/query` by `requester`, who also gets their own user-signing key.
+    pub fn query_keys_as(
+        &mut self,
+        requester: Option<&UserId>,
+        request: get_keys::v3::Request,
+    ) -> Result<get_keys::v3::Response, HsError> {
         let mut response = get_keys::v3::Response::new();
         for (user, wanted) in &request.device_keys {
             if self.unreachable.contains(user.server_name().as_str()) {
@@ -402,8 +477,68 @@ impl Homeserver {
                 }
             }
             response.device_keys.insert(user.clone(), served);
+            if let Some(key) = self.served_cross_signing_key(user, KeyUsage::Master) {
+                response.master_keys.insert(user.clone(), raw(&key)?);
+            }
+            if let Some(key) = self.served_cross_signing_key(user, KeyUsage::SelfSigning) {
+                response.self_signing_keys.insert(user.clone(), raw(&key)?);
+            }
+            if requester == Some(user.as_ref()) {
+                if let Some(key) = self.served_cross_signing_key(user, KeyUsage::UserSigning) {
+                    response.user_signing_keys.insert(user.clone(), raw(&key)?);
+                }
+            }
         }
         Ok(response)
+    }
+
+    /// `POST /keys/device_signing/upload` by `user`, as its JSON body: `Err` with status 401 and
+    /// a user-interactive authentication body when authentication is needed.
+    pub fn upload_signing_keys(&mut self, user: &UserId, body: &Value) -> Result<(), UiaError> {
+        let has_master = self.cross_signing.get(user).is_some_and(|k| k.contains_key(&KeyUsage::Master));
+        if has_master || self.always_require_auth {
+            let session = body.get("auth").and_then(|a| a.get("session")).and_then(Value::as_str);
+            if !session.is_some_and(|s| self.uia_sessions.contains(s)) {
+                self.next_id += 1;
+                let session = format!("uia{}", self.next_id);
+                self.uia_sessions.insert(session.clone());
+                self.last_uia_session = Some(session.clone());
+                return Err(UiaError::AuthRequired(json!({
+                    "flows": [{"stages": ["m.login.password"]}],
+                    "params": {},
+                    "session": session,
+                })));
+            }
+        }
+        let invalid =
+            |e: &dyn std::fmt::Display| UiaError::Refused(HsError::new(400, "M_INVALID_PARAM", e.to_string()));
+        let text = |v: &Value| serde_json::to_string(v).unwrap_or_default();
+        let master = match body.get("master_key") {
+            Some(m) => validate_master_key(user, &text(m)).map_err(|e| invalid(&e))?.key,
+            None => {
+                let stored = self.cross_signing_key(user, KeyUsage::Master).ok_or_else(|| invalid(&"no master key"))?;
+                validate_master_key(user, &text(&stored)).map_err(|e| invalid(&e))?.key
+            }
+        };
+        for (field, usage) in [("self_signing_key", KeyUsage::SelfSigning), ("user_signing_key", KeyUsage::UserSigning)]
+        {
+            if let Some(key) = body.get(field) {
+                validate_subkey(user, usage, &text(key), &master).map_err(|e| invalid(&e))?;
+            }
+        }
+        let keys = self.cross_signing.entry(user.to_owned()).or_default();
+        for (field, usage) in [
+            ("master_key", KeyUsage::Master),
+            ("self_signing_key", KeyUsage::SelfSigning),
+            ("user_signing_key", KeyUsage::UserSigning),
+        ] {
+            if let Some(key) = body.get(field) {
+                keys.insert(usage, key.clone());
+            }
+        }
+        let position = self.tick();
+        self.device_list_changes.push((position, user.to_owned()));
+        Ok(())
     }
 
     /// `POST /keys/claim`.
@@ -476,12 +611,87 @@ impl Homeserver {
         Ok(send_event_to_device::v3::Response::new())
     }
 
-    /// `POST /keys/signatures/upload`: accepted, not checked (cross-signing is not simulated yet).
+    /// `POST /keys/signatures/upload` by `user`: each signature checked (see the crate
+    /// documentation) and merged into the served object, or reported as a failure.
     pub fn upload_signatures(
         &mut self,
-        _request: upload_signatures::v3::Request,
+        user: &UserId,
+        request: upload_signatures::v3::Request,
     ) -> Result<upload_signatures::v3::Response, HsError> {
-        Ok(upload_signatures::v3::Response::new())
+        let mut failures: BTreeMap<OwnedUserId, BTreeMap<String, Value>> = BTreeMap::new();
+        for (target, keys) in &request.signed_keys {
+            for (id, object) in keys.iter() {
+                let object: Value = serde_json::from_str(object.get()).map_err(HsError::bad_json)?;
+                if self.merge_signature(user, target, id, &object).is_none() {
+                    failures.entry(target.clone()).or_default().insert(
+                        id.to_owned(),
+                        json!({"status": 400, "errcode": "M_INVALID_SIGNATURE", "error": "Invalid signature"}),
+                    );
+                } else {
+                    let position = self.tick();
+                    self.device_list_changes.push((position, target.clone()));
+                }
+            }
+        }
+        let body = json!({ "failures": failures }).to_string().into_bytes();
+        <upload_signatures::v3::Response as ruma::api::IncomingResponse>::try_from_http_response(http::Response::new(
+            body,
+        ))
+        .map_err(HsError::bad_json)
+    }
+
+    /// Checks `signer`'s signature on `target`'s key `id` and merges it; `None` if refused.
+    fn merge_signature(&mut self, signer: &UserId, target: &UserId, id: &str, object: &Value) -> Option<()> {
+        let Value::Object(map) = object else { return None };
+        let key_of = |v: &Value| -> Option<ferrolm::types::Ed25519PublicKey> {
+            let keys = v.get("keys")?.as_object()?;
+            let (_, key) = keys.iter().find(|(k, _)| k.starts_with("ed25519:"))?;
+            ferrolm::types::Ed25519PublicKey::from_base64(key.as_str()?).ok()
+        };
+        let master = self.cross_signing_key(target, KeyUsage::Master);
+        let is_master = master.as_ref().and_then(key_of).is_some_and(|k| k.to_base64() == id);
+        // The signing key: which one may sign what.
+        let (signing_key_id, signing_key) = if is_master && signer == target {
+            // The own master key, by an own device.
+            let devices = self.devices.get(signer)?;
+            let signatures = map.get("signatures")?.get(signer.as_str())?.as_object()?;
+            signatures.keys().find_map(|key_id| {
+                let device = devices.get(<&ruma::DeviceId>::from(key_id.strip_prefix("ed25519:")?))?;
+                let key = device.device_keys.as_ref()?.get("keys")?.get(key_id)?.as_str()?;
+                Some((key_id.clone(), ferrolm::types::Ed25519PublicKey::from_base64(key).ok()?))
+            })?
+        } else if is_master {
+            let usk = key_of(&self.cross_signing_key(signer, KeyUsage::UserSigning)?)?;
+            (key_id(&usk), usk)
+        } else if signer == target {
+            let ssk = key_of(&self.cross_signing_key(signer, KeyUsage::SelfSigning)?)?;
+            (key_id(&ssk), ssk)
+        } else {
+            return None;
+        };
+        verify_json(map, signer.as_str(), &signing_key_id, &signing_key).ok()?;
+        let signature = map.get("signatures")?.get(signer.as_str())?.get(&signing_key_id)?.clone();
+        let stored: &mut Value = if is_master {
+            self.cross_signing.get_mut(target)?.get_mut(&KeyUsage::Master)?
+        } else {
+            self.devices.get_mut(target)?.get_mut(<&ruma::DeviceId>::from(id))?.device_keys.as_mut()?
+        };
+        // The signed content must be the stored one.
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Value::Object(m) = &mut v {
+                m.remove("signatures");
+                m.remove("unsigned");
+            }
+            v
+        };
+        if strip(stored) != strip(object) {
+            return None;
+        }
+        let signatures = stored.as_object_mut()?.entry("signatures").or_insert_with(|| json!({}));
+        let by_signer = signatures.as_object_mut()?.entry(signer.as_str()).or_insert_with(|| json!({}));
+        by_signer.as_object_mut()?.insert(signing_key_id, signature);
+        Some(())
     }
 
     /// `GET /keys/changes` for `user`: who, sharing a room with `user` now, changed their
@@ -608,8 +818,19 @@ impl Homeserver {
             }
             ["keys", "query"] => {
                 let r = get_keys::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
-                let response = self.query_keys(r)?;
+                let response = self.query_keys_as(Some(user), r)?;
                 to_http(response)
+            }
+            ["keys", "device_signing", "upload"] => {
+                let body: Value = serde_json::from_slice(request.body()).map_err(HsError::bad_json)?;
+                match self.upload_signing_keys(user, &body) {
+                    Ok(()) => Ok(http::Response::new(b"{}".to_vec())),
+                    Err(UiaError::AuthRequired(body)) => http::Response::builder()
+                        .status(401)
+                        .body(body.to_string().into_bytes())
+                        .map_err(|e| HsError::new(500, "M_UNKNOWN", e.to_string())),
+                    Err(UiaError::Refused(error)) => Err(error),
+                }
             }
             ["keys", "claim"] => {
                 let r = claim_keys::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
@@ -625,7 +846,7 @@ impl Homeserver {
             ["keys", "signatures", "upload"] => {
                 let r =
                     upload_signatures::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
-                let response = self.upload_signatures(r)?;
+                let response = self.upload_signatures(user, r)?;
                 to_http(response)
             }
             ["sendToDevice", event_type, txn_id] => {

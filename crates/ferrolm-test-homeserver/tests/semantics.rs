@@ -187,3 +187,103 @@ fn unknown_endpoints_and_bad_bodies_are_errors() {
     assert_eq!(hs.handle(&alice, device_id!("A"), request("keys/upload", "{")).status(), 400);
     assert_eq!(hs.handle(&alice, device_id!("A"), request("keys/upload", "{}")).status(), 200);
 }
+
+fn cross_signing_key(user: &str, usage: &str, pair: &ferrolm::types::Ed25519Keypair) -> serde_json::Map<String, Value> {
+    let public = pair.public_key();
+    let Value::Object(map) =
+        json!({"user_id": user, "usage": [usage], "keys": {format!("ed25519:{public}"): public.to_base64()}})
+    else {
+        unreachable!()
+    };
+    map
+}
+
+fn signed_by(
+    mut object: serde_json::Map<String, Value>,
+    user: &str,
+    pair: &ferrolm::types::Ed25519Keypair,
+) -> serde_json::Map<String, Value> {
+    let id = format!("ed25519:{}", pair.public_key());
+    ferrolm_machine::signing::sign_json_with(pair, user, &id, &mut object).unwrap();
+    object
+}
+
+#[test]
+fn cross_signing_keys_need_interactive_auth_to_be_replaced_and_must_be_signed() {
+    use ferrolm::types::Ed25519Keypair;
+    use ferrolm_machine::cross_signing::KeyUsage;
+    use ferrolm_test_homeserver::UiaError;
+    let mut hs = Homeserver::new();
+    let bob = user("@bob:test.server");
+    hs.login(&bob, device_id!("BOB"));
+    let (master, ssk) = (Ed25519Keypair::from_seed(&[1; 32]), Ed25519Keypair::from_seed(&[2; 32]));
+    let body = |master: &Ed25519Keypair, ssk_signer: &Ed25519Keypair| {
+        json!({
+            "master_key": cross_signing_key("@bob:test.server", "master", master),
+            "self_signing_key": signed_by(cross_signing_key("@bob:test.server", "self_signing", &ssk), "@bob:test.server", ssk_signer),
+        })
+    };
+    // A self-signing key not signed by the master key is refused.
+    assert!(matches!(hs.upload_signing_keys(&bob, &body(&master, &ssk)), Err(UiaError::Refused(e)) if e.status == 400));
+    // The first upload needs no authentication.
+    hs.upload_signing_keys(&bob, &body(&master, &master)).unwrap();
+    let served = hs.query_keys(get_keys::v3::Request::new()).unwrap();
+    assert!(served.master_keys.is_empty(), "nobody was asked about");
+    let mut request = get_keys::v3::Request::new();
+    request.device_keys.insert(bob.clone(), vec![]);
+    let served = hs.query_keys(request).unwrap();
+    assert!(served.master_keys.contains_key(&bob) && served.self_signing_keys.contains_key(&bob));
+    // A replacement needs it: a challenge, then the session passes.
+    let other = Ed25519Keypair::from_seed(&[3; 32]);
+    let Err(UiaError::AuthRequired(challenge)) = hs.upload_signing_keys(&bob, &body(&other, &other)) else {
+        panic!("a challenge expected")
+    };
+    let mut with_auth = body(&other, &other);
+    with_auth["auth"] = json!({"type": "m.login.password", "session": challenge["session"]});
+    let mut wrong_session = with_auth.clone();
+    wrong_session["auth"]["session"] = json!("made-up");
+    assert!(matches!(hs.upload_signing_keys(&bob, &wrong_session), Err(UiaError::AuthRequired(_))));
+    hs.upload_signing_keys(&bob, &with_auth).unwrap();
+    assert_eq!(
+        hs.cross_signing_key(&bob, KeyUsage::Master).unwrap()["keys"],
+        json!({format!("ed25519:{}", other.public_key()): other.public_key().to_base64()})
+    );
+}
+
+#[test]
+fn signatures_are_checked_before_they_are_merged() {
+    use ferrolm::types::Ed25519Keypair;
+    use ruma::api::client::keys::upload_signatures;
+    let mut hs = Homeserver::new();
+    let bob = user("@bob:test.server");
+    let mut device = RawDevice::new(&mut hs, &bob, "BOB", 1);
+    device.upload(&mut hs, 0).unwrap();
+    let (master, ssk) = (Ed25519Keypair::from_seed(&[1; 32]), Ed25519Keypair::from_seed(&[2; 32]));
+    let keys = json!({
+        "master_key": cross_signing_key("@bob:test.server", "master", &master),
+        "self_signing_key": signed_by(cross_signing_key("@bob:test.server", "self_signing", &ssk), "@bob:test.server", &master),
+    });
+    hs.upload_signing_keys(&bob, &keys).unwrap();
+    let Value::Object(mut device_keys) = hs.uploaded_device_keys(&bob, device_id!("BOB")).unwrap() else { panic!() };
+    device_keys.remove("signatures");
+    let upload = |hs: &mut Homeserver, object: serde_json::Map<String, Value>| {
+        let mut signed = upload_signatures::v3::SignedKeys::new();
+        signed.add_device_keys(OwnedDeviceId::from("BOB"), raw(&Value::Object(object)));
+        hs.upload_signatures(&bob, upload_signatures::v3::Request::new(BTreeMap::from([(bob.clone(), signed)])))
+            .unwrap()
+    };
+    // Signed by a key that is not Bob's self-signing key: refused, nothing merged.
+    let forged = signed_by(device_keys.clone(), "@bob:test.server", &Ed25519Keypair::from_seed(&[9; 32]));
+    assert!(upload(&mut hs, forged).failures.contains_key(&bob));
+    let ssk_id = format!("ed25519:{}", ssk.public_key());
+    assert!(
+        hs.uploaded_device_keys(&bob, device_id!("BOB")).unwrap()["signatures"]["@bob:test.server"]
+            .get(&ssk_id)
+            .is_none()
+    );
+    // Signed by it: merged, next to the device's own signature.
+    assert!(upload(&mut hs, signed_by(device_keys, "@bob:test.server", &ssk)).failures.is_empty());
+    let served = hs.uploaded_device_keys(&bob, device_id!("BOB")).unwrap();
+    assert!(served["signatures"]["@bob:test.server"].get(&ssk_id).is_some());
+    assert!(served["signatures"]["@bob:test.server"].get("ed25519:BOB").is_some());
+}

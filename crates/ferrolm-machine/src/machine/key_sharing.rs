@@ -203,7 +203,17 @@ impl<B: Backend> OlmMachine<B> {
             }
             None => None,
         };
-        let own_rule = key_requests::check_key_request(&self.user_id, &self.device_id, &sender, requester.as_ref());
+        let requester_verified = match &requester {
+            Some(d) => self.device_trust_cached(&mut None, d)?.is_verified(),
+            None => false,
+        };
+        let own_rule = key_requests::check_key_request(
+            &self.user_id,
+            &self.device_id,
+            &sender,
+            requester.as_ref(),
+            requester_verified,
+        );
         let own_curve = step.state.own.account.curve25519_key();
         let room = ferrolm_store::RoomId::from(body.room_id.as_str());
         let (requester, record, reshare_from) = match (own_rule, requester) {
@@ -287,17 +297,26 @@ impl<B: Backend> OlmMachine<B> {
             None => None,
         };
         let requests = self.store.outgoing_requests()?;
-        let (record, request_id) =
-            match key_requests::check_forwarded_key(&self.user_id, event, sender_device.as_ref(), &requests) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Ok(RoomKeyOutcome::Refused {
-                        room_id: event.content.get("room_id").and_then(Value::as_str).map(str::to_owned),
-                        session_id: event.content.get("session_id").and_then(Value::as_str).map(str::to_owned),
-                        reason: RoomKeyRejection::Forwarded(e),
-                    });
-                }
-            };
+        let sender_verified = match &sender_device {
+            Some(d) => self.device_trust_cached(&mut None, d)?.is_verified(),
+            None => false,
+        };
+        let (record, request_id) = match key_requests::check_forwarded_key(
+            &self.user_id,
+            event,
+            sender_device.as_ref(),
+            sender_verified,
+            &requests,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(RoomKeyOutcome::Refused {
+                    room_id: event.content.get("room_id").and_then(Value::as_str).map(str::to_owned),
+                    session_id: event.content.get("session_id").and_then(Value::as_str).map(str::to_owned),
+                    reason: RoomKeyRejection::Forwarded(e),
+                });
+            }
+        };
         let room = record.room_id.clone();
         let session_id = record.session_id();
         let stored = self.stored_room_key(step, &room, &session_id)?;

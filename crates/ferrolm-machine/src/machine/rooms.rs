@@ -19,6 +19,7 @@ use super::{OlmMachine, Step, push_to_device, push_to_device_of_type, raw_conten
 use crate::adapt::{device_to_store, olm_session_id, user_to_store};
 use crate::devices::Device;
 use crate::error::MachineError;
+use crate::identities::{DeviceTrust, Trust};
 use crate::olm_channel::{self, DeviceKey, Sender};
 use crate::own_device::{self, MEGOLM_ALGORITHM};
 use crate::room_events::{self, DecryptedRoomEvent, TrustRequirement, UnableToDecrypt};
@@ -39,6 +40,9 @@ pub struct RoomKeyShare {
     pub withheld: Vec<(DeviceKey, String)>,
     /// The queued to-device requests ([`OlmMachine::outgoing_requests`] lists them).
     pub request_ids: Vec<String>,
+    /// Members sent nothing at all because their identity is in verification violation
+    /// ([`room_keys_out::refuses_user`]): show the violation to the user first.
+    pub identity_violations: Vec<OwnedUserId>,
 }
 
 /// `messages` split into maps of at most [`TO_DEVICE_CHUNK`] devices.
@@ -101,9 +105,33 @@ impl<B: Backend> OlmMachine<B> {
         }
         recipients.sort_by(|a, b| (&a.user_id, &a.device_id).cmp(&(&b.user_id, &b.device_id)));
         recipients.dedup_by(|a, b| a.user_id == b.user_id && a.device_id == b.device_id);
+        // Cross-signing trust, only for the strategies that consult it.
+        let mut trusts: BTreeMap<DeviceKey, DeviceTrust> = BTreeMap::new();
+        let mut identity_violations = Vec::new();
+        if settings.strategy.uses_cross_signing() {
+            let mut trust = Some(Trust::load(&self.store, &self.user_id)?);
+            let mut users: Vec<&OwnedUserId> = members.iter().collect();
+            users.sort();
+            users.dedup();
+            for user in users {
+                let state = match trust.as_mut() {
+                    Some(t) => t.state(&self.store, user)?,
+                    None => None,
+                };
+                if room_keys_out::refuses_user(state, settings.strategy) {
+                    identity_violations.push(user.clone());
+                }
+            }
+            recipients.retain(|d| !identity_violations.contains(&d.user_id));
+            for device in &recipients {
+                let verdict = self.device_trust_cached(&mut trust, device)?;
+                trusts.insert((device.user_id.clone(), device.device_id.clone()), verdict);
+            }
+        }
+        let trust_of = |d: &Device| trusts.get(&(d.user_id.clone(), d.device_id.clone())).copied();
         let allowed: Vec<Device> = recipients
             .iter()
-            .filter(|d| room_keys_out::withheld_code(d, settings.strategy).is_none())
+            .filter(|d| room_keys_out::withheld_code(d, trust_of(d).as_ref(), settings.strategy).is_none())
             .cloned()
             .collect();
 
@@ -165,7 +193,8 @@ impl<B: Backend> OlmMachine<B> {
 
         let device_keys =
             own_device::device_keys(&step.state.own.account, self.user_id.as_str(), self.device_id.as_str())?;
-        let mut result = RoomKeyShare { session_id: session_id.clone(), rotated: rotate, ..Default::default() };
+        let mut result =
+            RoomKeyShare { session_id: session_id.clone(), rotated: rotate, identity_violations, ..Default::default() };
         let mut encrypted = Vec::new();
         let mut withheld = Vec::new();
         let mut no_olm_flags = Vec::new();
@@ -180,7 +209,7 @@ impl<B: Backend> OlmMachine<B> {
                 let key = (device.user_id.clone(), device.device_id.clone());
                 // Each device gets the key (or a withheld notice) once. A device told why it was
                 // left out, and now allowed (verified since), gets the key after all.
-                let code = room_keys_out::withheld_code(device, settings.strategy);
+                let code = room_keys_out::withheld_code(device, trust_of(device).as_ref(), settings.strategy);
                 let already = shares.iter().any(|s| {
                     s.user_id.as_str() == key.0.as_str()
                         && s.device_id.as_str() == key.1.as_str()
@@ -325,7 +354,22 @@ impl<B: Backend> OlmMachine<B> {
             device_id: &self.device_id,
             curve25519: step.state.own.account.curve25519_key(),
         };
-        let result = room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut step.changes)?;
+        let mut trust = None;
+        let mut verdicts: Vec<(DeviceKey, DeviceTrust)> = Vec::new();
+        let cache = &self.trust_cache;
+        let result = {
+            let mut device_trust = |device: &Device| -> Result<DeviceTrust, MachineError> {
+                let key = (device.user_id.clone(), device.device_id.clone());
+                if let Some(cached) = cache.get(&key) {
+                    return Ok(*cached);
+                }
+                let verdict = self.compute_device_trust_of(&mut trust, device)?;
+                verdicts.push((key, verdict));
+                Ok(verdict)
+            };
+            room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut step.changes, &mut device_trust)?
+        };
+        self.trust_cache.extend(verdicts);
         if let Err(UnableToDecrypt::MissingSession { .. }) = &result {
             self.rerequest_after_recovery(&mut step, event, room_id)?;
         }

@@ -183,6 +183,7 @@ pub fn identity(user_id: &UserId) -> IdentityRecord {
         user_signing_key: Some(b"{\"usage\":[\"user_signing\"]}".to_vec()),
         verified: true,
         previously_verified: true,
+        pinned_master_key: Some(ferrolm::olm::Account::new().ed25519_key()),
     }
 }
 
