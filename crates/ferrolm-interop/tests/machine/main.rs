@@ -3,7 +3,8 @@
 //! API's JSON, in both directions: devices queried and validated, Olm sessions opened from
 //! one-time keys and from fallback keys, custom to-device events, MSC4147 sender device keys,
 //! room keys shared and room events decrypted, withheld codes, rotation on departures and
-//! after a message count, and a ferrolm restart from its SQLite store mid-conversation.
+//! after a message count, a ferrolm restart from its SQLite store mid-conversation, and a
+//! wedged Olm session recovered.
 //!
 //! Nothing crosses between the two machines except through the homeserver: requests as HTTP
 //! with JSON bodies, sync responses as JSON.
@@ -18,4 +19,5 @@ pub mod olm;
 mod restart;
 mod rooms;
 mod rotation;
+mod wedged;
 mod withheld;
