@@ -125,3 +125,74 @@ fn a_conversation_goes_both_ways_in_one_room() {
         assert_eq!(bodies, [from_fe, from_msc]);
     }
 }
+
+#[test]
+fn a_new_msc_device_gets_the_ferrolm_key_at_the_current_index() {
+    let mut world = World::new();
+    let members = world.members();
+    let first = fe_share(&mut world.hs, &mut world.fe.machine, &world.room, &members, EncryptionSettings::default());
+    fe_say(&mut world.hs, &mut world.fe.machine, &world.room, "before the new device");
+    fe_say(&mut world.hs, &mut world.fe.machine, &world.room, "still before");
+    let early = world.msc.sync(&mut world.hs).timelines[&world.room].clone();
+
+    let mut late = crate::msc::MscDevice::new(&mut world.hs, MSC_USER, "MSCLATE");
+    late.track(&members);
+    late.settle(&mut world.hs, 1);
+    world.settle();
+    let again = fe_share(&mut world.hs, &mut world.fe.machine, &world.room, &members, EncryptionSettings::default());
+    assert!(!again.rotated, "a new device does not rotate the session");
+    assert_eq!(again.session_id, first.session_id);
+    assert_eq!(again.shared_with, vec![late.id()]);
+    fe_say(&mut world.hs, &mut world.fe.machine, &world.room, "after the new device");
+
+    let synced = late.sync(&mut world.hs);
+    assert_eq!(synced.room_keys.len(), 1);
+    let event = synced.timelines[&world.room].last().unwrap();
+    assert_eq!(msc_body(&late.decrypt(event, &world.room).unwrap()), "after the new device");
+    // The key starts at index 2: the two earlier messages stay unreadable to the new device.
+    for event in &early {
+        let utd = late.decrypt(event, &world.room).unwrap_err();
+        assert_eq!(
+            utd.reason,
+            matrix_sdk_common::deserialized_responses::UnableToDecryptReason::UnknownMegolmMessageIndex
+        );
+    }
+    // The old device reads everything.
+    let event = world.msc.sync(&mut world.hs).timelines[&world.room].last().unwrap().clone();
+    assert_eq!(msc_body(&world.msc.decrypt(&event, &world.room).unwrap()), "after the new device");
+}
+
+#[test]
+fn a_new_ferrolm_device_gets_the_msc_key_at_the_current_index() {
+    let mut world = World::new();
+    let members = world.members();
+    world.msc.share(&mut world.hs, &world.room, &members, MscSettings::default());
+    world.msc.say(&mut world.hs, &world.room, "before the new device");
+    world.msc.say(&mut world.hs, &world.room, "still before");
+    let (_, early) = fe_read(&mut world.hs, &mut world.fe.machine, &world.room);
+    assert_eq!(early.len(), 2);
+
+    let mut late =
+        ferrolm_test_homeserver::driver::TestDevice::new(&mut world.hs, FE_USER, "FERROLMLATE", 3, 1_000_000).unwrap();
+    late.machine.update_tracked_users(&members).unwrap();
+    late.settle(&mut world.hs, 1).unwrap();
+    world.settle();
+    world.msc.share(&mut world.hs, &world.room, &members, MscSettings::default());
+    world.msc.say(&mut world.hs, &world.room, "after the new device");
+
+    let (outcome, events) = fe_read(&mut world.hs, &mut late.machine, &world.room);
+    let [RoomKeyOutcome::Accepted(info)] = outcome.room_keys.as_slice() else { panic!("{outcome:?}") };
+    assert_eq!(info.first_known_index, 2);
+    assert_eq!(info.session_id, session_id_of(&early[0]), "msc did not rotate for a new device");
+    let last = events.last().unwrap();
+    let decrypted = fe_decrypt(&mut late.machine, last, &world.room).unwrap();
+    assert_eq!(decrypted.content["body"], "after the new device");
+    assert_eq!(decrypted.encryption.message_index, 2);
+    for (i, event) in early.iter().enumerate() {
+        let utd = fe_decrypt(&mut late.machine, event, &world.room).unwrap_err();
+        assert_eq!(
+            utd,
+            ferrolm_machine::UnableToDecrypt::UnknownMessageIndex { first_known_index: 2, message_index: i as u32 }
+        );
+    }
+}

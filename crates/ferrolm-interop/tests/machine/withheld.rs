@@ -97,3 +97,24 @@ fn msc_blacklists_the_ferrolm_device_and_ferrolm_reads_m_blacklisted() {
         "m.blacklisted",
     );
 }
+
+#[test]
+fn ferrolm_tells_msc_m_no_olm_once_when_it_has_no_session() {
+    let mut world = World::new();
+    let members = world.members();
+    // No claim first: ferrolm has no Olm session with msc's device.
+    let shared = world.fe.machine.share_room_key(&world.room, &members, EncryptionSettings::default()).unwrap();
+    ferrolm_test_homeserver::driver::run_requests(&mut world.hs, &mut world.fe.machine).unwrap();
+    assert_eq!(shared.withheld, vec![(world.msc.id(), "m.no_olm".to_owned())]);
+    let synced = world.msc.sync(&mut world.hs);
+    // msc parses it as a withheld notice (a plaintext event, not an invalid one). It keeps
+    // m.no_olm for nothing: its UTDs name only the session-specific codes.
+    let notices = synced.plaintext();
+    assert_eq!(notices.len(), 1, "{:?}", synced.to_device);
+    assert_eq!(notices[0]["type"], "m.room_key.withheld");
+    assert_eq!(notices[0]["content"]["code"], "m.no_olm");
+    assert!(notices[0]["content"].get("session_id").is_none());
+    // Once per device: sharing again sends nothing.
+    let again = world.fe.machine.share_room_key(&world.room, &members, EncryptionSettings::default()).unwrap();
+    assert!(again.withheld.is_empty() && again.shared_with.is_empty(), "{again:?}");
+}
