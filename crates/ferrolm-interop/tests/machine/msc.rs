@@ -333,3 +333,17 @@ fn kind(request: &AnyOutgoingRequest) -> &'static str {
         AnyOutgoingRequest::RoomMessage(_) => "room_message",
     }
 }
+
+/// Drops an msc machine inside the runtime (matrix-sdk-sqlite's connection pool closes its
+/// connections on tokio's blocking pool).
+pub fn close(device: MscDevice) {
+    RUNTIME.with(|rt| {
+        let _guard = rt.enter();
+        drop(device);
+    });
+}
+
+/// Opens (or creates) matrix-sdk-sqlite's crypto store in `dir`.
+pub fn sqlite_store(dir: &std::path::Path) -> matrix_sdk_sqlite::SqliteCryptoStore {
+    block_on(matrix_sdk_sqlite::SqliteCryptoStore::open(dir, Some("msc store passphrase"))).unwrap()
+}

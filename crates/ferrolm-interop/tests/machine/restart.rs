@@ -127,3 +127,61 @@ async fn device_encrypt(
 > {
     device.encrypt_event_raw("org.example.ping", &json!({"n": 3}), matrix_sdk_crypto::CollectStrategy::AllDevices).await
 }
+
+#[test]
+fn msc_restarts_from_its_sqlite_store_mid_conversation_and_carries_on_with_ferrolm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hs = Homeserver::new();
+    let mut fe = ferrolm_test_homeserver::driver::TestDevice::new(&mut hs, FE_USER, FE_DEVICE, 1, 1_000_000).unwrap();
+    let mut msc = MscDevice::with_store(&mut hs, MSC_USER, MSC_DEVICE, crate::msc::sqlite_store(dir.path()));
+    let room = hs.create_room(fe.machine.user_id()).unwrap();
+    hs.join(&room, &msc.user_id());
+    fe.settle(&mut hs, 1).unwrap();
+    msc.settle(&mut hs, 1);
+    let members = hs.members(&room);
+    fe.machine.update_tracked_users(&members).unwrap();
+    msc.track(&members);
+    for _ in 0..2 {
+        fe.settle(&mut hs, 1).unwrap();
+        msc.settle(&mut hs, 1);
+    }
+
+    let shared = fe_share(&mut hs, &mut fe.machine, &room, &members, EncryptionSettings::default());
+    assert_eq!(shared.shared_with, vec![msc.id()]);
+    fe_say(&mut hs, &mut fe.machine, &room, "before");
+    msc.share(&mut hs, &room, &members, MscSettings::default());
+    msc.say(&mut hs, &room, "msc before");
+    let synced = msc.sync(&mut hs);
+    assert_eq!(msc_body(&msc.decrypt(&synced.timelines[&room][0], &room).unwrap()), "before");
+    let (_, events) = fe_read(&mut hs, &mut fe.machine, &room);
+    let msc_session = events.last().map(|e| {
+        let v: serde_json::Value = serde_json::from_str(e.json().get()).unwrap();
+        v["content"]["session_id"].as_str().unwrap().to_owned()
+    });
+
+    // ferrolm writes while msc is down (a room message and an Olm message); msc reopens its file.
+    fe_say(&mut hs, &mut fe.machine, &room, "while msc is down");
+    fe.machine.encrypt_to_device(&[msc.id()], "org.example.ping", &json!({"n": 1})).unwrap();
+    run_requests(&mut hs, &mut fe.machine).unwrap();
+    let since = msc.since.clone();
+    crate::msc::close(msc);
+    let mut msc = MscDevice::with_store(&mut hs, MSC_USER, MSC_DEVICE, crate::msc::sqlite_store(dir.path()));
+    assert_eq!(msc.since, since, "msc saved its sync token");
+
+    let synced = msc.sync(&mut hs);
+    let decrypted = synced.decrypted();
+    assert_eq!(decrypted.len(), 1, "{:?}", synced.to_device);
+    assert_eq!(decrypted[0].0["content"]["n"], 1);
+    assert_eq!(msc_body(&msc.decrypt(&synced.timelines[&room][0], &room).unwrap()), "while msc is down");
+
+    // msc's outbound session and its Olm session with ferrolm survived the restart.
+    assert!(!msc.open_sessions(&mut hs, &members), "no new claim after the restart");
+    msc.share(&mut hs, &room, &members, MscSettings::default());
+    msc.say(&mut hs, &room, "msc after");
+    let (_, events) = fe_read(&mut hs, &mut fe.machine, &room);
+    let decrypted = fe_decrypt(&mut fe.machine, events.last().unwrap(), &room).unwrap();
+    assert_eq!(decrypted.content["body"], "msc after");
+    assert_eq!(Some(decrypted.encryption.session_id), msc_session);
+    assert_eq!(decrypted.encryption.message_index, 1);
+    crate::msc::close(msc);
+}
