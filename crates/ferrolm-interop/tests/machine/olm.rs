@@ -220,3 +220,52 @@ fn ferrolm_refuses_nothing_msc_sends_and_reports_each_outcome() {
         .collect();
     assert_eq!(ns, [1, 2, 3, 4, 5]);
 }
+
+#[test]
+fn ferrolm_identifies_an_msc_device_it_never_queried_from_its_sender_device_keys() {
+    // The other way round: ferrolm does not track msc's user, msc shares a room key with it.
+    let mut hs = Homeserver::new();
+    let mut fe = TestDevice::new(&mut hs, FE_USER, FE_DEVICE, 1, 1_000_000).unwrap();
+    let mut msc = MscDevice::new(&mut hs, MSC_USER, MSC_DEVICE);
+    fe.settle(&mut hs, 1).unwrap();
+    msc.settle(&mut hs, 1);
+    let fe_user = OwnedUserId::try_from(FE_USER).unwrap();
+    let room = hs.create_room(&fe_user).unwrap();
+    hs.join(&room, &msc.user_id());
+    msc.track(&hs.members(&room));
+    msc.settle(&mut hs, 1);
+    assert!(fe.machine.device(&msc.user_id(), &msc.device_id()).unwrap().is_none());
+
+    let members = hs.members(&room);
+    msc.share(&mut hs, &room, &members, matrix_sdk_crypto::EncryptionSettings::default());
+    msc.say(&mut hs, &room, "from a device ferrolm never queried");
+    let (outcome, events) = crate::common::fe_read(&mut hs, &mut fe.machine, &room);
+    let decrypted = fe_decrypted(&outcome);
+    assert_eq!(decrypted.len(), 1, "{outcome:?}");
+    assert_eq!(decrypted[0].event_type, "m.room_key");
+    assert_eq!(decrypted[0].source, SenderDeviceSource::SenderDeviceKeys);
+    assert_eq!(decrypted[0].sender_device.as_deref().map(|d| d.as_str()), Some(MSC_DEVICE));
+    let keys = msc.machine.identity_keys();
+    assert_eq!(decrypted[0].sender_ed25519_key.to_base64(), keys.ed25519.to_base64());
+    assert!(matches!(outcome.room_keys.as_slice(), [ferrolm_machine::RoomKeyOutcome::Accepted(_)]), "{outcome:?}");
+
+    let event = crate::common::fe_decrypt(&mut fe.machine, &events[0], &room).unwrap();
+    assert_eq!(event.content["body"], "from a device ferrolm never queried");
+    assert_eq!(event.encryption.sender_curve25519_key.to_base64(), keys.curve25519.to_base64());
+    assert_eq!(event.encryption.claimed_ed25519_key.map(|k| k.to_base64()), Some(keys.ed25519.to_base64()));
+    // ferrolm names the sending device of a room event from its device store, filled by key
+    // queries only: the device the `m.room_key` proved through MSC4147 is not kept, so until
+    // ferrolm queries msc's user the event is from an unknown device (msc, in the same place,
+    // keeps the sender data of the room key and names the device at once).
+    assert_eq!(
+        (event.encryption.sender_device.clone(), event.encryption.verification),
+        (None, ferrolm_machine::VerificationState::UnknownDevice),
+        "{:?}",
+        event.encryption
+    );
+    fe.machine.update_tracked_users(&members).unwrap();
+    run_requests(&mut hs, &mut fe.machine).unwrap();
+    let event = crate::common::fe_decrypt(&mut fe.machine, &events[0], &room).unwrap();
+    assert_eq!(event.encryption.sender_device, Some(msc.device_id()));
+    assert_eq!(event.encryption.verification, ferrolm_machine::VerificationState::Unverified);
+}
