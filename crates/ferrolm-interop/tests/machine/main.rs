@@ -14,6 +14,7 @@
 
 mod common;
 mod devices;
+mod forwarding;
 mod history;
 mod msc;
 pub mod olm;
