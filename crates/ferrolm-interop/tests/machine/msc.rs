@@ -117,7 +117,10 @@ impl MscDevice {
     pub fn new(hs: &mut Homeserver, user: &str, device: &str) -> Self {
         let (user, device) = (OwnedUserId::try_from(user).unwrap(), OwnedDeviceId::from(device));
         hs.login(&user, &device);
-        Self { machine: block_on(OlmMachine::new(&user, &device)), since: None }
+        let machine = block_on(OlmMachine::new(&user, &device));
+        // Keys are asked for explicitly in the scenarios, never behind their back.
+        machine.set_room_key_requests_enabled(false);
+        Self { machine, since: None }
     }
 
     /// Opens a machine on a store (a fresh one, or one holding this device's account).
@@ -130,6 +133,7 @@ impl MscDevice {
         let (user, device) = (OwnedUserId::try_from(user).unwrap(), OwnedDeviceId::from(device));
         hs.login(&user, &device);
         let machine = block_on(OlmMachine::with_store(&user, &device, store, None)).unwrap();
+        machine.set_room_key_requests_enabled(false);
         let since = block_on(machine.store().next_batch_token()).unwrap();
         Self { machine, since }
     }
