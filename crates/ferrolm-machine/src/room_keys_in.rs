@@ -87,8 +87,22 @@ struct RoomKeyContent {
     room_id: String,
     session_id: String,
     session_key: String,
+    /// The spec's name (v1.19).
     #[serde(default)]
-    shared_history: bool,
+    shared_history: Option<bool>,
+    /// The name matrix-sdk-crypto 0.18 writes (ruma 0.16's errata), read as a fallback.
+    #[serde(default, rename = "m.shared_history")]
+    m_shared_history: Option<bool>,
+    /// MSC3061's unstable name, read as a fallback.
+    #[serde(default, rename = "org.matrix.msc3061.shared_history")]
+    unstable_shared_history: Option<bool>,
+}
+
+impl RoomKeyContent {
+    /// The history-sharing flag: the spec's name first, then the others senders write.
+    fn shared_history(&self) -> bool {
+        self.shared_history.or(self.m_shared_history).or(self.unstable_shared_history).unwrap_or(false)
+    }
 }
 
 /// A checked room key: the session and what it says.
@@ -102,6 +116,7 @@ pub(crate) struct CheckedRoomKey {
 /// verifies and whose session id is the one named.
 pub(crate) fn check_room_key_content(content: &Value) -> Result<CheckedRoomKey, RoomKeyRejection> {
     let content = RoomKeyContent::deserialize(content).map_err(|e| RoomKeyRejection::Malformed(e.to_string()))?;
+    let shared_history = content.shared_history();
     let session_key = Zeroizing::new(content.session_key);
     if content.algorithm != MEGOLM_ALGORITHM {
         return Err(RoomKeyRejection::UnsupportedAlgorithm(content.algorithm));
@@ -112,7 +127,7 @@ pub(crate) fn check_room_key_content(content: &Value) -> Result<CheckedRoomKey, 
         return Err(RoomKeyRejection::SessionIdMismatch);
     }
     let session = InboundGroupSession::new(&key, SessionConfig::version_1());
-    Ok(CheckedRoomKey { room_id, session, shared_history: content.shared_history })
+    Ok(CheckedRoomKey { room_id, session, shared_history })
 }
 
 /// Rule: a stored room key is improved only by a key from the same sender key that is
@@ -214,6 +229,25 @@ mod tests {
             "session_id": outbound.session_id().to_base64(),
             "session_key": outbound.session_key().to_base64().as_str(),
         })
+    }
+
+    #[test]
+    fn the_shared_history_flag_is_read_under_the_spec_name_and_the_names_senders_write() {
+        let outbound = GroupSession::new(SessionConfig::version_1());
+        let flag = |extra: Value| {
+            let mut c = content(&outbound);
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            check_room_key_content(&c).unwrap().shared_history
+        };
+        assert!(!flag(json!({})));
+        assert!(flag(json!({"shared_history": true})));
+        // matrix-sdk-crypto 0.18 writes `m.shared_history`; MSC3061 clients the unstable name.
+        assert!(flag(json!({"m.shared_history": true})));
+        assert!(flag(json!({"org.matrix.msc3061.shared_history": true})));
+        // The spec's name wins when several are present.
+        assert!(!flag(json!({"shared_history": false, "m.shared_history": true})));
     }
 
     #[test]
