@@ -161,6 +161,7 @@ pub mod room_keys_in;
 pub mod room_keys_out;
 pub mod signing;
 mod sync;
+pub mod verification;
 
 pub use devices::{Device, DeviceEvent, DeviceRejection};
 pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};

@@ -1,0 +1,1 @@
+//! Exhaustive transition tests.
