@@ -169,7 +169,7 @@ pub use error::MachineError;
 /// The user's trust in a device (as the store keeps it).
 pub use ferrolm_store::LocalTrust;
 pub use key_requests::{ForwardedKeyRejection, KeyRequestOutcome, KeyRequestRefusal};
-pub use machine::{OlmMachine, RoomKeyShare, ToDeviceEncryption};
+pub use machine::{OlmMachine, RoomKeyShare, RoomVerificationMessage, ToDeviceEncryption, VerificationStep};
 pub use olm_channel::{
     ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,
     ToDeviceError,

@@ -27,8 +27,10 @@ use crate::sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
 mod key_sharing;
 mod rooms;
+mod verification;
 
 pub use rooms::RoomKeyShare;
+pub use verification::{RoomVerificationMessage, VerificationStep};
 
 /// To-device event types that carry keys or secrets: refused unless Olm-encrypted.
 const KEY_CARRYING_TYPES: [&str; 4] = ["m.room_key", "m.forwarded_room_key", "m.secret.send", "m.dummy"];
@@ -61,6 +63,9 @@ pub struct OlmMachine<B: Backend> {
     store: Store<B>,
     env: Env,
     state: State,
+    /// Verification flows: in memory only (a restart cancels them by timeout on the other
+    /// side); outside `State` because SAS secrets are not cloned into each step.
+    verifications: crate::verification::Verifications,
 }
 
 #[derive(Debug, Clone)]
@@ -176,7 +181,7 @@ impl<B: Backend> OlmMachine<B> {
             pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
         }
         let state = State { own, tracker, channel: OlmChannel::default(), pending, no_olm_sent: BTreeSet::new() };
-        Ok(Self { user_id, device_id, store, env, state })
+        Ok(Self { user_id, device_id, store, env, state, verifications: Default::default() })
     }
 
     /// The machine's user.
@@ -604,8 +609,10 @@ impl<B: Backend> OlmMachine<B> {
         for raw in &sync.to_device_events {
             let mut result = self.receive_to_device(&mut step, raw, now)?;
             self.receive_room_key_events(&mut step, &mut result, &mut outcome)?;
+            self.receive_verification_event(&mut step, &result, &mut outcome)?;
             outcome.to_device.push(result);
         }
+        self.expire_verifications(&mut step, &mut outcome)?;
 
         if own_device::previous_fallback_key_expired(&step.state.own, now) {
             step.account_changed |= own_device::forget_previous_fallback_key(&mut step.state.own);
