@@ -211,7 +211,7 @@ impl<B: Backend> OlmMachine<B> {
         let devices: Vec<OwnedDeviceId> = self
             .devices(user_id)?
             .into_iter()
-            .filter(|d| !d.deleted && !(d.user_id == self.user_id && d.device_id == own_device))
+            .filter(|d| !(d.deleted || (d.user_id == self.user_id && d.device_id == own_device)))
             .map(|d| d.device_id)
             .collect();
         let user = user_id.to_owned();

@@ -319,6 +319,8 @@ impl Flow {
     /// The timeouts ("Key verification framework"): a request is shown until 10 minutes after
     /// its timestamp or 2 minutes after we received it, whichever is first; a flow we took part
     /// in is cancelled with `m.timeout` 10 minutes after the request's timestamp.
+    // The flow is handed back, not copied: its size does not matter.
+    #[allow(clippy::result_large_err)]
     fn expire(mut self, now_ms: u64) -> Result<Step, Self> {
         let deadline = self.timestamp_ms.saturating_add(TIMESTAMP_TIMEOUT_MS);
         if let State::Received = self.state {
@@ -901,12 +903,12 @@ impl Flow {
             QrMode::OtherUser if self.other_user != ctx.user_id => {
                 let theirs = ctx.keys.master_key(&self.other_user);
                 (eq(theirs, &code.key_1) && eq(own_master, &code.key_2))
-                    .then(|| QrTarget { device: None, master: theirs })
+                    .then_some(QrTarget { device: None, master: theirs })
             }
             // They trust the master key and show it with what they believe our key is.
             QrMode::SelfTrusted if self.other_user == ctx.user_id => (eq(own_master, &code.key_1)
                 && eq(Some(ctx.ed25519), &code.key_2))
-            .then(|| QrTarget { device: None, master: own_master }),
+            .then_some(QrTarget { device: None, master: own_master }),
             // They do not trust it yet: they show their device key and the master they were told;
             // we can vouch only if we trust that master.
             QrMode::SelfUntrusted if self.other_user == ctx.user_id => {
