@@ -136,13 +136,16 @@
 //! - [`room_events`]: [`OlmMachine::decrypt_room_event`] and its typed unable-to-decrypt
 //!   reasons ([`UnableToDecrypt`]).
 //! - [`signing`]: signed JSON over canonical JSON (ruma's canonical form).
+//! - [`verification`]: key verification requests, SAS and QR codes as typed state machines
+//!   ([`OlmMachine::request_verification`]; a complete SAS between two machines is in the
+//!   module's documentation).
 //!
 //! Every bad item from the network is data in the step's outcome ([`ToDeviceError`],
 //! [`DeviceEvent`], [`FailedClaim`]), never a panic and never a log line; [`MachineError`] is
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
 //! Not here yet: cross-signing and trust (and with it
-//! the identity-based sharing strategy), verification, backups, secrets, and the fuzz targets
+//! the identity-based sharing strategy), backups, secrets, and the fuzz targets
 //! for the untrusted inputs (to-device events, keys query and claim responses, sync changes,
 //! room events).
 #![forbid(unsafe_code)]

@@ -46,6 +46,89 @@
 //! machine's source has none until cross-signing lands, so SAS verifies devices only, and a
 //! verified master key is reported in [`VerificationOutcome::verified_master_key`] for the
 //! cross-signing layer to sign.
+//!
+//! ## A complete SAS verification between two machines
+//!
+//! The in-process test homeserver carries the to-device messages; a client sends the same
+//! requests to its homeserver.
+//!
+//! ```
+//! use ferrolm_machine::ruma::{OwnedDeviceId, OwnedUserId};
+//! use ferrolm_machine::verification::VerificationState;
+//! use ferrolm_machine::{Env, LocalTrust, OlmMachine, SyncOutcome};
+//! use ferrolm_store::{KdfParams, MemoryBackend, MemoryStore, StoreSecret};
+//! use ferrolm_test_homeserver::Homeserver;
+//! use ferrolm_test_homeserver::driver::{run_requests, sync};
+//!
+//! type Machine = OlmMachine<MemoryBackend>;
+//! type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+//!
+//! fn open(hs: &mut Homeserver, user: &str, device: &str) -> Result<Machine> {
+//!     let (user, device) = (OwnedUserId::try_from(user)?, OwnedDeviceId::from(device));
+//!     hs.login(&user, &device);
+//!     let store = MemoryStore::create(MemoryBackend::new(), &StoreSecret::key([1; 32]), KdfParams::new(64, 1, 1)?)?;
+//!     Ok(OlmMachine::open(user, device, store, Env::system())?)
+//! }
+//!
+//! /// `from` sends what it queued; `to` syncs.
+//! fn deliver(hs: &mut Homeserver, from: &mut Machine, to: &mut Machine) -> Result<SyncOutcome> {
+//!     run_requests(hs, from)?;
+//!     Ok(sync(hs, to)?)
+//! }
+//!
+//! # fn main() -> Result<()> {
+//! let mut hs = Homeserver::new();
+//! let mut alice = open(&mut hs, "@alice:example.org", "ALICEPHONE")?;
+//! let mut bob = open(&mut hs, "@bob:example.org", "BOBLAPTOP")?;
+//! // Both publish their keys and learn each other's devices.
+//! for m in [&mut alice, &mut bob] {
+//!     run_requests(&mut hs, m)?;
+//! }
+//! let users = [alice.user_id().to_owned(), bob.user_id().to_owned()];
+//! for m in [&mut alice, &mut bob] {
+//!     m.update_tracked_users(&users)?;
+//!     run_requests(&mut hs, m)?;
+//! }
+//! let (a, b) = (alice.user_id().to_owned(), bob.user_id().to_owned());
+//!
+//! // Alice asks Bob to verify: a request to each of his devices.
+//! let (flow, _) = alice.request_verification(&b)?;
+//! let flow = flow.as_str().to_owned();
+//! let got = deliver(&mut hs, &mut alice, &mut bob)?;
+//! assert_eq!(got.verifications[0].state, VerificationState::RequestReceived);
+//!
+//! // Bob accepts (ready) and starts SAS; Alice accepts the start (with her commitment).
+//! bob.accept_verification(&a, &flow)?;
+//! bob.start_sas(&a, &flow)?;
+//! deliver(&mut hs, &mut bob, &mut alice)?;
+//! alice.accept_verification(&b, &flow)?;
+//! // Keys go back and forth: accept → key → key.
+//! deliver(&mut hs, &mut alice, &mut bob)?;
+//! deliver(&mut hs, &mut bob, &mut alice)?;
+//! deliver(&mut hs, &mut alice, &mut bob)?;
+//!
+//! // Both show the same seven emoji; the users compare them.
+//! let shown = alice.sas_display(&b, &flow).expect("keys exchanged");
+//! assert_eq!(Some(shown), bob.sas_display(&a, &flow));
+//! let names: Vec<&str> = shown.emoji.expect("both speak emoji").iter().map(|e| e.name).collect();
+//! assert_eq!(names.len(), 7);
+//!
+//! // Both confirm; the MACs are exchanged and checked; each marks the other device verified.
+//! alice.confirm_verification(&b, &flow)?;
+//! deliver(&mut hs, &mut alice, &mut bob)?;
+//! let step = bob.confirm_verification(&a, &flow)?;
+//! assert_eq!(step.verified[0].verified_devices[0].0, alice.device_id());
+//! let got = deliver(&mut hs, &mut bob, &mut alice)?;
+//! assert_eq!(got.verified.len(), 1);
+//! deliver(&mut hs, &mut alice, &mut bob)?;
+//!
+//! assert_eq!(alice.device(&b, bob.device_id())?.map(|d| d.local_trust), Some(LocalTrust::Verified));
+//! assert_eq!(bob.device(&a, alice.device_id())?.map(|d| d.local_trust), Some(LocalTrust::Verified));
+//! assert!(matches!(alice.verification(&b, &flow).map(|v| v.state), Some(VerificationState::Done(_))));
+//! assert!(matches!(bob.verification(&a, &flow).map(|v| v.state), Some(VerificationState::Done(_))));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -58,6 +141,8 @@ use crate::env::MachineRng;
 pub mod emoji;
 mod event;
 mod flow;
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
 pub mod qr;
 #[cfg(test)]
 mod tests;
