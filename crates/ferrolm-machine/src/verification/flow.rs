@@ -41,6 +41,8 @@ pub(crate) enum Input<'a> {
     ScanQr(&'a [u8]),
     /// The clock moved.
     Tick,
+    /// Another of our devices answered this in-room request (we saw its event in the room).
+    AnsweredElsewhere,
 }
 
 /// The SAS parameters both sides agreed on.
@@ -305,6 +307,19 @@ impl Flow {
                 Step::new(flow)
             }
             Input::Cancel => flow.cancel(CancelCode::User, "the user cancelled", false),
+            Input::AnsweredElsewhere => match flow.state {
+                State::Received => {
+                    // Nothing to send: the requester and our other device already know.
+                    flow.state = State::Cancelled(Cancellation {
+                        code: CancelCode::Accepted,
+                        reason: "another of our devices answered".into(),
+                        by_us: false,
+                        possible_attack: false,
+                    });
+                    Step::new(flow)
+                }
+                _ => Step::unchanged(flow),
+            },
             Input::Event(event) => flow.on_event(event, ctx),
             Input::Accept => flow.on_accept(ctx),
             Input::StartSas => flow.on_start_sas(ctx),

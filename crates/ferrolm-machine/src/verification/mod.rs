@@ -564,9 +564,35 @@ impl Verifications {
         let mut output = self.expire(ctx);
         let key = (event.sender.clone(), event.flow_id.as_str().to_owned());
         if let Some(flow) = self.flows.remove(&key) {
+            if flow.flow_id != event.flow_id {
+                // An event in another room naming this flow's request: not part of the flow.
+                self.flows.insert(key, flow);
+                output.ignored.push("an event of this flow from another room".into());
+                return output;
+            }
             let step = flow.transition(Input::Event(&event.kind), ctx);
             self.apply(key, step, &mut output);
             return output;
+        }
+        if let (true, FlowId::InRoom { .. }, EventKind::Ready { .. } | EventKind::Start(_)) =
+            (event.sender == ctx.user_id, &event.flow_id, &event.kind)
+        {
+            // Another of our devices answered a request we were shown in this room.
+            let answered: Vec<_> = self
+                .flows
+                .iter()
+                .filter(|(k, f)| k.1 == event.flow_id.as_str() && f.flow_id == event.flow_id && !f.we_requested)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in answered {
+                if let Some(flow) = self.flows.remove(&key) {
+                    let step = flow.transition(Input::AnsweredElsewhere, ctx);
+                    self.apply(key, step, &mut output);
+                }
+            }
+            if !output.updates.is_empty() {
+                return output;
+            }
         }
         match &event.kind {
             EventKind::Request { from_device, methods, timestamp_ms, to } => {

@@ -831,3 +831,50 @@ fn a_second_answering_device_gets_m_accepted() {
     );
     assert_eq!(a.state(&bob, &flow), VerificationState::Ready { showing_qr: false });
 }
+
+fn room_event(p: &mut Party, room: &str, event_id: &str, sender: &UserId, event_type: &str, content: Value) -> Output {
+    let room_id = ruma::OwnedRoomId::try_from(room).unwrap();
+    let event_id = ruma::OwnedEventId::try_from(event_id).unwrap();
+    let transport = Transport::Room { room_id: &room_id, event_id: &event_id, origin_server_ts: NOW };
+    let output = p.run(|v, ctx| match parse_event(event_type, sender.as_str(), &content, transport) {
+        Ok(event) => v.receive(ctx, event),
+        Err(e) => v.receive_malformed(ctx, &e),
+    });
+    p.take(output)
+}
+
+/// In-room: another of our devices answering closes the request here, silently; an event of
+/// the flow sent in another room is not part of it; a request to someone else is ignored.
+#[test]
+fn in_room_requests_answered_elsewhere_and_events_from_other_rooms() {
+    let (mut a, _) = pair(false);
+    let mut b2 = Party::new("@bob:example.org", "BOB2", 3);
+    let alice = a.user.clone();
+    let bob = b2.user.clone();
+    let request = json!({"msgtype": "m.key.verification.request", "body": "", "from_device": "ALICE",
+                         "methods": [SAS_METHOD], "to": bob});
+    let out = room_event(&mut b2, "!dm:x", "$req:x", &alice, "m.room.message", request.clone());
+    assert_eq!(out.updates[0].state, VerificationState::RequestReceived);
+    // Alice's side: her own echo starts the flow.
+    room_event(&mut a, "!dm:x", "$req:x", &alice, "m.room.message", request);
+    assert_eq!(a.state(&bob, "$req:x"), VerificationState::Requested);
+    // A ready naming the request, but in another room: ignored.
+    let ready = json!({"from_device": "BOB1", "methods": [SAS_METHOD],
+                       "m.relates_to": {"rel_type": "m.reference", "event_id": "$req:x"}});
+    let out = room_event(&mut a, "!other:x", "$r0:x", &bob, "m.key.verification.ready", ready.clone());
+    assert!(out.messages.is_empty() && out.updates.is_empty());
+    assert_eq!(a.state(&bob, "$req:x"), VerificationState::Requested);
+    // Bob's first device answers in the room: Bob's second device stops showing the request.
+    let out = room_event(&mut b2, "!dm:x", "$r1:x", &bob, "m.key.verification.ready", ready.clone());
+    assert!(out.messages.is_empty());
+    assert_eq!(cancel_code(&b2.state(&alice, "$req:x")), Some(CancelCode::Accepted));
+    // Alice gets the ready in the right room: ready, and no m.accepted in a room.
+    let out = room_event(&mut a, "!dm:x", "$r1:x", &bob, "m.key.verification.ready", ready);
+    assert!(out.messages.is_empty());
+    assert_eq!(a.state(&bob, "$req:x"), VerificationState::Ready { showing_qr: false });
+    // A request to someone else in a shared room is none of our business.
+    let other = json!({"msgtype": "m.key.verification.request", "body": "", "from_device": "ALICE",
+                       "methods": [SAS_METHOD], "to": "@carol:x"});
+    let out = room_event(&mut b2, "!dm:x", "$req2:x", &alice, "m.room.message", other);
+    assert!(out.updates.is_empty() && out.messages.is_empty());
+}
