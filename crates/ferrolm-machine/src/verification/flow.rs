@@ -353,6 +353,11 @@ impl Flow {
             return Err(self);
         }
         if now_ms >= deadline {
+            if let State::WaitingForDone(outcome) = self.state {
+                // Verified on our side already; a missing `done` is not worth a cancel.
+                self.state = State::Done(outcome);
+                return Ok(Step::new(self));
+            }
             return Ok(self.cancel(CancelCode::Timeout, "the verification timed out", false));
         }
         Err(self)
@@ -394,11 +399,15 @@ impl Flow {
                 }
                 step
             }
-            // A second device answers after the first: it alone is told another one accepted.
+            // A second device answers after the first: in a room it sees the first answer and
+            // nothing is sent; to-device, it alone is told another one accepted.
             (state @ State::Ready { .. }, EventKind::Ready { from_device, .. })
                 if self.we_requested && self.other_device.as_ref() != Some(from_device) =>
             {
                 self.state = state;
+                if let FlowId::InRoom { .. } = self.flow_id {
+                    return Step::unchanged(self);
+                }
                 let mut step = Step::unchanged(self);
                 step.messages.push(OutgoingMessage {
                     recipient: Recipient::Devices {

@@ -872,9 +872,59 @@ fn in_room_requests_answered_elsewhere_and_events_from_other_rooms() {
     let out = room_event(&mut a, "!dm:x", "$r1:x", &bob, "m.key.verification.ready", ready);
     assert!(out.messages.is_empty());
     assert_eq!(a.state(&bob, "$req:x"), VerificationState::Ready { showing_qr: false });
+    // A second device of Bob answering too: ignored in a room (it sees the first answer).
+    let ready2 = json!({"from_device": "BOB2", "methods": [SAS_METHOD],
+                        "m.relates_to": {"rel_type": "m.reference", "event_id": "$req:x"}});
+    let out = room_event(&mut a, "!dm:x", "$r2:x", &bob, "m.key.verification.ready", ready2);
+    assert!(out.messages.is_empty() && out.updates.is_empty());
+    assert_eq!(a.state(&bob, "$req:x"), VerificationState::Ready { showing_qr: false });
     // A request to someone else in a shared room is none of our business.
     let other = json!({"msgtype": "m.key.verification.request", "body": "", "from_device": "ALICE",
                        "methods": [SAS_METHOD], "to": "@carol:x"});
     let out = room_event(&mut b2, "!dm:x", "$req2:x", &alice, "m.room.message", other);
     assert!(out.updates.is_empty() && out.messages.is_empty());
+}
+
+/// Timeouts per state: an engaged flow cancels with `m.timeout` at 10 minutes; a verified flow
+/// waiting for the other side's `done` just completes; a finished one stays as it is.
+#[test]
+fn every_state_times_out_as_it_should() {
+    for s in STATES {
+        let (mut us, them, flow) = in_state(s);
+        us.outbox.clear();
+        let before = us.state(&them.user, &flow);
+        us.now = NOW + TIMESTAMP_TIMEOUT_MS;
+        let out = us.run(|v, c| v.expire(c));
+        let after = us.state(&them.user, &flow);
+        let ctx = format!("{s:?}: {before:?} → {after:?}");
+        match s {
+            S::Done | S::Cancelled => {
+                assert_eq!(before, after, "{ctx}");
+                assert!(out.messages.is_empty(), "{ctx}");
+            }
+            S::WaitingForDone => {
+                assert!(matches!(after, VerificationState::Done(_)), "{ctx}");
+                assert!(out.messages.is_empty(), "{ctx}");
+            }
+            S::Received => {
+                // Never answered: no longer shown, nothing sent.
+                assert_eq!(cancel_code(&after), Some(CancelCode::Timeout), "{ctx}");
+                assert!(out.messages.is_empty(), "{ctx}");
+            }
+            _ => {
+                assert_eq!(cancel_code(&after), Some(CancelCode::Timeout), "{ctx}");
+                assert_eq!(out.messages.len(), 1, "{ctx}");
+                assert_eq!(out.messages[0].content["code"], "m.timeout", "{ctx}");
+            }
+        }
+        // One millisecond earlier nothing would have happened.
+        let (mut us, them, flow) = in_state(s);
+        let before = us.state(&them.user, &flow);
+        us.now = NOW + TIMESTAMP_TIMEOUT_MS - 1;
+        if s == S::Received {
+            us.now = NOW + RECEIVED_TIMEOUT_MS - 1;
+        }
+        us.run(|v, c| v.expire(c));
+        assert_eq!(us.state(&them.user, &flow), before, "{s:?} just before its deadline");
+    }
 }
