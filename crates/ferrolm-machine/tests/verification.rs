@@ -375,3 +375,20 @@ fn in_room_sas_verifies_both_devices() {
     assert_eq!(trust(&alice, &bob), LocalTrust::Verified);
     assert_eq!(trust(&bob, &alice), LocalTrust::Verified);
 }
+
+/// A verification event sent encrypted over Olm reaches the verification layer too.
+#[test]
+fn olm_encrypted_verification_events_are_routed() {
+    let mut hs = Homeserver::new();
+    let (mut alice, mut bob) = pair(&mut hs);
+    let bob_id = bob.machine.user_id().to_owned();
+    assert_eq!(common::open_sessions(&mut hs, &mut alice, &[bob_id]), 1);
+    let now = alice.clock.now_ms();
+    let content = json!({"transaction_id": "olm-txn", "from_device": "ALICEPHONE",
+                         "methods": ["m.sas.v1"], "timestamp": now});
+    let got = common::send_olm(&mut hs, &mut alice, &mut bob, "m.key.verification.request", content);
+    assert_eq!(common::decrypted(&got).len(), 1);
+    assert_eq!(got.verifications.len(), 1);
+    assert_eq!(got.verifications[0].state, VerificationState::RequestReceived);
+    assert_eq!(got.verifications[0].flow_id, FlowId::ToDevice("olm-txn".into()));
+}
