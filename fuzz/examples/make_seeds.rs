@@ -92,5 +92,34 @@ fn main() {
         fields(&[iv.as_bytes(), ct.as_bytes(), mac.as_bytes(), b"m.cross_signing.master"]),
     );
     write("recovery_key", "valid", key.to_recovery_key().as_bytes());
+
+    // Verification events for the flows ferrolm-machine's fuzz entry point prepares (their
+    // transaction ids name their states).
+    let sas_start = |txn: &str| {
+        format!(
+            r#"{{"type":"m.key.verification.start","sender":"@peer:example.org","content":{{"transaction_id":"{txn}","from_device":"PEER","method":"m.sas.v1","key_agreement_protocols":["curve25519-hkdf-sha256"],"hashes":["sha256"],"message_authentication_codes":["hkdf-hmac-sha256.v2"],"short_authentication_string":["decimal","emoji"]}}}}"#
+        )
+    };
+    let event = |kind: &str, txn: &str, extra: &str| {
+        format!(
+            r#"{{"type":"m.key.verification.{kind}","sender":"@peer:example.org","content":{{"transaction_id":"{txn}"{extra}}}}}"#
+        )
+    };
+    let states =
+        ["received", "ready", "sas_started", "sas_start_received", "sas_accepted", "sas_shown", "sas_confirmed", "cancelled"];
+    for txn in states {
+        write("verification_event", &format!("start-{txn}"), sas_start(txn));
+        write("verification_event", &format!("ready-{txn}"), event("ready", txn, r#","from_device":"PEER","methods":["m.sas.v1"]"#));
+        write("verification_event", &format!("key-{txn}"), event("key", txn, r#","key":"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk""#));
+        write("verification_event", &format!("mac-{txn}"), event("mac", txn, r#","mac":{"ed25519:PEER":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},"keys":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA""#));
+        write("verification_event", &format!("accept-{txn}"), event("accept", txn, r#","method":"m.sas.v1","key_agreement_protocol":"curve25519-hkdf-sha256","hash":"sha256","message_authentication_code":"hkdf-hmac-sha256.v2","short_authentication_string":["decimal"],"commitment":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA""#));
+        write("verification_event", &format!("done-{txn}"), event("done", txn, ""));
+        write("verification_event", &format!("cancel-{txn}"), event("cancel", txn, r#","code":"m.user","reason":"x""#));
+    }
+    write(
+        "verification_event",
+        "request-new",
+        event("request", "new", r#","from_device":"PEER","methods":["m.sas.v1"],"timestamp":1700000000000"#),
+    );
     println!("seed corpora written to fuzz/seeds/");
 }

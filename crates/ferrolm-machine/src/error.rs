@@ -81,6 +81,9 @@ pub enum MachineError {
     /// An argument is not valid (an identifier that does not parse, …).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A verification call was refused (nothing changed, nothing was sent).
+    #[error("verification: {0}")]
+    Verification(#[from] crate::verification::VerificationError),
     /// An internal invariant failed (a bug; reported instead of a panic).
     #[error("internal error: {0}")]
     Internal(String),

@@ -147,14 +147,16 @@
 //!   reasons ([`UnableToDecrypt`]); the sender's verification state from its device's
 //!   cross-signing trust ([`VerificationState`]).
 //! - [`signing`]: signed JSON over canonical JSON (ruma's canonical form).
+//! - [`verification`]: key verification requests, SAS and QR codes as typed state machines
+//!   ([`OlmMachine::request_verification`]; a complete SAS between two machines is in the
+//!   module's documentation).
 //!
 //! Every bad item from the network is data in the step's outcome ([`ToDeviceError`],
 //! [`DeviceEvent`], [`FailedClaim`]), never a panic and never a log line; [`MachineError`] is
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
-//! Not here yet: verification (requests, SAS, QR: they end with the `verify_*` calls above),
-//! backups, secrets, and the fuzz targets for the untrusted inputs (to-device events, keys
-//! query and claim responses, sync changes, room events).
+//! Not here yet: backups, secrets, and the fuzz targets for the untrusted inputs (to-device
+//! events, keys query and claim responses, sync changes, room events).
 #![forbid(unsafe_code)]
 
 mod adapt;
@@ -173,6 +175,7 @@ pub mod room_keys_in;
 pub mod room_keys_out;
 pub mod signing;
 mod sync;
+pub mod verification;
 
 pub use cross_signing::{CrossSigningImportError, CrossSigningKeyExport, CrossSigningKeyRejection, KeyUsage};
 pub use devices::{Device, DeviceEvent, DeviceRejection};
@@ -182,7 +185,10 @@ pub use error::MachineError;
 pub use ferrolm_store::LocalTrust;
 pub use identities::{DeviceTrust, IdentityEvent, IdentityState, UserIdentity};
 pub use key_requests::{ForwardedKeyRejection, KeyRequestOutcome, KeyRequestRefusal};
-pub use machine::{CrossSigningBootstrap, CrossSigningStatus, OlmMachine, OwnSigner, RoomKeyShare, ToDeviceEncryption};
+pub use machine::{
+    CrossSigningBootstrap, CrossSigningStatus, OlmMachine, OwnSigner, RoomKeyShare, RoomVerificationMessage,
+    ToDeviceEncryption, VerificationStep,
+};
 pub use olm_channel::{
     ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,
     ToDeviceError,

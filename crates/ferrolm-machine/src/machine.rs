@@ -29,9 +29,11 @@ use crate::sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 mod cross_signing;
 mod key_sharing;
 mod rooms;
+mod verification;
 
 pub use cross_signing::{CrossSigningBootstrap, CrossSigningStatus, OwnSigner};
 pub use rooms::RoomKeyShare;
+pub use verification::{RoomVerificationMessage, VerificationStep};
 
 /// To-device event types that carry keys or secrets: refused unless Olm-encrypted.
 const KEY_CARRYING_TYPES: [&str; 4] = ["m.room_key", "m.forwarded_room_key", "m.secret.send", "m.dummy"];
@@ -67,6 +69,9 @@ pub struct OlmMachine<B: Backend> {
     /// Device trust verdicts computed since the last change of the identities or devices
     /// they depend on (signature checks are not repeated for every room event).
     trust_cache: BTreeMap<DeviceKey, DeviceTrust>,
+    /// Verification flows: in memory only (a restart cancels them by timeout on the other
+    /// side); outside `State` because SAS secrets are not cloned into each step.
+    verifications: crate::verification::Verifications,
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +189,15 @@ impl<B: Backend> OlmMachine<B> {
             pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
         }
         let state = State { own, tracker, channel: OlmChannel::default(), pending };
-        Ok(Self { user_id, device_id, store, env, state, trust_cache: BTreeMap::new() })
+        Ok(Self {
+            user_id,
+            device_id,
+            store,
+            env,
+            state,
+            trust_cache: BTreeMap::new(),
+            verifications: Default::default(),
+        })
     }
 
     /// The machine's user.
@@ -621,8 +634,10 @@ impl<B: Backend> OlmMachine<B> {
         for raw in &sync.to_device_events {
             let mut result = self.receive_to_device(&mut step, raw, now)?;
             self.receive_room_key_events(&mut step, &mut result, &mut outcome)?;
+            self.receive_verification_event(&mut step, &result, &mut outcome)?;
             outcome.to_device.push(result);
         }
+        self.expire_verifications(&mut step, &mut outcome)?;
 
         if own_device::previous_fallback_key_expired(&step.state.own, now) {
             step.account_changed |= own_device::forget_previous_fallback_key(&mut step.state.own);

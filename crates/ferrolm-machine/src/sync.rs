@@ -12,6 +12,7 @@ use crate::identities::IdentityEvent;
 use crate::key_requests::KeyRequestOutcome;
 use crate::olm_channel::{DecryptedToDeviceEvent, FailedClaim, ToDeviceError};
 use crate::room_keys_in::{RoomKeyOutcome, WithheldInfo};
+use crate::verification::{VerificationInfo, VerificationOutcome};
 
 /// The end-to-end-encryption parts of a `/sync` response.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +63,10 @@ pub struct SyncOutcome {
     pub withheld: Vec<WithheldInfo>,
     /// Key requests from the own other devices, answered or not.
     pub key_requests: Vec<KeyRequestOutcome>,
+    /// Verification flows whose state changed (`m.key.verification.*` events, timeouts).
+    pub verifications: Vec<VerificationInfo>,
+    /// Verifications that succeeded in this step: their devices are marked verified.
+    pub verified: Vec<VerificationOutcome>,
 }
 
 /// What a response to a request produced.

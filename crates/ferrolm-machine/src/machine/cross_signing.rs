@@ -418,6 +418,18 @@ impl<B: Backend> OlmMachine<B> {
         master_key: &Ed25519PublicKey,
     ) -> Result<Option<OutgoingRequest>, MachineError> {
         let mut step = self.begin();
+        let request = self.verify_identity_in(&mut step, user_id, master_key)?;
+        self.commit(step)?;
+        Ok(request)
+    }
+
+    /// [`OlmMachine::verify_identity`] within a step (a verification's last one).
+    pub(super) fn verify_identity_in(
+        &mut self,
+        step: &mut Step,
+        user_id: &UserId,
+        master_key: &Ed25519PublicKey,
+    ) -> Result<Option<OutgoingRequest>, MachineError> {
         let identity = self
             .stored_identity(user_id)?
             .ok_or_else(|| MachineError::InvalidArgument(format!("no cross-signing identity for {user_id}")))?;
@@ -444,11 +456,10 @@ impl<B: Backend> OlmMachine<B> {
         };
         let request = if signed {
             let objects = vec![Signed::CrossSigningKey(identity.master, master)];
-            Some(self.queue_signature_upload(&mut step, user_id.to_owned(), objects, true)?)
+            Some(self.queue_signature_upload(step, user_id.to_owned(), objects, true)?)
         } else {
             None
         };
-        self.commit(step)?;
         Ok(request)
     }
 
@@ -466,6 +477,19 @@ impl<B: Backend> OlmMachine<B> {
         ed25519_key: &Ed25519PublicKey,
     ) -> Result<Option<OutgoingRequest>, MachineError> {
         let mut step = self.begin();
+        let request = self.verify_device_in(&mut step, user_id, device_id, ed25519_key)?;
+        self.commit(step)?;
+        Ok(request)
+    }
+
+    /// [`OlmMachine::verify_device`] within a step (a verification's last one).
+    pub(super) fn verify_device_in(
+        &mut self,
+        step: &mut Step,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        ed25519_key: &Ed25519PublicKey,
+    ) -> Result<Option<OutgoingRequest>, MachineError> {
         let mut record = self
             .store
             .device(&user_to_store(user_id), &device_to_store(device_id))?
@@ -482,11 +506,10 @@ impl<B: Backend> OlmMachine<B> {
                 let mut object = unsigned_copy(&object);
                 cross_signing::sign_with(&ssk, &self.user_id, &mut object).map_err(internal)?;
                 let objects = vec![Signed::Device(device_id.to_owned(), object)];
-                Some(self.queue_signature_upload(&mut step, self.user_id.clone(), objects, true)?)
+                Some(self.queue_signature_upload(step, self.user_id.clone(), objects, true)?)
             }
             _ => None,
         };
-        self.commit(step)?;
         Ok(request)
     }
 
