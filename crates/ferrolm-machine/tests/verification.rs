@@ -392,3 +392,50 @@ fn olm_encrypted_verification_events_are_routed() {
     assert_eq!(got.verifications[0].state, VerificationState::RequestReceived);
     assert_eq!(got.verifications[0].flow_id, FlowId::ToDevice("olm-txn".into()));
 }
+
+#[test]
+fn sas_between_cross_signed_users_verifies_their_identities_and_uploads_the_signatures() {
+    use ferrolm_machine::IdentityState;
+    use ferrolm_test_homeserver::driver::bootstrap_cross_signing;
+    let mut hs = Homeserver::new();
+    let (mut alice, mut bob) = pair(&mut hs);
+    for d in [&mut alice, &mut bob] {
+        bootstrap_cross_signing(&mut hs, &mut d.machine, false).unwrap();
+    }
+    for d in [&mut alice, &mut bob] {
+        d.settle(&mut hs, 2).unwrap();
+    }
+    let (alice_id, bob_id) = (alice.machine.user_id().to_owned(), bob.machine.user_id().to_owned());
+    let master = |d: &TestDevice, of: &OwnedUserId| d.machine.user_identity(of).unwrap().expect("identity").master_key;
+    let (alice_master, bob_master) = (master(&bob, &alice_id), master(&alice, &bob_id));
+    assert_eq!(alice.machine.user_identity(&bob_id).unwrap().unwrap().state, IdentityState::Pinned);
+    assert!(!alice.machine.is_device_verified(&bob_id, bob.machine.device_id()).unwrap());
+
+    let flow = to_sas(&mut hs, &mut alice, &mut bob);
+    alice.machine.confirm_verification(&bob_id, &flow).unwrap();
+    deliver(&mut hs, &mut alice, &mut bob);
+    let step = bob.machine.confirm_verification(&alice_id, &flow).unwrap();
+    assert_eq!(step.verified[0].verified_master_key, Some(alice_master), "the MACs covered Alice's master key");
+    let got = deliver(&mut hs, &mut bob, &mut alice);
+    assert_eq!(got.verified[0].verified_master_key, Some(bob_master));
+    deliver(&mut hs, &mut alice, &mut bob);
+
+    // Each identity is verified, and each side's signature of the other's master key (its
+    // user-signing key) was uploaded and accepted, so the other's devices are verified
+    // through the chain, not only locally.
+    assert_eq!(alice.machine.user_identity(&bob_id).unwrap().unwrap().state, IdentityState::Verified);
+    assert_eq!(bob.machine.user_identity(&alice_id).unwrap().unwrap().state, IdentityState::Verified);
+    for d in [&mut alice, &mut bob] {
+        let outcomes = run_requests(&mut hs, &mut d.machine).unwrap();
+        assert!(outcomes.iter().all(|o| o.signature_failures.is_empty()), "{outcomes:?}");
+    }
+    let trust = alice.machine.device_trust(&bob_id, bob.machine.device_id()).unwrap().unwrap();
+    assert!(trust.cross_signed && trust.is_verified(), "{trust:?}");
+    let served = hs.query_keys({
+        let mut request = ferrolm_machine::ruma::api::client::keys::get_keys::v3::Request::new();
+        request.device_keys.insert(bob_id.clone(), vec![]);
+        request
+    });
+    let served = serde_json::to_value(&served.unwrap().master_keys[&bob_id]).unwrap();
+    assert!(served["signatures"][alice_id.as_str()].as_object().unwrap().len() >= 1, "Alice's signature is served");
+}
