@@ -8,7 +8,8 @@ use serde_json::Value;
 fuzz_target!(|data: &[u8]| {
     let fx = machine_fixture();
     let mut bob = fx.bob.open();
-    let claim = bob.get_missing_sessions(&[fx.carol_user.clone()]).expect("claim").expect("Carol's sessions are missing");
+    let claim =
+        bob.get_missing_sessions(&[fx.carol_user.clone()]).expect("claim").expect("Carol's sessions are missing");
     let generation = bob.store().generation();
     let sessions_before = bob.store().all_olm_sessions().expect("store").len();
     match bob.mark_request_as_sent_json(&claim.request_id, data) {
@@ -33,8 +34,13 @@ fuzz_target!(|data: &[u8]| {
                     .and_then(Value::as_object)
                     .expect("a session for a device the response has no key for");
                 let signed = keys.values().filter_map(Value::as_object).any(|key| {
-                    ferrolm_machine::signing::verify_json(key, fx.carol_user.as_str(), &format!("ed25519:{device_id}"), ed)
-                        .is_ok()
+                    ferrolm_machine::signing::verify_json(
+                        key,
+                        fx.carol_user.as_str(),
+                        &format!("ed25519:{device_id}"),
+                        ed,
+                    )
+                    .is_ok()
                 });
                 assert!(signed, "a session from a key {device_id} did not sign");
             }

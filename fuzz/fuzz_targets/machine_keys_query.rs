@@ -28,5 +28,11 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => panic!("a keys query response failed the step: {e}"),
     }
     fx.check_devices(&bob, &users);
+    // Devices the server stops listing are marked deleted, never forgotten.
+    let known = std::iter::once((&fx.alice_user, &fx.alice_device))
+        .chain(fx.carol_devices.iter().map(|(id, _, _)| (&fx.carol_user, id)));
+    for (user, device) in known {
+        assert!(bob.device(user, device).expect("store").is_some(), "{user} {device} was forgotten");
+    }
     bob.outgoing_requests().expect("the machine still works");
 });

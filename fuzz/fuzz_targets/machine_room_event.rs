@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(info.verification, VerificationState::Verified);
             }
             // A known device's state only for the device that owns the session's key.
-            if matches!(info.verification, VerificationState::Verified | VerificationState::Unverified | VerificationState::Blacklisted) {
+            if matches!(
+                info.verification,
+                VerificationState::Verified | VerificationState::Unverified | VerificationState::Blacklisted
+            ) {
                 let device_id = info.sender_device.as_ref().expect("a known device has an id");
                 let device = bob.device(&info.sender, device_id).expect("store").expect("the device is stored");
                 assert_eq!(device.curve25519_key, info.sender_curve25519_key, "an impostor shown as a known device");

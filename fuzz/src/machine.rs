@@ -55,7 +55,11 @@ impl Snapshot {
     /// A machine on a fresh copy of the rows, with a fixed clock and seed.
     pub fn open(&self) -> Machine {
         let mut backend = MemoryBackend::new();
-        let ops = self.rows.iter().map(|(table, key, value)| Op::Put { table: *table, key: key.clone(), value: value.clone() });
+        let ops = self.rows.iter().map(|(table, key, value)| Op::Put {
+            table: *table,
+            key: key.clone(),
+            value: value.clone(),
+        });
         backend.commit(&Batch { conditions: Vec::new(), ops: ops.collect() }).expect("memory commit");
         let store = driver::memory_store(backend).expect("snapshot store opens");
         let clock = ManualClock::new(self.now_ms);
@@ -196,8 +200,8 @@ fn build() -> MachineFixture {
     }
     let sync_body =
         hs.sync_json(&bob_user, &bob_device, bob.machine.sync_token().expect("token").as_deref()).expect("sync");
-    let response = sync_events::v3::Response::try_from_http_response(http::Response::new(sync_body.clone()))
-        .expect("sync parses");
+    let response =
+        sync_events::v3::Response::try_from_http_response(http::Response::new(sync_body.clone())).expect("sync parses");
     let events: Vec<String> = response.to_device.events.iter().map(json_of).collect();
     let genuine_to_device: [String; 2] = events.try_into().expect("two genuine events");
     let genuine_plaintext = olm_plaintext(&bob.machine, &genuine_to_device[0], &alice_keys.curve25519, &bob_keys);
@@ -207,7 +211,11 @@ fn build() -> MachineFixture {
         .map(|i| {
             let content = alice
                 .machine
-                .encrypt_room_event(&room, "m.room.message", &json!({"msgtype": "m.text", "body": format!("genuine {i}")}))
+                .encrypt_room_event(
+                    &room,
+                    "m.room.message",
+                    &json!({"msgtype": "m.text", "body": format!("genuine {i}")}),
+                )
                 .expect("encrypt");
             room_event(&format!("$genuine{i}"), alice_user.as_str(), content)
         })
@@ -229,7 +237,8 @@ fn build() -> MachineFixture {
     let query_body = answer(&mut hs, &again, query);
 
     let mut again = bob_snapshot.open();
-    let claim = again.get_missing_sessions(&[carol_user.clone()]).expect("claim").expect("Carol's sessions are missing");
+    let claim =
+        again.get_missing_sessions(&[carol_user.clone()]).expect("claim").expect("Carol's sessions are missing");
     let claim_body = answer(&mut hs, &again, &claim);
 
     MachineFixture {
@@ -327,7 +336,12 @@ impl MachineFixture {
         let mut rng = FixedRng::new(6);
         let mut session = self
             .alice_account
-            .create_outbound_session_with_rng(SessionConfig::version_1(), self.bob_curve, self.bob_one_time_key, &mut rng)
+            .create_outbound_session_with_rng(
+                SessionConfig::version_1(),
+                self.bob_curve,
+                self.bob_one_time_key,
+                &mut rng,
+            )
             .expect("valid keys");
         self.olm_event(&session.encrypt_with_rng(plaintext, &mut rng))
     }
@@ -420,7 +434,11 @@ impl MachineFixture {
                     continue; // not written by the machine's validation (no keys): not served
                 };
                 let device_id = record.device_id.as_str();
-                assert_eq!(object.get("user_id").and_then(Value::as_str), Some(user.as_str()), "listed under another user");
+                assert_eq!(
+                    object.get("user_id").and_then(Value::as_str),
+                    Some(user.as_str()),
+                    "listed under another user"
+                );
                 assert_eq!(object.get("device_id").and_then(Value::as_str), Some(device_id), "listed under another id");
                 let ed = record.ed25519_key.expect("a stored device has an Ed25519 key");
                 let curve = record.curve25519_key.expect("a stored device has a Curve25519 key");
@@ -516,7 +534,8 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 
     add("machine_keys_query", "genuine", fx.query_body.clone());
     let mut changed: Value = serde_json::from_slice(&fx.query_body).expect("json");
-    if let Some(keys) = changed["device_keys"][fx.alice_user.as_str()][fx.alice_device.as_str()]["keys"].as_object_mut() {
+    if let Some(keys) = changed["device_keys"][fx.alice_user.as_str()][fx.alice_device.as_str()]["keys"].as_object_mut()
+    {
         let id = format!("curve25519:{}", fx.alice_device);
         keys.insert(id, json!(fx.bob_curve.to_base64()));
     }

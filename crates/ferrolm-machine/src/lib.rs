@@ -141,10 +141,11 @@
 //! [`DeviceEvent`], [`FailedClaim`]), never a panic and never a log line; [`MachineError`] is
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
-//! Not here yet: cross-signing and trust (and with it
-//! the identity-based sharing strategy), verification, backups, secrets, and the fuzz targets
-//! for the untrusted inputs (to-device events, keys query and claim responses, sync changes,
-//! room events).
+//! Every untrusted input (to-device events, sync responses, keys query and claim responses,
+//! room events) has a fuzz target (`fuzz/README.md`, the `machine_*` targets).
+//!
+//! Not here yet: cross-signing and trust (and with it the identity-based sharing strategy),
+//! verification, backups, secrets.
 #![forbid(unsafe_code)]
 
 mod adapt;
