@@ -1,6 +1,7 @@
 //! Writes the seed corpora in `fuzz/seeds/<target>/`: valid inputs for every target, so the
 //! fuzzer starts from real messages, keys and pickles instead of rediscovering the formats.
-//! Run by `fuzz/run.sh --seeds` (it needs `--cfg fuzzing` for the core's pickle hooks).
+//! Run by `fuzz/run.sh` when `seeds/` is missing or `REFRESH_SEEDS=1` (`make_seeds machine`
+//! writes only the machine targets' seeds) (it needs `--cfg fuzzing` for the core's pickle hooks).
 
 use std::path::PathBuf;
 
@@ -28,7 +29,19 @@ fn fields(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// The machine targets' seeds: genuine events, responses and plaintexts from the fixture.
+fn machine_seeds() {
+    for (target, name, bytes) in ferrolm_fuzz::machine::seeds() {
+        write(target, &name, bytes);
+    }
+}
+
 fn main() {
+    machine_seeds();
+    if std::env::args().nth(1).as_deref() == Some("machine") {
+        println!("machine seed corpora written to fuzz/seeds/");
+        return;
+    }
     let olm = olm_fixture();
     let mut alice = olm.alice_session.clone();
     let mut bob = olm.bob_session.clone();

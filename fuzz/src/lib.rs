@@ -3,6 +3,8 @@
 
 use std::sync::OnceLock;
 
+pub mod machine;
+
 use ferrolm::megolm::{GroupSession, InboundGroupSession, MegolmMessage, SessionConfig as MegolmConfig};
 use ferrolm::olm::{Account, OlmMessage, PreKeyMessage, Session, SessionConfig};
 use ferrolm::sas::{EstablishedSas, Sas};

@@ -1,4 +1,5 @@
-//! `ferrolm demo`: two devices in one process, an Olm session, pickles on disk.
+//! `ferrolm demo`: two devices in one process, an Olm session, pickles on disk; a Megolm room;
+//! then OlmMachines on SQLite stores through the test homeserver ([`crate::demo_machines`]).
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn step(out: &mut impl std::io::Write, line: impl AsRef<str>) -> Result<(), String> {
+pub(crate) fn step(out: &mut impl std::io::Write, line: impl AsRef<str>) -> Result<(), String> {
     writeln!(out, "{}", line.as_ref()).map_err(|e| e.to_string())
 }
 
@@ -139,6 +140,7 @@ pub(crate) fn demo(dir: &Path, out: &mut impl std::io::Write) -> Result<(), Stri
     step(out, format!("   original: \"{}\"", text(&plaintext)))?;
 
     room(out, &alice, &mut alice_session, &mut bob_session)?;
+    crate::demo_machines::scene(dir, out)?;
     step(out, "== Done.")
 }
 

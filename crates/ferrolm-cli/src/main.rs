@@ -1,7 +1,8 @@
 //! `ferrolm`: the command-line tool.
 //!
 //! - `ferrolm demo [--dir DIR]`: two devices establish an Olm session, talk both ways, pickle
-//!   to disk and restore, printing each step.
+//!   to disk and restore; a Megolm room; then three OlmMachines on SQLite stores in DIR meet
+//!   through the in-process test homeserver, and one restarts from its store; printing each step.
 //! - `ferrolm inspect [--type 0|1] BASE64`: decode an Olm or Megolm message, or a Megolm
 //!   session key, without any key.
 //! - `ferrolm export decrypt|encrypt …`: key export files.
@@ -9,6 +10,7 @@
 //! - `ferrolm store init|inspect|change-passphrase PATH`: ferrolm-store's SQLite files.
 
 mod demo;
+mod demo_machines;
 mod export;
 mod inspect;
 mod store;
@@ -23,7 +25,9 @@ ferrolm: end-to-end encryption for Matrix
 
 USAGE:
     ferrolm demo [--dir DIR]            two devices talk over Olm, pickle to DIR and restore,
-                                        then a room over Megolm with a late joiner
+                                        then a room over Megolm with a late joiner, then three
+                                        OlmMachines on SQLite stores in DIR meet through an
+                                        in-process homeserver; one restarts from its store
     ferrolm inspect [--type 0|1] B64    decode an Olm message (0 = pre-key, 1 = normal), a
                                         Megolm message or a Megolm session key
     ferrolm export decrypt FILE [--show-keys]

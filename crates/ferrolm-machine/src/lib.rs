@@ -155,8 +155,11 @@
 //! [`DeviceEvent`], [`FailedClaim`]), never a panic and never a log line; [`MachineError`] is
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
-//! Not here yet: backups, secrets, and the fuzz targets for the untrusted inputs (to-device
-//! events, keys query and claim responses, sync changes, room events).
+//! Every untrusted input (to-device events, sync responses, keys query and claim responses,
+//! room events, verification events) has a fuzz target (`fuzz/README.md`: the `machine_*`
+//! targets and `verification_event`).
+//!
+//! Not here yet: backups, secrets.
 #![forbid(unsafe_code)]
 
 mod adapt;
