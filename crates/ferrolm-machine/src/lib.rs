@@ -148,9 +148,11 @@
 #![forbid(unsafe_code)]
 
 mod adapt;
+pub mod backup;
 pub mod devices;
 mod env;
 mod error;
+pub mod export;
 pub mod key_requests;
 mod machine;
 pub mod olm_channel;
@@ -162,13 +164,15 @@ pub mod room_keys_out;
 pub mod signing;
 mod sync;
 
+pub use backup::{BackupDecryptionKey, BackupError, BackupInfo, BackupTrust, BackupTrustSource};
 pub use devices::{Device, DeviceEvent, DeviceRejection};
 pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;
+pub use export::{KeyFileError, RoomKeyImportReport};
 /// The user's trust in a device (as the store keeps it).
 pub use ferrolm_store::LocalTrust;
 pub use key_requests::{ForwardedKeyRejection, KeyRequestOutcome, KeyRequestRefusal};
-pub use machine::{OlmMachine, RoomKeyShare, ToDeviceEncryption};
+pub use machine::{NewBackupVersion, OlmMachine, RoomKeyShare, ToDeviceEncryption};
 pub use olm_channel::{
     ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,
     ToDeviceError,

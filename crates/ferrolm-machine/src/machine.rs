@@ -25,9 +25,11 @@ use crate::own_device::{self, OwnDevice, UploadContents};
 use crate::requests::{IncomingResponse, OutgoingRequest, Request};
 use crate::sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
+mod backup;
 mod key_sharing;
 mod rooms;
 
+pub use backup::NewBackupVersion;
 pub use rooms::RoomKeyShare;
 
 /// To-device event types that carry keys or secrets: refused unless Olm-encrypted.
@@ -71,6 +73,8 @@ struct State {
     pending: Vec<Pending>,
     /// Devices sent an `m.no_olm` notice in this run (once per device).
     no_olm_sent: BTreeSet<DeviceKey>,
+    /// The server-side backup keys are uploaded to.
+    backup: crate::backup::BackupState,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +92,7 @@ enum Purpose {
     KeysQuery(QueriedUsers),
     KeysClaim(Vec<DeviceKey>),
     ToDevice,
+    Backup(crate::backup::BackupPurpose),
 }
 
 /// One step's working copy of the state, and the change set it builds.
@@ -175,7 +180,9 @@ impl<B: Backend> OlmMachine<B> {
         for saved in store.outgoing_to_device()? {
             pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
         }
-        let state = State { own, tracker, channel: OlmChannel::default(), pending, no_olm_sent: BTreeSet::new() };
+        let backup = crate::backup::BackupState::load(&store)?;
+        let state =
+            State { own, tracker, channel: OlmChannel::default(), pending, no_olm_sent: BTreeSet::new(), backup };
         Ok(Self { user_id, device_id, store, env, state })
     }
 
@@ -429,6 +436,7 @@ impl<B: Backend> OlmMachine<B> {
             (Purpose::ToDevice, IncomingResponse::ToDevice(_)) => {
                 step.changes.deletions.outgoing_to_device.push(request_id.to_owned());
             }
+            (Purpose::Backup(purpose), response) => self.backup_response(&mut step, purpose, response)?,
             _ => return Err(MachineError::Internal("request purpose and kind disagree".into())),
         }
         self.commit(step)?;

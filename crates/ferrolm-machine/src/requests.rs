@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use ruma::api::client::backup::{add_backup_keys, create_backup_version};
 use ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
 use ruma::api::client::to_device::send_event_to_device;
 use ruma::api::{IncomingResponse as _, OutgoingRequest as _, SupportedVersions, auth_scheme::SendAccessToken};
@@ -22,13 +23,17 @@ pub enum RequestKind {
     ToDevice,
     /// `POST /_matrix/client/v3/keys/signatures/upload`
     SignatureUpload,
+    /// `PUT /_matrix/client/v3/room_keys/keys?version=…` (room keys into the server-side backup)
+    KeysBackup,
+    /// `POST /_matrix/client/v3/room_keys/version` (a new server-side backup version)
+    BackupVersionCreate,
 }
 
 impl RequestKind {
     /// The HTTP method.
     pub fn method(self) -> &'static str {
         match self {
-            Self::ToDevice => "PUT",
+            Self::ToDevice | Self::KeysBackup => "PUT",
             _ => "POST",
         }
     }
@@ -47,6 +52,10 @@ pub enum Request {
     ToDevice(send_event_to_device::v3::Request),
     /// Publish signatures of keys.
     SignatureUpload(upload_signatures::v3::Request),
+    /// Upload encrypted room keys to the server-side backup.
+    KeysBackup(add_backup_keys::v3::Request),
+    /// Create a new server-side backup version (its signed `auth_data`).
+    BackupVersionCreate(create_backup_version::v3::Request),
 }
 
 /// A request the client must send for the machine, with the id it reports the response under
@@ -82,6 +91,8 @@ impl OutgoingRequest {
             Request::KeysClaim(_) => RequestKind::KeysClaim,
             Request::ToDevice(_) => RequestKind::ToDevice,
             Request::SignatureUpload(_) => RequestKind::SignatureUpload,
+            Request::KeysBackup(_) => RequestKind::KeysBackup,
+            Request::BackupVersionCreate(_) => RequestKind::BackupVersionCreate,
         }
     }
 
@@ -106,6 +117,8 @@ impl OutgoingRequest {
             Request::KeysClaim(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::ToDevice(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::SignatureUpload(r) => r.clone().try_into_http_request(base_url, token, path),
+            Request::KeysBackup(r) => r.clone().try_into_http_request(base_url, token, path),
+            Request::BackupVersionCreate(r) => r.clone().try_into_http_request(base_url, token, path),
         };
         result.map_err(|e| RequestSerializationError(e.to_string()))
     }
@@ -136,6 +149,10 @@ pub enum IncomingResponse {
     ToDevice(send_event_to_device::v3::Response),
     /// Signature upload failures, if any.
     SignatureUpload(upload_signatures::v3::Response),
+    /// The backup's new etag and key count.
+    KeysBackup(add_backup_keys::v3::Response),
+    /// The new backup version.
+    BackupVersionCreate(create_backup_version::v3::Response),
 }
 
 /// Why a response body could not be read.
@@ -157,6 +174,8 @@ impl IncomingResponse {
             Self::KeysClaim(_) => RequestKind::KeysClaim,
             Self::ToDevice(_) => RequestKind::ToDevice,
             Self::SignatureUpload(_) => RequestKind::SignatureUpload,
+            Self::KeysBackup(_) => RequestKind::KeysBackup,
+            Self::BackupVersionCreate(_) => RequestKind::BackupVersionCreate,
         }
     }
 
@@ -179,6 +198,12 @@ impl IncomingResponse {
             ),
             RequestKind::SignatureUpload => Self::SignatureUpload(
                 upload_signatures::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
+            ),
+            RequestKind::KeysBackup => Self::KeysBackup(
+                add_backup_keys::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
+            ),
+            RequestKind::BackupVersionCreate => Self::BackupVersionCreate(
+                create_backup_version::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
             ),
         })
     }
