@@ -50,6 +50,8 @@ struct ImportTarget {
     reset_flags_first: bool,
     /// Committed with the last change set, if any key was readable.
     backup_record: Option<BackupRecord>,
+    /// Whether the same session may come twice (a file; a backup files each session once).
+    may_repeat: bool,
 }
 
 impl<B: Backend> OlmMachine<B> {
@@ -291,12 +293,14 @@ impl<B: Backend> OlmMachine<B> {
                 backed_up: true,
                 reset_flags_first: false,
                 backup_record: None,
+                may_repeat: false,
             },
             Some(_) => ImportTarget {
                 source: RoomKeySource::Backup,
                 backed_up: false,
                 reset_flags_first: false,
                 backup_record: None,
+                may_repeat: false,
             },
             None => {
                 let stored_version = self.store.backup()?.and_then(|b| b.version);
@@ -308,13 +312,17 @@ impl<B: Backend> OlmMachine<B> {
                         version: Some(info.version.clone()),
                         decryption_key: Some(key.pk().clone()),
                     }),
+                    may_repeat: false,
                 }
             }
         };
         let activate = target.backup_record.is_some();
         let total = entries.len();
-        let chunks = entries.chunks(IMPORT_COMMIT_SIZE).map(|chunk| backup::decode_entries(key.pk(), chunk));
-        let report = self.import_decoded(chunks, total, target, &mut progress)?;
+        let decode = |i: usize| {
+            let chunk = entries.chunks(IMPORT_COMMIT_SIZE).nth(i).unwrap_or_default();
+            backup::decode_entries(key.pk(), chunk)
+        };
+        let report = self.import_decoded(total.div_ceil(IMPORT_COMMIT_SIZE), &decode, total, target, &mut progress)?;
         if total > 0 && report.imported + report.not_better == 0 {
             return Err(BackupError::NothingDecrypted { failed: report.failed });
         }
@@ -327,55 +335,71 @@ impl<B: Backend> OlmMachine<B> {
     }
 
     /// Stores decoded keys by the import rule (`export::merge_imported`), one change set per
-    /// chunk.
+    /// chunk. `decode(i)` gives chunk `i`; the next chunk is decoded on other threads while
+    /// this one merges and commits the current one, so the cores decrypt while the store
+    /// seals and waits for the disk.
     fn import_decoded(
         &mut self,
-        chunks: impl ExactSizeIterator<Item = Vec<Option<DecodedKey>>>,
+        chunk_count: usize,
+        decode: &(dyn Fn(usize) -> Vec<Option<DecodedKey>> + Sync),
         total: usize,
         mut target: ImportTarget,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<RoomKeyImportReport, MachineError> {
         let mut report = RoomKeyImportReport { total, ..Default::default() };
         let mut known = self.known_keys(total)?;
-        let chunk_count = chunks.len();
         let mut done = 0;
-        for (i, chunk) in chunks.enumerate() {
-            done += chunk.len();
-            let mut changes = Changes::default();
-            for decoded in chunk {
-                let Some(decoded) = decoded else {
-                    report.failed += 1;
-                    continue;
+        std::thread::scope(|scope| {
+            let mut ahead = (chunk_count > 0).then(|| scope.spawn(|| decode(0)));
+            for i in 0..chunk_count {
+                // A decoding thread does not panic; if one did, decode again here.
+                let chunk = match ahead.take().map(std::thread::ScopedJoinHandle::join) {
+                    Some(Ok(chunk)) => chunk,
+                    _ => decode(i),
                 };
-                let id = (decoded.room_id.clone(), decoded.session.session_id().to_base64());
-                let stored = match known.keys.get(&id) {
-                    Some(stored) => Some(stored.clone()),
-                    None if known.complete => None,
-                    None => self.store.inbound_group_session(&id.0, &id.1)?,
-                };
-                match export::merge_imported(stored.as_ref(), decoded, target.source, target.backed_up) {
-                    Merge::Store(record) => {
-                        report.imported += 1;
-                        known.keys.insert(id, (*record).clone());
-                        changes.inbound_group_sessions.push(*record);
+                if i + 1 < chunk_count {
+                    ahead = Some(scope.spawn(move || decode(i + 1)));
+                }
+                done += chunk.len();
+                let mut changes = Changes::default();
+                for decoded in chunk {
+                    let Some(decoded) = decoded else {
+                        report.failed += 1;
+                        continue;
+                    };
+                    let id = (decoded.room_id.clone(), decoded.session.session_id().to_base64());
+                    let stored = match known.keys.get(&id) {
+                        Some(stored) => Some(stored.clone()),
+                        None if known.complete => None,
+                        None => self.store.inbound_group_session(&id.0, &id.1)?,
+                    };
+                    match export::merge_imported(stored.as_ref(), decoded, target.source, target.backed_up) {
+                        Merge::Store(record) => {
+                            report.imported += 1;
+                            if target.may_repeat {
+                                known.keys.insert(id, (*record).clone());
+                            }
+                            changes.inbound_group_sessions.push(*record);
+                        }
+                        Merge::NotBetter => report.not_better += 1,
+                        Merge::Unconnected => report.failed += 1,
                     }
-                    Merge::NotBetter => report.not_better += 1,
-                    Merge::Unconnected => report.failed += 1,
                 }
-            }
-            let readable = report.imported + report.not_better > 0;
-            if i + 1 == chunk_count && readable {
-                changes.backup = target.backup_record.take();
-            }
-            if !changes.is_empty() {
-                if target.reset_flags_first {
-                    self.reset_backed_up_flags()?;
-                    target.reset_flags_first = false;
+                let readable = report.imported + report.not_better > 0;
+                if i + 1 == chunk_count && readable {
+                    changes.backup = target.backup_record.take();
                 }
-                self.store.save_changes(&changes)?;
+                if !changes.is_empty() {
+                    if target.reset_flags_first {
+                        self.reset_backed_up_flags()?;
+                        target.reset_flags_first = false;
+                    }
+                    self.store.save_changes(&changes)?;
+                }
+                progress(done, total);
             }
-            progress(done, total);
-        }
+            Ok::<(), MachineError>(())
+        })?;
         if chunk_count == 0 {
             progress(0, 0);
         }
@@ -440,17 +464,24 @@ impl<B: Backend> OlmMachine<B> {
         passphrase: &str,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<RoomKeyImportReport, KeyFileError> {
-        let decoded = export::decrypt_file(file, passphrase)?;
+        let mut decoded = export::decrypt_file(file, passphrase)?;
         let total = decoded.len();
-        let mut decoded = decoded.into_iter();
-        let chunk_count = total.div_ceil(IMPORT_COMMIT_SIZE);
-        let chunks = (0..chunk_count).map(move |_| decoded.by_ref().take(IMPORT_COMMIT_SIZE).collect::<Vec<_>>());
+        let mut chunks = Vec::new();
+        while !decoded.is_empty() {
+            let rest = decoded.split_off(decoded.len().min(IMPORT_COMMIT_SIZE));
+            chunks.push(std::sync::Mutex::new(std::mem::replace(&mut decoded, rest)));
+        }
+        // Already decoded: each chunk is handed over once.
+        let decode = |i: usize| {
+            chunks.get(i).and_then(|c| c.lock().ok().map(|mut c| std::mem::take(&mut *c))).unwrap_or_default()
+        };
         let target = ImportTarget {
             source: RoomKeySource::FileImport,
             backed_up: false,
             reset_flags_first: false,
             backup_record: None,
+            may_repeat: true,
         };
-        Ok(self.import_decoded(chunks, total, target, &mut progress)?)
+        Ok(self.import_decoded(chunks.len(), &decode, total, target, &mut progress)?)
     }
 }
