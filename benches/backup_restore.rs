@@ -85,14 +85,27 @@ fn load() -> f64 {
     std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split(' ').next()?.parse().ok()).unwrap_or(f64::NAN)
 }
 
-/// Writes the load averages seen around `implementation`'s runs beside criterion's results
-/// (`<target>/criterion/backup_load/<implementation>.json`) for `report.py`.
-fn record_load(implementation: &str, seen: &[f64]) {
+/// The CPU time this process has used so far, every thread (user + system), in seconds, from
+/// `/proc/self/stat` (clock ticks of 10 ms). Unlike wall-clock time it does not grow with the
+/// load other processes put on the machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Writes the load averages and CPU times of `implementation`'s runs beside criterion's
+/// results (`<target>/criterion/backup_load/<implementation>.json`) for `report.py`.
+fn record_load(implementation: &str, seen: &[f64], cpu: &[f64]) {
     let target = std::env::current_exe().ok().and_then(|p| Some(p.parent()?.parent()?.parent()?.to_path_buf()));
     let Some(target) = target else { return };
     let dir = target.join("criterion").join("backup_load");
-    let list: Vec<String> = seen.iter().map(|l| format!("{l:.2}")).collect();
-    let json = format!(r#"{{"load_1min":[{}]}}"#, list.join(","));
+    let list = |v: &[f64]| v.iter().map(|l| format!("{l:.2}")).collect::<Vec<_>>().join(",");
+    let json = format!(r#"{{"load_1min":[{}],"cpu_s":[{}]}}"#, list(seen), list(cpu));
     if std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(dir.join(format!("{implementation}.json")), json))
         .is_err()
@@ -134,7 +147,7 @@ fn backup_restore(c: &mut Criterion) {
     g.sample_size(10);
     g.warm_up_time(Duration::from_millis(1));
     g.measurement_time(Duration::from_secs(30));
-    let mut ferrolm_load = Vec::new();
+    let (mut ferrolm_load, mut ferrolm_cpu) = (Vec::new(), Vec::new());
     g.bench_function("ferrolm", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -168,7 +181,7 @@ fn backup_restore(c: &mut Criterion) {
     });
     let rt = s::runtime();
     let sdk_key = SdkBackupKey::from_bytes(&BACKUP_SECRET);
-    let mut sdk_load = Vec::new();
+    let (mut sdk_load, mut sdk_cpu) = (Vec::new(), Vec::new());
     g.bench_function("matrix-sdk-crypto", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -186,16 +199,19 @@ fn backup_restore(c: &mut Criterion) {
                     .await
                     .expect("a machine");
                     let before = load();
+                    let cpu = cpu_seconds();
                     let start = Instant::now();
                     let imported = sdk_restore(&machine, &sdk_key, &body).await;
                     let elapsed = start.elapsed();
+                    let cpu = cpu_seconds() - cpu;
                     assert_eq!(imported, KEYS);
                     let after = load();
                     eprintln!(
-                        "matrix-sdk-crypto restore: {:.2} s (load {before:.2} before, {after:.2} after)",
+                        "matrix-sdk-crypto restore: {:.2} s, {cpu:.2} CPU s (load {before:.2} before, {after:.2} after)",
                         elapsed.as_secs_f64()
                     );
                     sdk_load.extend([before, after]);
+                    sdk_cpu.push(cpu);
                     drop(machine);
                     store.close().await.expect("closed");
                     elapsed
@@ -206,8 +222,8 @@ fn backup_restore(c: &mut Criterion) {
         })
     });
     g.finish();
-    record_load("ferrolm", &ferrolm_load);
-    record_load("matrix-sdk-crypto", &sdk_load);
+    record_load("ferrolm", &ferrolm_load, &ferrolm_cpu);
+    record_load("matrix-sdk-crypto", &sdk_load, &sdk_cpu);
 }
 
 criterion_group!(benches, backup_restore);

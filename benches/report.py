@@ -70,8 +70,8 @@ def store_table(root):
 
 def backup_table(root):
     """The machine's backup restore against matrix-sdk-crypto's, with the load the bench saw."""
-    print("| operation | ferrolm | matrix-sdk-crypto | matrix-sdk-crypto / ferrolm | load average (1 min) during the runs |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print("| operation | ferrolm | matrix-sdk-crypto | matrix-sdk-crypto / ferrolm | CPU s per restore (median), ferrolm / matrix-sdk-crypto | load average (1 min) during the runs |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for group in sorted(os.listdir(root)):
         if not group.startswith("backup") or group == "backup_load":
             continue
@@ -80,15 +80,19 @@ def backup_table(root):
             continue
         with open(os.path.join(root, group, "ferrolm", "new", "benchmark.json")) as f:
             name = json.load(f)["group_id"]
-        loads = []
+        loads, cpus = [], []
         for impl in MACHINES:
             path = os.path.join(root, "backup_load", f"{impl}.json")
             if os.path.exists(path):
                 with open(path) as f:
-                    seen = json.load(f)["load_1min"]
-                loads.append(f"{impl} {min(seen):.2f}–{max(seen):.2f}")
+                    recorded = json.load(f)
+                seen, cpu = recorded["load_1min"], sorted(recorded.get("cpu_s", []))
+                if seen:
+                    loads.append(f"{impl} {min(seen):.2f}–{max(seen):.2f}")
+                if cpu:
+                    cpus.append(f"{cpu[len(cpu) // 2]:.2f}")
         ours, theirs = medians["ferrolm"], medians["matrix-sdk-crypto"]
-        print(f"| {name} | {fmt(ours)} | {fmt(theirs)} | {theirs / ours:.2f}× | {'; '.join(loads)} |")
+        print(f"| {name} | {fmt(ours)} | {fmt(theirs)} | {theirs / ours:.2f}× | {' / '.join(cpus)} | {'; '.join(loads)} |")
 
 
 def main():

@@ -572,7 +572,12 @@ pub(crate) fn parse_backup(body: &[u8]) -> Result<Vec<BackupEntry<'_>>, BackupEr
 /// Rule: an exported or backed-up room key is Megolm, its session key decodes, and its
 /// session id (and room, when it names one) are the ones it is filed under. `None` on any
 /// failure, without a reason.
-pub(crate) fn check_restored_key(key: &RoomKeyJson<'_>, room_id: &str, session_id: &str) -> Option<DecodedKey> {
+pub(crate) fn check_restored_key(
+    key: &RoomKeyJson<'_>,
+    room_id: &str,
+    session_id: &str,
+    signing_keys: &SigningKeyCache,
+) -> Option<DecodedKey> {
     if key.algorithm != MEGOLM_ALGORITHM
         || key.room_id.as_deref().is_some_and(|r| r != room_id)
         || key.session_id.as_deref().is_some_and(|s| s != session_id)
@@ -586,7 +591,7 @@ pub(crate) fn check_restored_key(key: &RoomKeyJson<'_>, room_id: &str, session_i
     }
     let sender_key = Curve25519PublicKey::from_base64(&key.sender_key).ok()?;
     let claimed_signing_key = match key.sender_claimed_keys.get("ed25519") {
-        Some(k) => Some(Ed25519PublicKey::from_base64(k).ok()?),
+        Some(k) => Some(signing_keys.parse(k)?),
         None => None,
     };
     Some(DecodedKey {
@@ -598,16 +603,40 @@ pub(crate) fn check_restored_key(key: &RoomKeyJson<'_>, room_id: &str, session_i
     })
 }
 
+/// The senders' Ed25519 keys already decoded in one import: a backup holds many keys from few
+/// senders, and decoding an Ed25519 key (a point decompression) costs a tenth of decrypting an
+/// entry. Bounded, so that a hostile file cannot grow it without limit.
+#[derive(Default)]
+pub(crate) struct SigningKeyCache(std::sync::Mutex<std::collections::HashMap<String, Ed25519PublicKey>>);
+
+impl SigningKeyCache {
+    const MAX_ENTRIES: usize = 4_096;
+
+    /// `base64` decoded as an Ed25519 key, or `None`.
+    pub(crate) fn parse(&self, base64: &str) -> Option<Ed25519PublicKey> {
+        if let Some(key) = self.0.lock().ok().and_then(|c| c.get(base64).copied()) {
+            return Some(key);
+        }
+        let key = Ed25519PublicKey::from_base64(base64).ok()?;
+        if let Ok(mut cache) = self.0.lock()
+            && cache.len() < Self::MAX_ENTRIES
+        {
+            cache.insert(base64.to_owned(), key);
+        }
+        Some(key)
+    }
+}
+
 /// Decrypts and checks one entry. Every failure is the same `None`: the entry's JSON, its
 /// base64, the decryption (which does the same work whatever fails, see
 /// [`PkDecryption::decrypt_backup`]), the plaintext's JSON and the key's checks.
-fn decode_entry(key: &PkDecryption, entry: &BackupEntry<'_>) -> Option<DecodedKey> {
+fn decode_entry(key: &PkDecryption, entry: &BackupEntry<'_>, signing_keys: &SigningKeyCache) -> Option<DecodedKey> {
     let json: EntryJson<'_> = serde_json::from_str(entry.data.get()).ok()?;
     let data = json.session_data;
     let message = PkMessage::from_base64(&data.ciphertext, &data.mac, &data.ephemeral).ok()?;
     let plaintext = key.decrypt_backup(&message).ok()?;
     let room_key: RoomKeyJson<'_> = serde_json::from_slice(&plaintext).ok()?;
-    let decoded = check_restored_key(&room_key, &entry.room_id, &entry.session_id);
+    let decoded = check_restored_key(&room_key, &entry.room_id, &entry.session_id, signing_keys);
     if let Cow::Owned(mut s) = room_key.session_key {
         zeroize::Zeroize::zeroize(&mut s);
     }
@@ -619,7 +648,8 @@ fn decode_entry(key: &PkDecryption, entry: &BackupEntry<'_>) -> Option<DecodedKe
 /// another process does fewer blocks instead of holding up the others.
 pub(crate) fn decode_entries(key: &PkDecryption, entries: &[BackupEntry<'_>]) -> Vec<Option<DecodedKey>> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    parallel_map(entries, threads, |entry| decode_entry(key, entry))
+    let signing_keys = SigningKeyCache::default();
+    parallel_map(entries, threads, |entry| decode_entry(key, entry, &signing_keys))
 }
 
 /// `f` over `items` on up to `threads` threads (the calling one included), in order.

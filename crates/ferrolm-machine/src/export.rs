@@ -20,7 +20,7 @@ use ferrolm_store::{InboundGroupSessionRecord, RoomKeySource};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::backup::{DecodedKey, RoomKeyJson, check_restored_key};
+use crate::backup::{DecodedKey, RoomKeyJson, SigningKeyCache, check_restored_key};
 use crate::error::MachineError;
 use crate::own_device::MEGOLM_ALGORITHM;
 
@@ -165,11 +165,12 @@ pub(crate) fn decrypt_file(file: &str, passphrase: &str) -> Result<Vec<Option<De
     let plaintext = key_export::decrypt(file, passphrase)?;
     let entries: Vec<&serde_json::value::RawValue> =
         serde_json::from_slice(&plaintext).map_err(|e| KeyFileError::Malformed(e.to_string()))?;
+    let signing_keys = SigningKeyCache::default();
     Ok(crate::backup::parallel_map(&entries, std::thread::available_parallelism().map_or(1, usize::from), |raw| {
         let key: RoomKeyJson<'_> = serde_json::from_str(raw.get()).ok()?;
         let room_id = key.room_id.as_deref()?.to_owned();
         let session_id = key.session_id.as_deref()?.to_owned();
-        check_restored_key(&key, &room_id, &session_id)
+        check_restored_key(&key, &room_id, &session_id, &signing_keys)
     }))
 }
 

@@ -434,3 +434,50 @@ fn restored_keys_never_replace_better_stored_ones() {
     assert_eq!(upload_all(&mut hs, &mut alice2), 1);
     assert!(alice2.machine.backup().unwrap().is_none());
 }
+
+#[test]
+fn a_large_restore_commits_in_chunks_and_reports_progress_after_each() {
+    use ferrolm::megolm::GroupSession;
+    const KEYS: usize = 10_001;
+    let key = BackupDecryptionKey::from_bytes(&[0x42; 32]);
+    let encryption = ferrolm::pk::PkEncryption::from_key(key.public_key()).unwrap();
+    let sender = ferrolm::olm::Account::new();
+    let mut rooms = serde_json::Map::new();
+    let mut ids = Vec::new();
+    for i in 0..KEYS {
+        let inbound = InboundGroupSession::new(
+            &GroupSession::new(SessionConfig::version_1()).session_key(),
+            SessionConfig::version_1(),
+        );
+        let plaintext = json!({
+            "algorithm": "m.megolm.v1.aes-sha2", "sender_key": sender.curve25519_key().to_base64(),
+            "session_key": inbound.export_at_first_known_index().to_base64().as_str(),
+            "sender_claimed_keys": {"ed25519": sender.ed25519_key().to_base64()},
+        });
+        let (ciphertext, mac, ephemeral) = encryption.encrypt(plaintext.to_string().as_bytes()).to_base64();
+        let room = format!("!room{}:test.server", i % 97);
+        let entry = json!({"first_message_index": 0, "forwarded_count": 0, "is_verified": false,
+                           "session_data": {"ephemeral": ephemeral, "ciphertext": ciphertext, "mac": mac}});
+        let sessions = rooms.entry(room.clone()).or_insert_with(|| json!({"sessions": {}}));
+        sessions["sessions"][inbound.session_id().to_base64()] = entry;
+        ids.push((room, inbound.session_id().to_base64()));
+    }
+    let body = json!({ "rooms": rooms }).to_string();
+    let mut auth_data = serde_json::Map::new();
+    auth_data.insert("public_key".into(), key.public_key().to_base64().into());
+    let info = BackupInfo::from_parts("3".into(), "m.megolm_backup.v1.curve25519-aes-sha2", auth_data).unwrap();
+
+    let mut hs = Homeserver::new();
+    let mut alice = TestDevice::new(&mut hs, ALICE, "ALICE1", 1, 1_000_000).unwrap();
+    let mut seen = Vec::new();
+    let report = alice.machine.restore_backup(&info, &key, body.as_bytes(), |d, t| seen.push((d, t))).unwrap();
+    assert_eq!(report, RoomKeyImportReport { total: KEYS, imported: KEYS, not_better: 0, failed: 0 });
+    assert_eq!(seen, [(10_000, KEYS), (KEYS, KEYS)]);
+    let counts = alice.machine.room_key_counts().unwrap();
+    assert_eq!((counts.total, counts.backed_up), (KEYS as u64, KEYS as u64));
+    for (room, session) in ids.iter().step_by(997) {
+        let record = alice.machine.store().inbound_group_session(&room.as_str().into(), session).unwrap().unwrap();
+        assert_eq!((record.source, record.sender_key), (RoomKeySource::Backup, sender.curve25519_key()));
+    }
+    assert_eq!(alice.machine.backup_version(), Some("3"));
+}
