@@ -163,17 +163,20 @@ fn backup_restore(c: &mut Criterion) {
                     OlmMachine::open(s::USER_ID.try_into().unwrap(), s::DEVICE_ID.into(), store, Env::system())
                         .expect("a machine");
                 let before = load();
+                let cpu = cpu_seconds();
                 let start = Instant::now();
                 let report = machine.restore_backup(&info, &key, &body, |_, _| {}).expect("restored");
                 let elapsed = start.elapsed();
+                let cpu = cpu_seconds() - cpu;
                 total += elapsed;
                 assert_eq!(report.imported, KEYS);
                 let after = load();
                 eprintln!(
-                    "ferrolm restore: {:.2} s (load {before:.2} before, {after:.2} after)",
+                    "ferrolm restore: {:.2} s, {cpu:.2} CPU s (load {before:.2} before, {after:.2} after)",
                     elapsed.as_secs_f64()
                 );
                 ferrolm_load.extend([before, after]);
+                ferrolm_cpu.push(cpu);
                 drop(machine);
             }
             total

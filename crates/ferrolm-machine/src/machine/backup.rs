@@ -220,9 +220,8 @@ impl<B: Backend> OlmMachine<B> {
                 self.activate(step, response.version, key.public_key())?;
             }
             (BackupPurpose::Upload { version, keys }, IncomingResponse::KeysBackup(_)) => {
-                if step.state.backup.upload_in_flight.is_some() {
-                    step.state.backup.upload_in_flight = None;
-                }
+                // One upload at a time: this was the one in flight.
+                step.state.backup.upload_in_flight = None;
                 for (room_id, session_id, first_index) in keys {
                     let Some(stored) = self.store.inbound_group_session(&room_id, &session_id)? else { continue };
                     if backup::upload_acknowledged(&stored, &version, first_index, step.state.backup.active.as_ref()) {
@@ -247,12 +246,14 @@ impl<B: Backend> OlmMachine<B> {
         let mut cursor = None;
         loop {
             let (page, next) = self.store.inbound_group_sessions_page(cursor.as_ref(), IMPORT_COMMIT_SIZE)?;
-            let mut changes = Changes::default();
-            changes.inbound_group_sessions = page
-                .into_iter()
-                .filter(|r| r.backed_up)
-                .map(|r| InboundGroupSessionRecord { backed_up: false, ..r })
-                .collect();
+            let changes = Changes {
+                inbound_group_sessions: page
+                    .into_iter()
+                    .filter(|r| r.backed_up)
+                    .map(|r| InboundGroupSessionRecord { backed_up: false, ..r })
+                    .collect(),
+                ..Changes::default()
+            };
             if !changes.is_empty() {
                 self.store.save_changes(&changes)?;
             }
