@@ -136,15 +136,23 @@
 //! - [`room_events`]: [`OlmMachine::decrypt_room_event`] and its typed unable-to-decrypt
 //!   reasons ([`UnableToDecrypt`]).
 //! - [`signing`]: signed JSON over canonical JSON (ruma's canonical form).
+//! - [`backup`]: server-side key backups: the signed `auth_data` of a new version
+//!   ([`OlmMachine::create_backup_version`]), a version written to only when trusted
+//!   ([`OlmMachine::enable_backup`]), uploads marked only once acknowledged
+//!   ([`OlmMachine::backup`]), restores decrypted on every core with progress and one
+//!   reasonless failure count ([`OlmMachine::restore_backup`]).
+//! - [`export`]: key export files ([`OlmMachine::export_room_keys`],
+//!   [`OlmMachine::import_room_keys`]) and the merge rule of every import (the lower first
+//!   index wins; a better stored key is never replaced).
 //!
 //! Every bad item from the network is data in the step's outcome ([`ToDeviceError`],
 //! [`DeviceEvent`], [`FailedClaim`]), never a panic and never a log line; [`MachineError`] is
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
-//! Not here yet: cross-signing and trust (and with it
-//! the identity-based sharing strategy), verification, backups, secrets, and the fuzz targets
-//! for the untrusted inputs (to-device events, keys query and claim responses, sync changes,
-//! room events).
+//! Not here yet: cross-signing and trust (and with it the identity-based sharing strategy),
+//! verification, secrets (secret storage, gossip), dehydrated devices, and the fuzz targets for
+//! the untrusted inputs (to-device events, keys query and claim responses, sync changes, room
+//! events, downloaded backups).
 #![forbid(unsafe_code)]
 
 mod adapt;
