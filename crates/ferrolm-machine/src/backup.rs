@@ -878,6 +878,30 @@ mod tests {
         assert!(matches!(parse_backup(b"{\"rooms\": 3}"), Err(BackupError::MalformedBackup(_))));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Untrusted input: a downloaded body never panics, whatever its bytes; each entry
+        /// that parses decodes to a key or to the one failure.
+        #[test]
+        fn downloaded_backups_of_any_shape_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            field in "[a-zA-Z0-9+/=]{0,80}",
+        ) {
+            let _ = parse_backup(&bytes);
+            let key = BackupDecryptionKey::from_bytes(&[9; 32]);
+            let body = serde_json::json!({"rooms": {"!r:x": {"sessions": {
+                "s": {"session_data": {"ephemeral": field, "ciphertext": field, "mac": field}},
+                "t": {"session_data": field},
+                "u": field,
+            }}}}).to_string();
+            let entries = parse_backup(body.as_bytes()).unwrap();
+            let decoded = decode_entries(key.pk(), &entries);
+            proptest::prop_assert_eq!(decoded.len(), 3);
+            proptest::prop_assert!(decoded.iter().all(Option::is_none));
+        }
+    }
+
     #[test]
     fn parallel_map_keeps_the_order() {
         let items: Vec<usize> = (0..5_000).collect();
