@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark (ferrolm, vodozemac and libolm in the same run; the key store against
-# matrix-sdk-sqlite) and the callgrind instruction counts, and rewrites the results in
-# benches/README.md between the markers.
-# Usage: benches/run.sh            (takes about 35 minutes, 10 of them the backup restore group; run it on an idle machine)
+# matrix-sdk-sqlite; the machine's backup restore against matrix-sdk-crypto's) and the callgrind
+# instruction counts, and rewrites the results in benches/README.md between the markers.
+# Usage: benches/run.sh            (about 35 minutes, 10 of them the backup restore; run it on an idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FERROLM_CACHE:-$HOME/.cache/ferrolm}/target}"
