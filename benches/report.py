@@ -6,7 +6,9 @@ name starts with one of the given prefixes, and prints one row per operation: th
 each implementation and the ratios of vodozemac's and libolm's medians to ferrolm's
 (above 1: ferrolm is faster). The prefix `store` prints its own table, ferrolm-store against
 matrix-sdk-sqlite, with the file sizes the store bench records in
-<target>/criterion/store_file_size/<implementation>.json.
+<target>/criterion/store_file_size/<implementation>.json. The prefix `backup` prints the
+machine's backup restore against matrix-sdk-crypto's, with the load averages the bench recorded
+in <target>/criterion/backup_load/<implementation>.json.
 Usage: report.py TARGET_DIR [PREFIX ...]
 """
 import json
@@ -15,6 +17,7 @@ import sys
 
 IMPLEMENTATIONS = ["ferrolm", "vodozemac", "libolm"]
 STORES = ["ferrolm", "matrix-sdk-sqlite"]
+MACHINES = ["ferrolm", "matrix-sdk-crypto"]
 
 
 def median_ns(path):
@@ -65,6 +68,33 @@ def store_table(root):
               f"{theirs / 1e6:.1f} MB | {theirs / ours:.2f}× |")
 
 
+def backup_table(root):
+    """The machine's backup restore against matrix-sdk-crypto's, with the load the bench saw."""
+    print("| operation | ferrolm | matrix-sdk-crypto | matrix-sdk-crypto / ferrolm | CPU s per restore (median), ferrolm / matrix-sdk-crypto | load average (1 min) during the runs |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for group in sorted(os.listdir(root)):
+        if not group.startswith("backup") or group == "backup_load":
+            continue
+        medians = group_medians(root, group, MACHINES)
+        if len(medians) != len(MACHINES):
+            continue
+        with open(os.path.join(root, group, "ferrolm", "new", "benchmark.json")) as f:
+            name = json.load(f)["group_id"]
+        loads, cpus = [], []
+        for impl in MACHINES:
+            path = os.path.join(root, "backup_load", f"{impl}.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    recorded = json.load(f)
+                seen, cpu = recorded["load_1min"], sorted(recorded.get("cpu_s", []))
+                if seen:
+                    loads.append(f"{impl} {min(seen):.2f}–{max(seen):.2f}")
+                if cpu:
+                    cpus.append(f"{cpu[len(cpu) // 2]:.2f}")
+        ours, theirs = medians["ferrolm"], medians["matrix-sdk-crypto"]
+        print(f"| {name} | {fmt(ours)} | {fmt(theirs)} | {theirs / ours:.2f}× | {' / '.join(cpus)} | {'; '.join(loads)} |")
+
+
 def main():
     target = sys.argv[1]
     prefixes = sys.argv[2:] or [""]
@@ -75,9 +105,15 @@ def main():
         if not prefixes:
             return
         print()
+    if "backup" in prefixes:
+        backup_table(root)
+        prefixes = [p for p in prefixes if p != "backup"]
+        if not prefixes:
+            return
+        print()
     rows = []
     for group in sorted(os.listdir(root)):
-        if group == "report" or group.startswith("store") or not any(group.startswith(p) for p in prefixes):
+        if group == "report" or group.startswith(("store", "backup")) or not any(group.startswith(p) for p in prefixes):
             continue
         medians = {}
         for impl in IMPLEMENTATIONS:

@@ -150,6 +150,14 @@
 //! - [`verification`]: key verification requests, SAS and QR codes as typed state machines
 //!   ([`OlmMachine::request_verification`]; a complete SAS between two machines is in the
 //!   module's documentation).
+//! - [`backup`]: server-side key backups: the signed `auth_data` of a new version
+//!   ([`OlmMachine::create_backup_version`]), a version written to only when trusted
+//!   ([`OlmMachine::enable_backup`]), uploads marked only once acknowledged
+//!   ([`OlmMachine::backup`]), restores decrypted on every core with progress and one
+//!   reasonless failure count ([`OlmMachine::restore_backup`]).
+//! - [`export`]: key export files ([`OlmMachine::export_room_keys`],
+//!   [`OlmMachine::import_room_keys`]) and the merge rule of every import (the lower first
+//!   index wins; a better stored key is never replaced).
 //!
 //! Every bad item from the network is data in the step's outcome ([`ToDeviceError`],
 //! [`DeviceEvent`], [`FailedClaim`]), never a panic and never a log line; [`MachineError`] is
@@ -157,16 +165,18 @@
 //!
 //! Every untrusted input (to-device events, sync responses, keys query and claim responses,
 //! room events, verification events) has a fuzz target (`fuzz/README.md`: the `machine_*`
-//! targets and `verification_event`).
+//! targets and `verification_event`); downloaded backups have a property test.
 //!
-//! Not here yet: backups, secrets.
+//! Not here yet: secrets (secret storage, gossip), dehydrated devices.
 #![forbid(unsafe_code)]
 
 mod adapt;
+pub mod backup;
 pub mod cross_signing;
 pub mod devices;
 mod env;
 mod error;
+pub mod export;
 pub mod identities;
 pub mod key_requests;
 mod machine;
@@ -180,17 +190,19 @@ pub mod signing;
 mod sync;
 pub mod verification;
 
+pub use backup::{BackupDecryptionKey, BackupError, BackupInfo, BackupTrust, BackupTrustSource};
 pub use cross_signing::{CrossSigningImportError, CrossSigningKeyExport, CrossSigningKeyRejection, KeyUsage};
 pub use devices::{Device, DeviceEvent, DeviceRejection};
 pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;
+pub use export::{KeyFileError, RoomKeyImportReport};
 /// The user's trust in a device (as the store keeps it).
 pub use ferrolm_store::LocalTrust;
 pub use identities::{DeviceTrust, IdentityEvent, IdentityState, UserIdentity};
 pub use key_requests::{ForwardedKeyRejection, KeyRequestOutcome, KeyRequestRefusal};
 pub use machine::{
-    CrossSigningBootstrap, CrossSigningStatus, OlmMachine, OwnSigner, RoomKeyShare, RoomVerificationMessage,
-    ToDeviceEncryption, VerificationStep,
+    CrossSigningBootstrap, CrossSigningStatus, NewBackupVersion, OlmMachine, OwnSigner, RoomKeyShare,
+    RoomVerificationMessage, ToDeviceEncryption, VerificationStep,
 };
 pub use olm_channel::{
     ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,

@@ -26,11 +26,13 @@ use crate::own_device::{self, OwnDevice, UploadContents};
 use crate::requests::{IncomingResponse, OutgoingRequest, Request};
 use crate::sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
+mod backup;
 mod cross_signing;
 mod key_sharing;
 mod rooms;
 mod verification;
 
+pub use backup::NewBackupVersion;
 pub use cross_signing::{CrossSigningBootstrap, CrossSigningStatus, OwnSigner};
 pub use rooms::RoomKeyShare;
 pub use verification::{RoomVerificationMessage, VerificationStep};
@@ -80,6 +82,8 @@ struct State {
     tracker: DeviceTracker,
     channel: OlmChannel,
     pending: Vec<Pending>,
+    /// The server-side backup keys are uploaded to.
+    backup: crate::backup::BackupState,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +105,7 @@ enum Purpose {
     /// The cross-signing keys uploaded: the own identity once the upload succeeded.
     SigningKeysUpload(Box<ferrolm_store::IdentityRecord>),
     SignatureUpload,
+    Backup(crate::backup::BackupPurpose),
 }
 
 /// One step's working copy of the state, and the change set it builds.
@@ -188,7 +193,8 @@ impl<B: Backend> OlmMachine<B> {
         for saved in store.outgoing_to_device()? {
             pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
         }
-        let state = State { own, tracker, channel: OlmChannel::default(), pending };
+        let backup = crate::backup::BackupState::load(&store)?;
+        let state = State { own, tracker, channel: OlmChannel::default(), pending, backup };
         Ok(Self {
             user_id,
             device_id,
@@ -472,6 +478,7 @@ impl<B: Backend> OlmMachine<B> {
             (Purpose::SignatureUpload, IncomingResponse::SignatureUpload(response)) => {
                 outcome.signature_failures = cross_signing::signature_failures(&response);
             }
+            (Purpose::Backup(purpose), response) => self.backup_response(&mut step, purpose, response)?,
             _ => return Err(MachineError::Internal("request purpose and kind disagree".into())),
         }
         self.commit(step)?;

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use ruma::api::client::backup::{add_backup_keys, create_backup_version};
 use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
@@ -30,13 +31,17 @@ pub enum RequestKind {
     SigningKeysUpload,
     /// `GET /_matrix/client/v3/keys/changes`
     KeysChanges,
+    /// `PUT /_matrix/client/v3/room_keys/keys?version=…` (room keys into the server-side backup)
+    KeysBackup,
+    /// `POST /_matrix/client/v3/room_keys/version` (a new server-side backup version)
+    BackupVersionCreate,
 }
 
 impl RequestKind {
     /// The HTTP method.
     pub fn method(self) -> &'static str {
         match self {
-            Self::ToDevice => "PUT",
+            Self::ToDevice | Self::KeysBackup => "PUT",
             Self::KeysChanges => "GET",
             _ => "POST",
         }
@@ -60,6 +65,10 @@ pub enum Request {
     SigningKeysUpload(upload_signing_keys::v3::Request),
     /// The users whose devices changed between two sync tokens.
     KeysChanges(get_key_changes::v3::Request),
+    /// Upload encrypted room keys to the server-side backup.
+    KeysBackup(add_backup_keys::v3::Request),
+    /// Create a new server-side backup version (its signed `auth_data`).
+    BackupVersionCreate(create_backup_version::v3::Request),
 }
 
 /// A request the client must send for the machine, with the id it reports the response under
@@ -97,6 +106,8 @@ impl OutgoingRequest {
             Request::SignatureUpload(_) => RequestKind::SignatureUpload,
             Request::SigningKeysUpload(_) => RequestKind::SigningKeysUpload,
             Request::KeysChanges(_) => RequestKind::KeysChanges,
+            Request::KeysBackup(_) => RequestKind::KeysBackup,
+            Request::BackupVersionCreate(_) => RequestKind::BackupVersionCreate,
         }
     }
 
@@ -140,6 +151,8 @@ impl OutgoingRequest {
             Request::SignatureUpload(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::SigningKeysUpload(r) => r.clone().try_into_http_request(base_url, token, path),
             Request::KeysChanges(r) => r.clone().try_into_http_request(base_url, token, path),
+            Request::KeysBackup(r) => r.clone().try_into_http_request(base_url, token, path),
+            Request::BackupVersionCreate(r) => r.clone().try_into_http_request(base_url, token, path),
         };
         result.map_err(|e| RequestSerializationError(e.to_string()))
     }
@@ -174,6 +187,10 @@ pub enum IncomingResponse {
     SigningKeysUpload(upload_signing_keys::v3::Response),
     /// The users whose devices changed, and those no longer sharing a room.
     KeysChanges(get_key_changes::v3::Response),
+    /// The backup's new etag and key count.
+    KeysBackup(add_backup_keys::v3::Response),
+    /// The new backup version.
+    BackupVersionCreate(create_backup_version::v3::Response),
 }
 
 /// Why a response body could not be read.
@@ -197,6 +214,8 @@ impl IncomingResponse {
             Self::SignatureUpload(_) => RequestKind::SignatureUpload,
             Self::SigningKeysUpload(_) => RequestKind::SigningKeysUpload,
             Self::KeysChanges(_) => RequestKind::KeysChanges,
+            Self::KeysBackup(_) => RequestKind::KeysBackup,
+            Self::BackupVersionCreate(_) => RequestKind::BackupVersionCreate,
         }
     }
 
@@ -225,6 +244,12 @@ impl IncomingResponse {
             ),
             RequestKind::KeysChanges => Self::KeysChanges(
                 get_key_changes::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
+            ),
+            RequestKind::KeysBackup => Self::KeysBackup(
+                add_backup_keys::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
+            ),
+            RequestKind::BackupVersionCreate => Self::BackupVersionCreate(
+                create_backup_version::v3::Response::try_from_http_response(response).map_err(|e| error(&e))?,
             ),
         })
     }

@@ -30,6 +30,10 @@
 //! - `/keys/changes`: the users sharing a room now whose devices changed between two sync
 //!   tokens (`left` is always empty here).
 //! - Rooms with membership (create, join, leave) and room events.
+//! - Server-side key backups (`/room_keys/version`, `/room_keys/keys`): versions per user,
+//!   numbered from 1, only the newest one writable (`403 M_WRONG_ROOM_KEYS_VERSION`
+//!   otherwise); an uploaded key replaces the stored one of its session only when its
+//!   `first_message_index` is lower. Nothing is checked (the server cannot read the keys).
 //!
 //! Misbehaviour hooks: [`Homeserver::serve_device_keys`] serves forged or changed device
 //! keys, [`Homeserver::serve_cross_signing_key`] forged cross-signing keys, [`Homeserver::serve_one_time_key`] forged claimed keys, [`Homeserver::to_device_queue`]
@@ -46,6 +50,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ferrolm_machine::cross_signing::{KeyUsage, key_id, validate_master_key, validate_subkey};
 use ferrolm_machine::signing::verify_json;
+use ruma::api::client::backup::{
+    RoomKeyBackup, add_backup_keys, create_backup_version, get_backup_keys, get_latest_backup_info,
+};
 use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures};
 use ruma::api::client::sync::sync_events;
 use ruma::api::client::to_device::send_event_to_device;
@@ -117,6 +124,21 @@ struct DeviceState {
     seen_transactions: BTreeSet<String>,
 }
 
+/// One user's server-side key backups.
+#[derive(Debug, Default)]
+struct Backups {
+    /// By version number: the `{algorithm, auth_data}` object and the keys, by room and
+    /// session id.
+    versions: BTreeMap<u64, BackupVersion>,
+    etag: u64,
+}
+
+#[derive(Debug, Default)]
+struct BackupVersion {
+    algorithm: Value,
+    keys: BTreeMap<OwnedRoomId, BTreeMap<String, Value>>,
+}
+
 #[derive(Debug, Default)]
 struct Room {
     members: BTreeSet<OwnedUserId>,
@@ -156,6 +178,7 @@ pub struct Homeserver {
     uia_sessions: BTreeSet<String>,
     last_uia_session: Option<String>,
     always_require_auth: bool,
+    backups: BTreeMap<OwnedUserId, Backups>,
 }
 
 fn parse_token(token: Option<&str>) -> Option<u64> {
@@ -780,6 +803,96 @@ impl Homeserver {
     }
 
     // -----------------------------------------------------------------------------------
+    // Server-side key backups.
+
+    /// `POST /room_keys/version`: a new backup version for `user` (also what a malicious
+    /// server does to slip in a version of its own: `algorithm` is stored unchecked).
+    pub fn create_backup_version(&mut self, user: &UserId, algorithm: Value) -> String {
+        let backups = self.backups.entry(user.to_owned()).or_default();
+        let version = backups.versions.keys().next_back().map_or(1, |v| v + 1);
+        backups.versions.insert(version, BackupVersion { algorithm, keys: BTreeMap::new() });
+        backups.etag += 1;
+        version.to_string()
+    }
+
+    fn latest_backup(&self, user: &UserId) -> Option<(u64, &BackupVersion)> {
+        self.backups.get(user).and_then(|b| b.versions.iter().next_back()).map(|(v, b)| (*v, b))
+    }
+
+    /// `GET /room_keys/version`: the newest backup version of `user`, as JSON
+    /// (`{algorithm, auth_data, count, etag, version}`).
+    pub fn latest_backup_version(&self, user: &UserId) -> Result<Value, HsError> {
+        let (version, backup) =
+            self.latest_backup(user).ok_or_else(|| HsError::new(404, "M_NOT_FOUND", "no backup"))?;
+        let count: usize = backup.keys.values().map(BTreeMap::len).sum();
+        let etag = self.backups.get(user).map_or(0, |b| b.etag);
+        let mut body = backup.algorithm.clone();
+        if let Value::Object(map) = &mut body {
+            map.insert("count".into(), json!(count));
+            map.insert("etag".into(), json!(etag.to_string()));
+            map.insert("version".into(), json!(version.to_string()));
+        }
+        Ok(body)
+    }
+
+    /// `PUT /room_keys/keys?version=`: only into the newest version; a key replaces the stored
+    /// one of its session only when it starts earlier.
+    pub fn add_backup_keys(
+        &mut self,
+        user: &UserId,
+        version: &str,
+        rooms: BTreeMap<OwnedRoomId, RoomKeyBackup>,
+    ) -> Result<(String, usize), HsError> {
+        let latest = self.latest_backup(user).map(|(v, _)| v);
+        if latest.is_none() || latest.map(|v| v.to_string()).as_deref() != Some(version) {
+            return Err(HsError::new(
+                403,
+                "M_WRONG_ROOM_KEYS_VERSION",
+                format!("version {version} is not the current one"),
+            ));
+        }
+        let backups = self.backups.entry(user.to_owned()).or_default();
+        let latest = latest.unwrap_or_default();
+        let backup = backups.versions.entry(latest).or_default();
+        let index = |v: &Value| v.get("first_message_index").and_then(Value::as_u64).unwrap_or(u64::MAX);
+        for (room, sessions) in rooms {
+            let stored = backup.keys.entry(room).or_default();
+            for (session_id, data) in sessions.sessions {
+                let data: Value = serde_json::from_str(data.json().get()).map_err(HsError::bad_json)?;
+                if stored.get(&session_id).is_none_or(|old| index(&data) < index(old)) {
+                    stored.insert(session_id, data);
+                }
+            }
+        }
+        backups.etag += 1;
+        let count = backup.keys.values().map(BTreeMap::len).sum();
+        Ok((backups.etag.to_string(), count))
+    }
+
+    /// `GET /room_keys/keys?version=`: every key of a version, as JSON (`{"rooms": …}`).
+    pub fn backup_keys(&self, user: &UserId, version: &str) -> Result<Value, HsError> {
+        let backup = self
+            .backups
+            .get(user)
+            .and_then(|b| b.versions.iter().find(|(v, _)| v.to_string() == version))
+            .map(|(_, b)| b)
+            .ok_or_else(|| HsError::new(404, "M_NOT_FOUND", "no such backup version"))?;
+        let rooms: serde_json::Map<String, Value> =
+            backup.keys.iter().map(|(room, sessions)| (room.to_string(), json!({ "sessions": sessions }))).collect();
+        Ok(json!({ "rooms": rooms }))
+    }
+
+    /// The stored keys of `user`'s backup `version`, to tamper with (a malicious server).
+    pub fn backup_keys_mut(
+        &mut self,
+        user: &UserId,
+        version: &str,
+    ) -> Option<&mut BTreeMap<OwnedRoomId, BTreeMap<String, Value>>> {
+        let backups = self.backups.get_mut(user)?;
+        backups.versions.iter_mut().find(|(v, _)| v.to_string() == version).map(|(_, b)| &mut b.keys)
+    }
+
+    // -----------------------------------------------------------------------------------
     // The wire.
 
     /// Handles one HTTP request from `user`'s `device` (the access token is not checked: the
@@ -856,6 +969,31 @@ impl Homeserver {
                 let response = self.send_to_device(user, device, r)?;
                 to_http(response)
             }
+            ["room_keys", "version"] if request.method() == http::Method::POST => {
+                let r = create_backup_version::v3::Request::try_from_http_request(request, &none)
+                    .map_err(HsError::bad_json)?;
+                let algorithm: Value = serde_json::from_str(r.algorithm.json().get()).map_err(HsError::bad_json)?;
+                let version = self.create_backup_version(user, algorithm);
+                to_http(create_backup_version::v3::Response::new(version))
+            }
+            ["room_keys", "version"] => {
+                get_latest_backup_info::v3::Request::try_from_http_request(request, &none)
+                    .map_err(HsError::bad_json)?;
+                let body = self.latest_backup_version(user)?;
+                json_response(&body)
+            }
+            ["room_keys", "keys"] if request.method() == http::Method::PUT => {
+                let r =
+                    add_backup_keys::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
+                let (etag, count) = self.add_backup_keys(user, &r.version, r.rooms)?;
+                to_http(add_backup_keys::v3::Response::new(etag, uint(count)))
+            }
+            ["room_keys", "keys"] => {
+                let r =
+                    get_backup_keys::v3::Request::try_from_http_request(request, &none).map_err(HsError::bad_json)?;
+                let body = self.backup_keys(user, &r.version)?;
+                json_response(&body)
+            }
             _ => Err(HsError::new(404, "M_UNRECOGNIZED", format!("unknown endpoint {path}"))),
         }
     }
@@ -870,6 +1008,14 @@ impl Homeserver {
         let response = self.sync(user, device, since)?;
         Ok(to_http(response)?.into_body())
     }
+}
+
+fn json_response(body: &Value) -> Result<http::Response<Vec<u8>>, HsError> {
+    http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .map_err(|e| HsError::new(500, "M_UNKNOWN", e.to_string()))
 }
 
 fn to_http(response: impl OutgoingResponse) -> Result<http::Response<Vec<u8>>, HsError> {
