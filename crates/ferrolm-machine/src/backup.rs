@@ -259,7 +259,7 @@ pub(crate) struct OwnKeys<'a> {
     pub user_id: &'a str,
     pub device_id: &'a str,
     pub ed25519: Ed25519PublicKey,
-    /// The own master key, if it is trusted (`trusted_own_master_key`).
+    /// The own master key, if the own identity is trusted (cross-signing's `Trust::own_trusted`).
     pub master_key: Option<Ed25519PublicKey>,
     /// The own other devices, as stored.
     pub devices: &'a [Device],
@@ -307,33 +307,8 @@ pub(crate) fn check_key_matches(info: &BackupInfo, key: &BackupDecryptionKey) ->
     if key.public_key() == info.public_key { Ok(()) } else { Err(BackupError::WrongKey) }
 }
 
-/// **Cross-signing hook** (to be provided by the cross-signing module): the own master key
-/// whose signatures make a backup trusted, if the own identity is trusted. Until then: the own
-/// identity's master key when the stored identity is marked verified, or when we hold the
-/// master private key and it matches.
-pub(crate) fn trusted_own_master_key<B: Backend>(
-    store: &Store<B>,
-    user_id: &str,
-) -> Result<Option<Ed25519PublicKey>, MachineError> {
-    let held = store
-        .private_cross_signing_keys()?
-        .and_then(|k| k.master)
-        .map(|seed| ferrolm::pk::PkSigning::from_seed(seed.as_bytes()).public_key());
-    let Some(identity) = store.identity(&ferrolm_store::UserId::new(user_id))? else { return Ok(held) };
-    let published = serde_json::from_slice::<Value>(&identity.master_key).ok().and_then(|v| {
-        let keys = v.get("keys")?.as_object()?;
-        let (_, key) = keys.iter().find(|(id, _)| id.starts_with("ed25519:"))?;
-        Ed25519PublicKey::from_base64(key.as_str()?).ok()
-    });
-    Ok(match published {
-        Some(key) if identity.verified || held == Some(key) => Some(key),
-        _ => None,
-    })
-}
-
-/// **Cross-signing hook** (to be provided by the cross-signing module): signs `auth_data` with
-/// the own master key when we hold its private key. Until then: with the stored private master
-/// key, under the key id `ed25519:<public key>`. Returns whether it signed.
+/// Signs `auth_data` with the own master key when we hold its private key (the stored private
+/// cross-signing keys), under the key id `ed25519:<public key>`. Returns whether it signed.
 pub(crate) fn sign_with_own_master_key<B: Backend>(
     store: &Store<B>,
     user_id: &str,

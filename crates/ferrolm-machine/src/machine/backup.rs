@@ -87,8 +87,15 @@ impl<B: Backend> OlmMachine<B> {
     }
 
     fn backup_trust(&self, info: &BackupInfo, key: Option<&BackupDecryptionKey>) -> Result<BackupTrust, MachineError> {
-        let devices: Vec<Device> =
+        // The rule takes the own devices with their trust: verified by the user, or through the
+        // own cross-signing chain (`is_device_verified`).
+        let mut devices: Vec<Device> =
             self.store.devices(&user_to_store(&self.user_id))?.iter().filter_map(Device::from_record).collect();
+        for device in &mut devices {
+            if !device.deleted && self.is_device_verified(&device.user_id, &device.device_id)? {
+                device.local_trust = ferrolm_store::LocalTrust::Verified;
+            }
+        }
         let mut held_keys: Vec<_> = key.map(BackupDecryptionKey::public_key).into_iter().collect();
         if let Some(stored) = self.store.backup()?.and_then(|b| b.decryption_key) {
             held_keys.push(stored.public_key());
@@ -97,7 +104,9 @@ impl<B: Backend> OlmMachine<B> {
             user_id: self.user_id.as_str(),
             device_id: self.device_id.as_str(),
             ed25519: self.identity_keys().ed25519,
-            master_key: backup::trusted_own_master_key(&self.store, self.user_id.as_str())?,
+            master_key: crate::identities::Trust::load(&self.store, &self.user_id)?
+                .own_trusted()
+                .map(|(master, _)| master),
             devices: &devices,
             held_keys: &held_keys,
         };
