@@ -20,13 +20,17 @@
 //!   key counts and unused fallback key types for the syncing device; joined rooms' timelines.
 //! - `/keys/changes`: the users sharing a room now whose devices changed between two sync
 //!   tokens (`left` is always empty here).
+//! - `PUT`/`GET /user/{userId}/account_data/{type}`: global account data, the user's own only
+//!   (`403` otherwise), `404 M_NOT_FOUND` when absent; [`Homeserver::global_account_data`] is what
+//!   a client would have collected from its syncs (sync responses do not carry it here).
 //! - Rooms with membership (create, join, leave) and room events.
 //!
 //! Misbehaviour hooks: [`Homeserver::serve_device_keys`] serves forged or changed device
 //! keys, [`Homeserver::serve_one_time_key`] forged claimed keys, [`Homeserver::to_device_queue`]
 //! gives the queue of a device to drop, duplicate or reorder messages,
 //! [`Homeserver::forge_to_device`] injects events, [`Homeserver::set_unreachable`] makes a
-//! server fail in queries and claims.
+//! server fail in queries and claims, [`Homeserver::set_global_account_data`] forges account
+//! data.
 //!
 //! Each endpoint exists typed (ruma's request and response types) and on the wire
 //! ([`Homeserver::handle`]: an `http::Request` with the JSON body in, an `http::Response`
@@ -129,6 +133,8 @@ pub struct Homeserver {
     key_overrides: BTreeMap<(OwnedUserId, OwnedDeviceId), Value>,
     claim_overrides: BTreeMap<(OwnedUserId, OwnedDeviceId), (String, Value)>,
     unreachable: BTreeSet<String>,
+    /// Global account data by user, then event type.
+    account_data: BTreeMap<OwnedUserId, BTreeMap<String, Value>>,
 }
 
 fn parse_token(token: Option<&str>) -> Option<u64> {
@@ -635,8 +641,37 @@ impl Homeserver {
                 let response = self.send_to_device(user, device, r)?;
                 to_http(response)
             }
+            ["user", owner, "account_data", event_type] => {
+                if *owner != user.as_str() {
+                    return Err(HsError::new(403, "M_FORBIDDEN", "cannot access another user's account data"));
+                }
+                if request.method() == http::Method::PUT {
+                    let content: Value = serde_json::from_slice(request.body()).map_err(HsError::bad_json)?;
+                    if !content.is_object() {
+                        return Err(HsError::new(400, "M_BAD_JSON", "account data content must be an object"));
+                    }
+                    self.set_global_account_data(user, event_type, content);
+                    json_response(&serde_json::json!({}))
+                } else {
+                    match self.account_data.get(user).and_then(|d| d.get(*event_type)) {
+                        Some(content) => json_response(content),
+                        None => Err(HsError::new(404, "M_NOT_FOUND", "no account data of this type")),
+                    }
+                }
+            }
             _ => Err(HsError::new(404, "M_UNRECOGNIZED", format!("unknown endpoint {path}"))),
         }
+    }
+
+    /// Sets (or, as a misbehaving server, forges) one of `user`'s global account data events.
+    pub fn set_global_account_data(&mut self, user: &UserId, event_type: &str, content: Value) {
+        self.account_data.entry(user.to_owned()).or_default().insert(event_type.to_owned(), content);
+    }
+
+    /// `user`'s global account data: event type → content (what a client keeps from the
+    /// `account_data` of its syncs).
+    pub fn global_account_data(&self, user: &UserId) -> BTreeMap<String, Value> {
+        self.account_data.get(user).cloned().unwrap_or_default()
     }
 
     /// `GET /sync` on the wire: the JSON body a real homeserver returns.
@@ -649,6 +684,15 @@ impl Homeserver {
         let response = self.sync(user, device, since)?;
         Ok(to_http(response)?.into_body())
     }
+}
+
+fn json_response(body: &Value) -> Result<http::Response<Vec<u8>>, HsError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| HsError::new(500, "M_UNKNOWN", e.to_string()))?;
+    http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .map_err(|e| HsError::new(500, "M_UNKNOWN", e.to_string()))
 }
 
 fn to_http(response: impl OutgoingResponse) -> Result<http::Response<Vec<u8>>, HsError> {
