@@ -151,6 +151,7 @@ mod adapt;
 pub mod devices;
 mod env;
 mod error;
+pub mod gossip;
 pub mod key_requests;
 mod machine;
 pub mod olm_channel;
@@ -159,6 +160,7 @@ mod requests;
 pub mod room_events;
 pub mod room_keys_in;
 pub mod room_keys_out;
+pub mod secret_storage;
 pub mod signing;
 mod sync;
 
@@ -167,8 +169,12 @@ pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;
 /// The user's trust in a device (as the store keeps it).
 pub use ferrolm_store::LocalTrust;
+pub use gossip::{SecretOutcome, SecretRefusal, SecretRequest, SecretRequestOutcome, SecretRequestRefusal};
 pub use key_requests::{ForwardedKeyRejection, KeyRequestOutcome, KeyRequestRefusal};
-pub use machine::{OlmMachine, RoomKeyShare, ToDeviceEncryption};
+pub use machine::{
+    NewSecretStorageKey, OlmMachine, RoomKeyShare, SecretImport, SecretImportFailure, SecretStorageSetup,
+    ToDeviceEncryption,
+};
 pub use olm_channel::{
     ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,
     ToDeviceError,
@@ -179,6 +185,7 @@ pub use requests::{
 pub use room_events::{DecryptedRoomEvent, EncryptionInfo, TrustRequirement, UnableToDecrypt, VerificationState};
 pub use room_keys_in::{RoomKeyInfo, RoomKeyOutcome, RoomKeyRejection, WithheldInfo};
 pub use room_keys_out::{EncryptionSettings, SharingStrategy};
+pub use secret_storage::{AccountData, AccountDataUpdate, KeyInput, OpenedSecretStorage, SecretStorageFailure};
 pub use sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
 /// ruma, re-exported: the identifiers and API types in the machine's signatures.

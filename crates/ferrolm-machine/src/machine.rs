@@ -27,8 +27,10 @@ use crate::sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
 mod key_sharing;
 mod rooms;
+mod secrets;
 
 pub use rooms::RoomKeyShare;
+pub use secrets::{NewSecretStorageKey, SecretImport, SecretImportFailure, SecretStorageSetup};
 
 /// To-device event types that carry keys or secrets: refused unless Olm-encrypted.
 const KEY_CARRYING_TYPES: [&str; 4] = ["m.room_key", "m.forwarded_room_key", "m.secret.send", "m.dummy"];
@@ -69,6 +71,7 @@ struct State {
     tracker: DeviceTracker,
     channel: OlmChannel,
     pending: Vec<Pending>,
+    secrets: secrets::SecretsState,
 }
 
 #[derive(Debug, Clone)]
@@ -174,7 +177,7 @@ impl<B: Backend> OlmMachine<B> {
         for saved in store.outgoing_to_device()? {
             pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
         }
-        let state = State { own, tracker, channel: OlmChannel::default(), pending };
+        let state = State { own, tracker, channel: OlmChannel::default(), pending, secrets: Default::default() };
         Ok(Self { user_id, device_id, store, env, state })
     }
 
@@ -595,6 +598,7 @@ impl<B: Backend> OlmMachine<B> {
         let mut outcome = SyncOutcome::default();
         for raw in &sync.to_device_events {
             let mut result = self.receive_to_device(&mut step, raw, now)?;
+            self.receive_secret_events(&mut step, &result, &mut outcome)?;
             self.receive_room_key_events(&mut step, &mut result, &mut outcome)?;
             outcome.to_device.push(result);
         }

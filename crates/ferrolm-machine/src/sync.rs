@@ -8,6 +8,7 @@ use ruma::serde::Raw;
 use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt};
 
 use crate::devices::DeviceEvent;
+use crate::gossip::{SecretOutcome, SecretRequestOutcome};
 use crate::key_requests::KeyRequestOutcome;
 use crate::olm_channel::{DecryptedToDeviceEvent, FailedClaim, ToDeviceError};
 use crate::room_keys_in::{RoomKeyOutcome, WithheldInfo};
@@ -61,6 +62,10 @@ pub struct SyncOutcome {
     pub withheld: Vec<WithheldInfo>,
     /// Key requests from the own other devices, answered or not.
     pub key_requests: Vec<KeyRequestOutcome>,
+    /// Secrets received (`m.secret.send`), taken or refused.
+    pub secrets: Vec<SecretOutcome>,
+    /// Secret requests from the own other devices, answered or not.
+    pub secret_requests: Vec<SecretRequestOutcome>,
 }
 
 /// What a response to a request produced.
