@@ -135,6 +135,13 @@
 //!   only ([`OlmMachine::request_room_key`]).
 //! - [`room_events`]: [`OlmMachine::decrypt_room_event`] and its typed unable-to-decrypt
 //!   reasons ([`UnableToDecrypt`]).
+//! - [`secret_storage`]: `m.secret_storage.v1.aes-hmac-sha2` account data (key descriptions
+//!   with their key check, encrypted secrets), read back with typed failures
+//!   ([`OlmMachine::bootstrap_secret_storage`], [`OpenedSecretStorage`],
+//!   [`OlmMachine::change_secret_storage_key`], [`OlmMachine::import_secrets_from_storage`]).
+//! - [`gossip`]: `m.secret.request` / `m.secret.send` between the own verified devices only,
+//!   answers taken over Olm for our requests only, received keys checked against their public
+//!   keys ([`OlmMachine::request_secret`], [`SyncOutcome::secrets`]).
 //! - [`signing`]: signed JSON over canonical JSON (ruma's canonical form).
 //!
 //! Every bad item from the network is data in the step's outcome ([`ToDeviceError`],
@@ -142,7 +149,7 @@
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
 //! Not here yet: cross-signing and trust (and with it
-//! the identity-based sharing strategy), verification, backups, secrets, and the fuzz targets
+//! the identity-based sharing strategy), verification, backups, dehydrated devices, and the fuzz targets
 //! for the untrusted inputs (to-device events, keys query and claim responses, sync changes,
 //! room events).
 #![forbid(unsafe_code)]
