@@ -142,6 +142,9 @@
 //! - [`gossip`]: `m.secret.request` / `m.secret.send` between the own verified devices only,
 //!   answers taken over Olm for our requests only, received keys checked against their public
 //!   keys ([`OlmMachine::request_secret`], [`SyncOutcome::secrets`]).
+//! - [`dehydrated`]: MSC3814 dehydrated devices in vodozemac's format: creation and upload,
+//!   rehydration, room keys imported from the events it received
+//!   ([`OlmMachine::create_dehydrated_device`], [`OlmMachine::rehydrate_device`]).
 //! - [`signing`]: signed JSON over canonical JSON (ruma's canonical form).
 //!
 //! Every bad item from the network is data in the step's outcome ([`ToDeviceError`],
@@ -149,12 +152,13 @@
 //! for what fails a whole step (the store), after which nothing was committed.
 //!
 //! Not here yet: cross-signing and trust (and with it
-//! the identity-based sharing strategy), verification, backups, dehydrated devices, and the fuzz targets
+//! the identity-based sharing strategy), verification, backups, and the fuzz targets
 //! for the untrusted inputs (to-device events, keys query and claim responses, sync changes,
 //! room events).
 #![forbid(unsafe_code)]
 
 mod adapt;
+pub mod dehydrated;
 pub mod devices;
 mod env;
 mod error;
@@ -171,6 +175,7 @@ pub mod secret_storage;
 pub mod signing;
 mod sync;
 
+pub use dehydrated::{DehydratedDeviceFailure, DehydratedDeviceUpload, RehydratedDevice};
 pub use devices::{Device, DeviceEvent, DeviceRejection};
 pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;

@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use super::{OlmMachine, Step, push_to_device, push_to_device_of_type, raw_content};
 use crate::adapt::{device_to_store, olm_session_id, user_to_store, zeroize_strings};
+use crate::dehydrated::{self, DehydratedDeviceFailure, DehydratedDeviceUpload, RehydratedDevice};
 use crate::devices::Device;
 use crate::error::MachineError;
 use crate::gossip::{self, SecretOutcome, SecretRefusal, SecretRequest, SecretRequestOutcome, SecretRequestRefusal};
@@ -551,5 +552,72 @@ impl<B: Backend> OlmMachine<B> {
         let txn_id = self.new_request_id();
         push_to_device(step, txn_id, messages)?;
         Ok(Ok(()))
+    }
+}
+
+impl<B: Backend> OlmMachine<B> {
+    /// Creates a dehydrated device (MSC3814): a new account with one-time keys and a fallback
+    /// key, encrypted under `pickle_key` (keep it in secret storage), and its upload. Send the
+    /// upload; creating another one later replaces it on the server. Nothing is stored here.
+    pub fn create_dehydrated_device(
+        &mut self,
+        pickle_key: &[u8; 32],
+        display_name: &str,
+    ) -> Result<DehydratedDeviceUpload, MachineError> {
+        let rng = &mut self.env.rng();
+        let mut account = ferrolm::olm::Account::new_with_rng(rng);
+        account.generate_one_time_keys_with_rng(dehydrated::DEHYDRATED_ONE_TIME_KEYS, rng);
+        account.generate_fallback_key_with_rng(rng);
+        let pickle = account
+            .to_dehydrated_device_with_rng(pickle_key, rng)
+            .map_err(|e| MachineError::Internal(e.to_string()))?;
+        dehydrated::upload_body(&account, self.user_id.as_str(), display_name, &pickle)
+    }
+
+    /// Rehydrates the device of `body` (the answer of `GET …/dehydrated_device`) with
+    /// `pickle_key`. Then give it the events it received
+    /// ([`OlmMachine::receive_rehydrated_events`]).
+    pub fn rehydrate_device(
+        &self,
+        body: &[u8],
+        pickle_key: &[u8; 32],
+    ) -> Result<RehydratedDevice, DehydratedDeviceFailure> {
+        let (device_id, account) = dehydrated::read_device(body, pickle_key)?;
+        Ok(RehydratedDevice { device_id, account })
+    }
+
+    /// Decrypts the to-device events a rehydrated device received (`POST
+    /// …/dehydrated_device/{device_id}/events`, page by page) with its account, and imports
+    /// the room keys in them into this machine's store (the rules of `m.room_key` apply), in
+    /// one change set. Only `m.room_key` events are used; the rehydrated device's Olm sessions
+    /// are not kept. Returns what became of each room key.
+    pub fn receive_rehydrated_events(
+        &mut self,
+        device: &mut RehydratedDevice,
+        events: &[ruma::serde::Raw<ruma::events::AnyToDeviceEvent>],
+    ) -> Result<Vec<crate::room_keys_in::RoomKeyOutcome>, MachineError> {
+        let mut step = self.begin();
+        let now = self.env.now_ms();
+        let mut sync = SyncOutcome::default();
+        let mut sessions = olm_channel::Sessions::default();
+        for raw in events {
+            let Ok(envelope) = serde_json::from_str::<olm_channel::ToDeviceEnvelope>(raw.json().get()) else {
+                continue;
+            };
+            if envelope.event_type != "m.room.encrypted" {
+                continue;
+            }
+            let mut effects = olm_channel::DecryptEffects::default();
+            let mut receiver = olm_channel::Receiver { user_id: &self.user_id, account: &mut device.account };
+            let result = olm_channel::decrypt(&self.store, &mut receiver, &mut sessions, &envelope, now, &mut effects)?;
+            if let Ok(event) = result
+                && event.event_type == "m.room_key"
+            {
+                let mut outcome = ToDeviceOutcome::Decrypted(event);
+                self.receive_room_key_events(&mut step, &mut outcome, &mut sync)?;
+            }
+        }
+        self.commit(step)?;
+        Ok(sync.room_keys)
     }
 }
