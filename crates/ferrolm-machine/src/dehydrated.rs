@@ -151,6 +151,15 @@ pub(crate) fn read_device(
     Ok((OwnedDeviceId::from(device_id), account))
 }
 
+/// What [`crate::OlmMachine::receive_rehydrated_events`] did with a page of events.
+#[derive(Debug, Clone, Default)]
+pub struct RehydratedEvents {
+    /// The room keys found, accepted or refused.
+    pub room_keys: Vec<crate::room_keys_in::RoomKeyOutcome>,
+    /// The encrypted events that did not decrypt (or failed a check), and why.
+    pub refused: Vec<crate::olm_channel::ToDeviceError>,
+}
+
 /// A rehydrated device: its id and account, held in memory only. `Debug` shows the id.
 pub struct RehydratedDevice {
     /// The device id.

@@ -175,7 +175,7 @@ pub mod secret_storage;
 pub mod signing;
 mod sync;
 
-pub use dehydrated::{DehydratedDeviceFailure, DehydratedDeviceUpload, RehydratedDevice};
+pub use dehydrated::{DehydratedDeviceFailure, DehydratedDeviceUpload, RehydratedDevice, RehydratedEvents};
 pub use devices::{Device, DeviceEvent, DeviceRejection};
 pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;

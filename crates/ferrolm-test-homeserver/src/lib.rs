@@ -23,6 +23,9 @@
 //! - `PUT`/`GET /user/{userId}/account_data/{type}`: global account data, the user's own only
 //!   (`403` otherwise), `404 M_NOT_FOUND` when absent; [`Homeserver::global_account_data`] is what
 //!   a client would have collected from its syncs (sync responses do not carry it here).
+//! - MSC3814 dehydrated devices (`/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`):
+//!   `PUT` replaces the user's dehydrated device (a device like the others, with the keys
+//!   uploaded with it), `GET` serves it, `POST {device_id}/events` pages its to-device queue.
 //! - Rooms with membership (create, join, leave) and room events.
 //!
 //! Misbehaviour hooks: [`Homeserver::serve_device_keys`] serves forged or changed device
@@ -135,6 +138,8 @@ pub struct Homeserver {
     unreachable: BTreeSet<String>,
     /// Global account data by user, then event type.
     account_data: BTreeMap<OwnedUserId, BTreeMap<String, Value>>,
+    /// Each user's dehydrated device (MSC3814): its id and `device_data`.
+    dehydrated: BTreeMap<OwnedUserId, (OwnedDeviceId, Value)>,
 }
 
 fn parse_token(token: Option<&str>) -> Option<u64> {
@@ -602,6 +607,9 @@ impl Homeserver {
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, HsError> {
         let path = request.uri().path().to_owned();
+        if let Some(rest) = path.strip_prefix("/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device") {
+            return self.dehydrated_device(user, rest, request);
+        }
         let segments: Vec<String> =
             path.trim_start_matches("/_matrix/client/v3/").split('/').map(percent_decode).collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -660,6 +668,74 @@ impl Homeserver {
                 }
             }
             _ => Err(HsError::new(404, "M_UNRECOGNIZED", format!("unknown endpoint {path}"))),
+        }
+    }
+
+    /// MSC3814: `PUT` (replaces the user's dehydrated device: the old one is deleted, the new
+    /// one gets the keys uploaded with it), `GET`, and `POST {device_id}/events` (the device's
+    /// to-device queue; a `next_batch` from an earlier answer drops what it delivered).
+    fn dehydrated_device(
+        &mut self,
+        user: &UserId,
+        rest: &str,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HsError> {
+        let not_found = || HsError::new(404, "M_NOT_FOUND", "no dehydrated device");
+        let body = || -> Result<Value, HsError> {
+            if request.body().is_empty() {
+                Ok(Value::Null)
+            } else {
+                serde_json::from_slice(request.body()).map_err(HsError::bad_json)
+            }
+        };
+        match (request.method().clone(), rest.trim_matches('/')) {
+            (http::Method::PUT, "") => {
+                let body = body()?;
+                let field =
+                    |name: &str| body.get(name).cloned().ok_or_else(|| HsError::bad_json(format!("missing {name}")));
+                let device_id =
+                    OwnedDeviceId::from(field("device_id")?.as_str().ok_or_else(|| HsError::bad_json("device_id"))?);
+                let device_data = field("device_data")?;
+                let device_keys = field("device_keys")?;
+                if let Some((old, _)) = self.dehydrated.remove(user) {
+                    if let Some(devices) = self.devices.get_mut(user) {
+                        devices.remove(&old);
+                    }
+                }
+                self.login(user, &device_id);
+                let state = self.device_mut(user, &device_id)?;
+                state.device_keys = Some(device_keys);
+                for (id, key) in body.get("one_time_keys").and_then(Value::as_object).into_iter().flatten() {
+                    state.one_time_keys.insert(id.clone(), key.clone());
+                }
+                for (id, key) in body.get("fallback_keys").and_then(Value::as_object).into_iter().flatten() {
+                    let algorithm = id.split(':').next().unwrap_or_default().to_owned();
+                    state.fallback_keys.insert(algorithm, (id.clone(), key.clone(), false));
+                }
+                self.dehydrated.insert(user.to_owned(), (device_id.clone(), device_data));
+                let position = self.tick();
+                self.device_list_changes.push((position, user.to_owned()));
+                json_response(&serde_json::json!({"device_id": device_id}))
+            }
+            (http::Method::GET, "") => {
+                let (device_id, device_data) = self.dehydrated.get(user).ok_or_else(not_found)?;
+                json_response(&serde_json::json!({"device_id": device_id, "device_data": device_data}))
+            }
+            (http::Method::POST, path) => {
+                let device_id = path.strip_suffix("/events").map(percent_decode).ok_or_else(not_found)?;
+                if self.dehydrated.get(user).map(|(id, _)| id.as_str()) != Some(device_id.as_str()) {
+                    return Err(not_found());
+                }
+                let since = body()?.get("next_batch").and_then(Value::as_str).and_then(|t| t.parse::<u64>().ok());
+                let queue = self.to_device_queue(user, device_id.as_str().into()).ok_or_else(not_found)?;
+                if let Some(since) = since {
+                    queue.retain(|q| q.position > since);
+                }
+                let events: Vec<Value> = queue.iter().map(|q| q.event.clone()).collect();
+                let next = queue.iter().map(|q| q.position).max().or(since).unwrap_or(0);
+                json_response(&serde_json::json!({"events": events, "next_batch": next.to_string()}))
+            }
+            _ => Err(HsError::new(404, "M_UNRECOGNIZED", "unknown dehydrated device endpoint")),
         }
     }
 

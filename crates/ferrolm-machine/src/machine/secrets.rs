@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use super::{OlmMachine, Step, push_to_device, push_to_device_of_type, raw_content};
 use crate::adapt::{device_to_store, olm_session_id, user_to_store, zeroize_strings};
-use crate::dehydrated::{self, DehydratedDeviceFailure, DehydratedDeviceUpload, RehydratedDevice};
+use crate::dehydrated::{self, DehydratedDeviceFailure, DehydratedDeviceUpload, RehydratedDevice, RehydratedEvents};
 use crate::devices::Device;
 use crate::error::MachineError;
 use crate::gossip::{self, SecretOutcome, SecretRefusal, SecretRequest, SecretRequestOutcome, SecretRequestRefusal};
@@ -590,13 +590,15 @@ impl<B: Backend> OlmMachine<B> {
     /// …/dehydrated_device/{device_id}/events`, page by page) with its account, and imports
     /// the room keys in them into this machine's store (the rules of `m.room_key` apply), in
     /// one change set. Only `m.room_key` events are used; the rehydrated device's Olm sessions
-    /// are not kept. Returns what became of each room key.
+    /// are not kept. Returns what became of each room key, and why the encrypted events that
+    /// did not decrypt were refused.
     pub fn receive_rehydrated_events(
         &mut self,
         device: &mut RehydratedDevice,
         events: &[ruma::serde::Raw<ruma::events::AnyToDeviceEvent>],
-    ) -> Result<Vec<crate::room_keys_in::RoomKeyOutcome>, MachineError> {
+    ) -> Result<RehydratedEvents, MachineError> {
         let mut step = self.begin();
+        let mut refused = Vec::new();
         let now = self.env.now_ms();
         let mut sync = SyncOutcome::default();
         let mut sessions = olm_channel::Sessions::default();
@@ -610,14 +612,16 @@ impl<B: Backend> OlmMachine<B> {
             let mut effects = olm_channel::DecryptEffects::default();
             let mut receiver = olm_channel::Receiver { user_id: &self.user_id, account: &mut device.account };
             let result = olm_channel::decrypt(&self.store, &mut receiver, &mut sessions, &envelope, now, &mut effects)?;
-            if let Ok(event) = result
-                && event.event_type == "m.room_key"
-            {
-                let mut outcome = ToDeviceOutcome::Decrypted(event);
-                self.receive_room_key_events(&mut step, &mut outcome, &mut sync)?;
+            match result {
+                Ok(event) if event.event_type == "m.room_key" => {
+                    let mut outcome = ToDeviceOutcome::Decrypted(event);
+                    self.receive_room_key_events(&mut step, &mut outcome, &mut sync)?;
+                }
+                Ok(_) => {}
+                Err(error) => refused.push(error),
             }
         }
         self.commit(step)?;
-        Ok(sync.room_keys)
+        Ok(RehydratedEvents { room_keys: sync.room_keys, refused })
     }
 }
