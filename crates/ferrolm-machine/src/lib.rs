@@ -146,6 +146,16 @@
 //! - [`room_events`]: [`OlmMachine::decrypt_room_event`] and its typed unable-to-decrypt
 //!   reasons ([`UnableToDecrypt`]); the sender's verification state from its device's
 //!   cross-signing trust ([`VerificationState`]).
+//! - [`secret_storage`]: `m.secret_storage.v1.aes-hmac-sha2` account data (key descriptions
+//!   with their key check, encrypted secrets), read back with typed failures
+//!   ([`OlmMachine::bootstrap_secret_storage`], [`OpenedSecretStorage`],
+//!   [`OlmMachine::change_secret_storage_key`], [`OlmMachine::import_secrets_from_storage`]).
+//! - [`gossip`]: `m.secret.request` / `m.secret.send` between the own verified devices only,
+//!   answers taken over Olm for our requests only, received keys checked against their public
+//!   keys ([`OlmMachine::request_secret`], [`SyncOutcome::secrets`]).
+//! - [`dehydrated`]: MSC3814 dehydrated devices in vodozemac's format: creation and upload,
+//!   rehydration, room keys imported from the events it received
+//!   ([`OlmMachine::create_dehydrated_device`], [`OlmMachine::rehydrate_device`]).
 //! - [`signing`]: signed JSON over canonical JSON (ruma's canonical form).
 //! - [`verification`]: key verification requests, SAS and QR codes as typed state machines
 //!   ([`OlmMachine::request_verification`]; a complete SAS between two machines is in the
@@ -166,17 +176,17 @@
 //! Every untrusted input (to-device events, sync responses, keys query and claim responses,
 //! room events, verification events) has a fuzz target (`fuzz/README.md`: the `machine_*`
 //! targets and `verification_event`); downloaded backups have a property test.
-//!
-//! Not here yet: secrets (secret storage, gossip), dehydrated devices.
 #![forbid(unsafe_code)]
 
 mod adapt;
 pub mod backup;
 pub mod cross_signing;
+pub mod dehydrated;
 pub mod devices;
 mod env;
 mod error;
 pub mod export;
+pub mod gossip;
 pub mod identities;
 pub mod key_requests;
 mod machine;
@@ -186,23 +196,27 @@ mod requests;
 pub mod room_events;
 pub mod room_keys_in;
 pub mod room_keys_out;
+pub mod secret_storage;
 pub mod signing;
 mod sync;
 pub mod verification;
 
 pub use backup::{BackupDecryptionKey, BackupError, BackupInfo, BackupTrust, BackupTrustSource};
 pub use cross_signing::{CrossSigningImportError, CrossSigningKeyExport, CrossSigningKeyRejection, KeyUsage};
+pub use dehydrated::{DehydratedDeviceFailure, DehydratedDeviceUpload, RehydratedDevice, RehydratedEvents};
 pub use devices::{Device, DeviceEvent, DeviceRejection};
 pub use env::{Clock, Env, MachineRng, ManualClock, SystemClock};
 pub use error::MachineError;
 pub use export::{KeyFileError, RoomKeyImportReport};
 /// The user's trust in a device (as the store keeps it).
 pub use ferrolm_store::LocalTrust;
+pub use gossip::{SecretOutcome, SecretRefusal, SecretRequest, SecretRequestOutcome, SecretRequestRefusal};
 pub use identities::{DeviceTrust, IdentityEvent, IdentityState, UserIdentity};
 pub use key_requests::{ForwardedKeyRejection, KeyRequestOutcome, KeyRequestRefusal};
 pub use machine::{
-    CrossSigningBootstrap, CrossSigningStatus, NewBackupVersion, OlmMachine, OwnSigner, RoomKeyShare,
-    RoomVerificationMessage, ToDeviceEncryption, VerificationStep,
+    CrossSigningBootstrap, CrossSigningStatus, NewBackupVersion, NewSecretStorageKey, OlmMachine, OwnSigner,
+    RoomKeyShare, RoomVerificationMessage, SecretImport, SecretImportFailure, SecretStorageSetup, ToDeviceEncryption,
+    VerificationStep,
 };
 pub use olm_channel::{
     ClaimFailure, DecryptedToDeviceEvent, FailedClaim, PlaintextRejection, SenderDeviceSource, SessionCreationFailure,
@@ -214,6 +228,7 @@ pub use requests::{
 pub use room_events::{DecryptedRoomEvent, EncryptionInfo, TrustRequirement, UnableToDecrypt, VerificationState};
 pub use room_keys_in::{RoomKeyInfo, RoomKeyOutcome, RoomKeyRejection, WithheldInfo};
 pub use room_keys_out::{EncryptionSettings, SharingStrategy};
+pub use secret_storage::{AccountData, AccountDataUpdate, KeyInput, OpenedSecretStorage, SecretStorageFailure};
 pub use sync::{ResponseOutcome, SyncChanges, SyncOutcome, ToDeviceOutcome};
 
 /// ruma, re-exported: the identifiers and API types in the machine's signatures.

@@ -30,11 +30,13 @@ mod backup;
 mod cross_signing;
 mod key_sharing;
 mod rooms;
+mod secrets;
 mod verification;
 
 pub use backup::NewBackupVersion;
 pub use cross_signing::{CrossSigningBootstrap, CrossSigningStatus, OwnSigner};
 pub use rooms::RoomKeyShare;
+pub use secrets::{NewSecretStorageKey, SecretImport, SecretImportFailure, SecretStorageSetup};
 pub use verification::{RoomVerificationMessage, VerificationStep};
 
 /// To-device event types that carry keys or secrets: refused unless Olm-encrypted.
@@ -84,6 +86,7 @@ struct State {
     pending: Vec<Pending>,
     /// The server-side backup keys are uploaded to.
     backup: crate::backup::BackupState,
+    secrets: secrets::SecretsState,
 }
 
 #[derive(Debug, Clone)]
@@ -194,7 +197,8 @@ impl<B: Backend> OlmMachine<B> {
             pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
         }
         let backup = crate::backup::BackupState::load(&store)?;
-        let state = State { own, tracker, channel: OlmChannel::default(), pending, backup };
+        let state =
+            State { own, tracker, channel: OlmChannel::default(), pending, backup, secrets: Default::default() };
         Ok(Self {
             user_id,
             device_id,
@@ -640,6 +644,7 @@ impl<B: Backend> OlmMachine<B> {
         let mut outcome = SyncOutcome::default();
         for raw in &sync.to_device_events {
             let mut result = self.receive_to_device(&mut step, raw, now)?;
+            self.receive_secret_events(&mut step, &result, &mut outcome)?;
             self.receive_room_key_events(&mut step, &mut result, &mut outcome)?;
             self.receive_verification_event(&mut step, &result, &mut outcome)?;
             outcome.to_device.push(result);

@@ -8,6 +8,7 @@ use ruma::serde::Raw;
 use ruma::{OneTimeKeyAlgorithm, OwnedUserId, UInt};
 
 use crate::devices::DeviceEvent;
+use crate::gossip::{SecretOutcome, SecretRequestOutcome};
 use crate::identities::IdentityEvent;
 use crate::key_requests::KeyRequestOutcome;
 use crate::olm_channel::{DecryptedToDeviceEvent, FailedClaim, ToDeviceError};
@@ -67,6 +68,10 @@ pub struct SyncOutcome {
     pub verifications: Vec<VerificationInfo>,
     /// Verifications that succeeded in this step: their devices are marked verified.
     pub verified: Vec<VerificationOutcome>,
+    /// Secrets received (`m.secret.send`), taken or refused.
+    pub secrets: Vec<SecretOutcome>,
+    /// Secret requests from the own other devices, answered or not.
+    pub secret_requests: Vec<SecretRequestOutcome>,
 }
 
 /// What a response to a request produced.

@@ -29,6 +29,12 @@
 //!   key counts and unused fallback key types for the syncing device; joined rooms' timelines.
 //! - `/keys/changes`: the users sharing a room now whose devices changed between two sync
 //!   tokens (`left` is always empty here).
+//! - `PUT`/`GET /user/{userId}/account_data/{type}`: global account data, the user's own only
+//!   (`403` otherwise), `404 M_NOT_FOUND` when absent; [`Homeserver::global_account_data`] is what
+//!   a client would have collected from its syncs (sync responses do not carry it here).
+//! - MSC3814 dehydrated devices (`/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`):
+//!   `PUT` replaces the user's dehydrated device (a device like the others, with the keys
+//!   uploaded with it), `GET` serves it, `POST {device_id}/events` pages its to-device queue.
 //! - Rooms with membership (create, join, leave) and room events.
 //! - Server-side key backups (`/room_keys/version`, `/room_keys/keys`): versions per user,
 //!   numbered from 1, only the newest one writable (`403 M_WRONG_ROOM_KEYS_VERSION`
@@ -39,7 +45,8 @@
 //! keys, [`Homeserver::serve_cross_signing_key`] forged cross-signing keys, [`Homeserver::serve_one_time_key`] forged claimed keys, [`Homeserver::to_device_queue`]
 //! gives the queue of a device to drop, duplicate or reorder messages,
 //! [`Homeserver::forge_to_device`] injects events, [`Homeserver::set_unreachable`] makes a
-//! server fail in queries and claims.
+//! server fail in queries and claims, [`Homeserver::set_global_account_data`] forges account
+//! data.
 //!
 //! Each endpoint exists typed (ruma's request and response types) and on the wire
 //! ([`Homeserver::handle`]: an `http::Request` with the JSON body in, an `http::Response`
@@ -179,6 +186,10 @@ pub struct Homeserver {
     last_uia_session: Option<String>,
     always_require_auth: bool,
     backups: BTreeMap<OwnedUserId, Backups>,
+    /// Global account data by user, then event type.
+    account_data: BTreeMap<OwnedUserId, BTreeMap<String, Value>>,
+    /// Each user's dehydrated device (MSC3814): its id and `device_data`.
+    dehydrated: BTreeMap<OwnedUserId, (OwnedDeviceId, Value)>,
 }
 
 fn parse_token(token: Option<&str>) -> Option<u64> {
@@ -919,6 +930,9 @@ impl Homeserver {
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, HsError> {
         let path = request.uri().path().to_owned();
+        if let Some(rest) = path.strip_prefix("/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device") {
+            return self.dehydrated_device(user, rest, request);
+        }
         let segments: Vec<String> =
             path.trim_start_matches("/_matrix/client/v3/").split('/').map(percent_decode).collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -994,8 +1008,105 @@ impl Homeserver {
                 let body = self.backup_keys(user, &r.version)?;
                 json_response(&body)
             }
+            ["user", owner, "account_data", event_type] => {
+                if *owner != user.as_str() {
+                    return Err(HsError::new(403, "M_FORBIDDEN", "cannot access another user's account data"));
+                }
+                if request.method() == http::Method::PUT {
+                    let content: Value = serde_json::from_slice(request.body()).map_err(HsError::bad_json)?;
+                    if !content.is_object() {
+                        return Err(HsError::new(400, "M_BAD_JSON", "account data content must be an object"));
+                    }
+                    self.set_global_account_data(user, event_type, content);
+                    json_response(&serde_json::json!({}))
+                } else {
+                    match self.account_data.get(user).and_then(|d| d.get(*event_type)) {
+                        Some(content) => json_response(content),
+                        None => Err(HsError::new(404, "M_NOT_FOUND", "no account data of this type")),
+                    }
+                }
+            }
             _ => Err(HsError::new(404, "M_UNRECOGNIZED", format!("unknown endpoint {path}"))),
         }
+    }
+
+    /// MSC3814: `PUT` (replaces the user's dehydrated device: the old one is deleted, the new
+    /// one gets the keys uploaded with it), `GET`, and `POST {device_id}/events` (the device's
+    /// to-device queue; a `next_batch` from an earlier answer drops what it delivered).
+    fn dehydrated_device(
+        &mut self,
+        user: &UserId,
+        rest: &str,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HsError> {
+        let not_found = || HsError::new(404, "M_NOT_FOUND", "no dehydrated device");
+        let body = || -> Result<Value, HsError> {
+            if request.body().is_empty() {
+                Ok(Value::Null)
+            } else {
+                serde_json::from_slice(request.body()).map_err(HsError::bad_json)
+            }
+        };
+        match (request.method().clone(), rest.trim_matches('/')) {
+            (http::Method::PUT, "") => {
+                let body = body()?;
+                let field =
+                    |name: &str| body.get(name).cloned().ok_or_else(|| HsError::bad_json(format!("missing {name}")));
+                let device_id =
+                    OwnedDeviceId::from(field("device_id")?.as_str().ok_or_else(|| HsError::bad_json("device_id"))?);
+                let device_data = field("device_data")?;
+                let device_keys = field("device_keys")?;
+                if let Some((old, _)) = self.dehydrated.remove(user) {
+                    if let Some(devices) = self.devices.get_mut(user) {
+                        devices.remove(&old);
+                    }
+                }
+                self.login(user, &device_id);
+                let state = self.device_mut(user, &device_id)?;
+                state.device_keys = Some(device_keys);
+                for (id, key) in body.get("one_time_keys").and_then(Value::as_object).into_iter().flatten() {
+                    state.one_time_keys.insert(id.clone(), key.clone());
+                }
+                for (id, key) in body.get("fallback_keys").and_then(Value::as_object).into_iter().flatten() {
+                    let algorithm = id.split(':').next().unwrap_or_default().to_owned();
+                    state.fallback_keys.insert(algorithm, (id.clone(), key.clone(), false));
+                }
+                self.dehydrated.insert(user.to_owned(), (device_id.clone(), device_data));
+                let position = self.tick();
+                self.device_list_changes.push((position, user.to_owned()));
+                json_response(&serde_json::json!({"device_id": device_id}))
+            }
+            (http::Method::GET, "") => {
+                let (device_id, device_data) = self.dehydrated.get(user).ok_or_else(not_found)?;
+                json_response(&serde_json::json!({"device_id": device_id, "device_data": device_data}))
+            }
+            (http::Method::POST, path) => {
+                let device_id = path.strip_suffix("/events").map(percent_decode).ok_or_else(not_found)?;
+                if self.dehydrated.get(user).map(|(id, _)| id.as_str()) != Some(device_id.as_str()) {
+                    return Err(not_found());
+                }
+                let since = body()?.get("next_batch").and_then(Value::as_str).and_then(|t| t.parse::<u64>().ok());
+                let queue = self.to_device_queue(user, device_id.as_str().into()).ok_or_else(not_found)?;
+                if let Some(since) = since {
+                    queue.retain(|q| q.position > since);
+                }
+                let events: Vec<Value> = queue.iter().map(|q| q.event.clone()).collect();
+                let next = queue.iter().map(|q| q.position).max().or(since).unwrap_or(0);
+                json_response(&serde_json::json!({"events": events, "next_batch": next.to_string()}))
+            }
+            _ => Err(HsError::new(404, "M_UNRECOGNIZED", "unknown dehydrated device endpoint")),
+        }
+    }
+
+    /// Sets (or, as a misbehaving server, forges) one of `user`'s global account data events.
+    pub fn set_global_account_data(&mut self, user: &UserId, event_type: &str, content: Value) {
+        self.account_data.entry(user.to_owned()).or_default().insert(event_type.to_owned(), content);
+    }
+
+    /// `user`'s global account data: event type → content (what a client keeps from the
+    /// `account_data` of its syncs).
+    pub fn global_account_data(&self, user: &UserId) -> BTreeMap<String, Value> {
+        self.account_data.get(user).cloned().unwrap_or_default()
     }
 
     /// `GET /sync` on the wire: the JSON body a real homeserver returns.
@@ -1011,10 +1122,11 @@ impl Homeserver {
 }
 
 fn json_response(body: &Value) -> Result<http::Response<Vec<u8>>, HsError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| HsError::new(500, "M_UNKNOWN", e.to_string()))?;
     http::Response::builder()
         .status(200)
         .header("content-type", "application/json")
-        .body(body.to_string().into_bytes())
+        .body(bytes)
         .map_err(|e| HsError::new(500, "M_UNKNOWN", e.to_string()))
 }
 

@@ -16,6 +16,10 @@ use crate::types::{
 
 use super::{DecryptionError, PreKeyMessage, Session, SessionConfig, SessionKeys};
 
+mod dehydrated;
+
+pub use dehydrated::{DEHYDRATED_DEVICE_PICKLE_VERSION, DehydratedDeviceError, DehydratedDevicePickle};
+
 /// How many one-time keys an account keeps at most; generating more evicts the oldest. It is
 /// also the most one call to [`Account::generate_one_time_keys`] creates.
 pub const MAX_STORED_ONE_TIME_KEYS: usize = 5000;

@@ -13,7 +13,8 @@ mod ratchet;
 mod session;
 
 pub use account::{
-    Account, ConsumedKey, IdentityKeys, InboundCreationResult, MAX_STORED_ONE_TIME_KEYS, OneTimeKeyGenerationResult,
+    Account, ConsumedKey, DEHYDRATED_DEVICE_PICKLE_VERSION, DehydratedDeviceError, DehydratedDevicePickle,
+    IdentityKeys, InboundCreationResult, MAX_STORED_ONE_TIME_KEYS, OneTimeKeyGenerationResult,
     RECOMMENDED_ONE_TIME_KEY_COUNT, SessionCreationError,
 };
 pub use messages::{DecodeError, Message, MessageType, OlmMessage, PreKeyMessage};
