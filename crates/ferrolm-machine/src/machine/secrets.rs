@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use ferrolm::secret_storage::SecretStorageKey;
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey, base64_encode};
 use ferrolm_store::{
-    Backend, BackupRecord, OutgoingRequest as StoredRequest, PrivateCrossSigningKeys, ReceivedSecret, RequestKind,
-    SecretBytes, SecretString,
+    Backend, BackupRecord, LocalTrust, OutgoingRequest as StoredRequest, PrivateCrossSigningKeys, ReceivedSecret,
+    RequestKind, SecretBytes, SecretString,
 };
 use ruma::to_device::DeviceIdOrAllDevices;
 use ruma::{OwnedDeviceId, OwnedUserId};
@@ -213,9 +213,25 @@ impl<B: Backend> OlmMachine<B> {
         self.state.secrets.backup = Some((version.to_owned(), public_key));
     }
 
-    /// Hook: the backup a backup key must belong to.
+    /// The backup a backup key must belong to: the one declared with
+    /// [`OlmMachine::set_backup_for_secrets`], else the active backup
+    /// ([`OlmMachine::enable_backup`]).
     fn backup_public_key(&self, step: &Step) -> Option<(String, Curve25519PublicKey)> {
-        step.state.secrets.backup.clone()
+        step.state.secrets.backup.clone().or_else(|| {
+            step.state.backup.active.as_ref().map(|active| (active.version.clone(), active.encryption.recipient()))
+        })
+    }
+
+    /// `device` with its local trust raised to verified when the own cross-signing chain
+    /// verifies it, so that the gossip rule (`gossip::is_own_verified_device`) sees chain trust.
+    fn with_chain_trust(&self, mut device: Device) -> Result<Device, MachineError> {
+        if !device.deleted
+            && device.local_trust != LocalTrust::Blacklisted
+            && self.is_device_verified(&device.user_id, &device.device_id)?
+        {
+            device.local_trust = LocalTrust::Verified;
+        }
+        Ok(device)
     }
 
     /// Hook: the own published cross-signing public key of the secret `name`, from the own
@@ -307,11 +323,14 @@ impl<B: Backend> OlmMachine<B> {
 
     /// The own devices a secret request goes to (and whose answers count).
     fn own_verified_devices(&self) -> Result<Vec<Device>, MachineError> {
-        Ok(self
-            .devices(&self.user_id)?
-            .into_iter()
-            .filter(|d| gossip::is_own_verified_device(&self.user_id, &self.device_id, d))
-            .collect())
+        let mut verified = Vec::new();
+        for device in self.devices(&self.user_id)? {
+            let device = self.with_chain_trust(device)?;
+            if gossip::is_own_verified_device(&self.user_id, &self.device_id, &device) {
+                verified.push(device);
+            }
+        }
+        Ok(verified)
     }
 
     /// Asks the own verified devices for the secret `name` (`m.secret.request`, to each of
@@ -422,6 +441,7 @@ impl<B: Backend> OlmMachine<B> {
                 .and_then(Device::from_record),
             None => None,
         };
+        let sender_device = sender_device.map(|d| self.with_chain_trust(d)).transpose()?;
         // Requests answered earlier in this step are answered.
         let answered = &step.changes.deletions.outgoing_requests;
         let requests: Vec<StoredRequest> =
@@ -514,6 +534,7 @@ impl<B: Backend> OlmMachine<B> {
             }
             None => None,
         };
+        let requester = requester.map(|d| self.with_chain_trust(d)).transpose()?;
         let secret = self.held_secret(name)?;
         if let Err(e) =
             gossip::check_secret_request(&self.user_id, &self.device_id, &sender, requester.as_ref(), secret.is_some())
