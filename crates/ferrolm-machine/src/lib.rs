@@ -148,6 +148,7 @@
 #![forbid(unsafe_code)]
 
 mod adapt;
+mod cache;
 pub mod devices;
 mod env;
 mod error;

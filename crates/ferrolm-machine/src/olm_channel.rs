@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ferrolm::olm::{Account, MessageType, OlmMessage, SessionConfig};
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
-use ferrolm_store::{Backend, Changes, OlmSessionRecord, Store};
+use ferrolm_store::{Backend, Changes, OlmSessionRecord};
 use ruma::api::client::keys::claim_keys;
 use ruma::events::AnyToDeviceEvent;
 use ruma::serde::Raw;
@@ -34,6 +34,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::adapt::{device_to_store, olm_session_id, session_creation_failure, user_to_store};
+use crate::cache::CachedStore;
 use crate::devices::{Device, validate_device_keys};
 use crate::env::MachineRng;
 use crate::error::MachineError;
@@ -67,7 +68,7 @@ impl Sessions {
     /// The sessions with the device whose identity key is `key`.
     pub(crate) fn with<B: Backend>(
         &mut self,
-        store: &Store<B>,
+        store: &CachedStore<B>,
         key: Curve25519PublicKey,
     ) -> Result<&mut Vec<OlmSessionRecord>, MachineError> {
         if let std::collections::btree_map::Entry::Vacant(entry) = self.by_key.entry(key) {
@@ -83,7 +84,7 @@ impl Sessions {
 
     /// Adds a new session, and drops the least recently active beyond
     /// [`KEPT_SESSIONS_PER_DEVICE`].
-    pub(crate) fn add<B: Backend>(&mut self, store: &Store<B>, record: OlmSessionRecord) -> Result<(), MachineError> {
+    pub(crate) fn add<B: Backend>(&mut self, store: &CachedStore<B>, record: OlmSessionRecord) -> Result<(), MachineError> {
         let key = record.sender_key;
         let id = olm_session_id(&record.session);
         let list = self.with(store, key)?;
@@ -200,7 +201,7 @@ pub(crate) struct OlmChannel {
 /// Rule: a device whose claims fail is not claimed again before its backoff ends; a device
 /// with a session is not claimed (unless wedged); own device never.
 pub(crate) fn missing_sessions<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     channel: &OlmChannel,
     own_user: &UserId,
     own_device: &DeviceId,
@@ -209,8 +210,7 @@ pub(crate) fn missing_sessions<B: Backend>(
 ) -> Result<Vec<DeviceKey>, MachineError> {
     let mut out = Vec::new();
     for user in users {
-        for record in store.devices(&user_to_store(user))? {
-            let Some(device) = Device::from_record(&record) else { continue };
+        for device in store.known_devices(&user_to_store(user))? {
             if device.deleted || !device.supports_olm() || (user == own_user && device.device_id == own_device) {
                 continue;
             }
@@ -219,7 +219,7 @@ pub(crate) fn missing_sessions<B: Backend>(
                 continue;
             }
             let wedged = channel.wedged.contains_key(&key);
-            if wedged || store.olm_sessions(&device.curve25519_key)?.is_empty() {
+            if wedged || !store.has_olm_session(&device.curve25519_key)? {
                 out.push(key);
             }
         }
@@ -299,7 +299,7 @@ pub(crate) struct ClaimResult {
 /// Applies a claim answer: checks each key and opens a session with each device.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn process_claim<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     account: &Account,
     channel: &mut OlmChannel,
     sessions: &mut Sessions,
@@ -595,7 +595,7 @@ pub(crate) struct DecryptEffects {
 
 /// Decrypts an `m.room.encrypted` to-device event `envelope`.
 pub(crate) fn decrypt<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     receiver: &mut Receiver<'_>,
     sessions: &mut Sessions,
     envelope: &ToDeviceEnvelope,
@@ -640,15 +640,15 @@ pub(crate) fn decrypt<B: Backend>(
 
 /// The device of `sender` that owns `sender_key`, if known.
 pub(crate) fn find_device<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     sender: &UserId,
     sender_key: &Curve25519PublicKey,
 ) -> Result<Option<Device>, MachineError> {
-    Ok(store.device_by_curve25519_key(&user_to_store(sender), sender_key)?.as_ref().and_then(Device::from_record))
+    Ok(store.known_device_by_curve25519_key(&user_to_store(sender), sender_key)?)
 }
 
 fn decrypt_message<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     receiver: &mut Receiver<'_>,
     sessions: &mut Sessions,
     sender_key: Curve25519PublicKey,

@@ -307,14 +307,18 @@ impl<B: Backend> OlmMachine<B> {
         room_id: &RoomId,
         requirement: TrustRequirement,
     ) -> Result<Result<DecryptedRoomEvent, UnableToDecrypt>, MachineError> {
-        let mut step = self.begin();
+        // A step that changes no machine state (only the store's seen indices): no copy of
+        // the state, only the change set.
         let me = room_events::Me {
             user_id: &self.user_id,
             device_id: &self.device_id,
-            curve25519: step.state.own.account.curve25519_key(),
+            curve25519: self.state.own.account.curve25519_key(),
         };
-        let result = room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut step.changes)?;
-        self.commit(step)?;
+        let mut changes = ferrolm_store::Changes::default();
+        let result = room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut changes)?;
+        if !changes.is_empty() {
+            self.store.save_changes(&changes)?;
+        }
         Ok(result)
     }
 
