@@ -228,7 +228,11 @@ impl Maps {
             if let Some(list) = self.olm_sessions.get_mut(&record.sender_key) {
                 let id = record.session_id();
                 match list.binary_search_by(|s| s.session_id().cmp(&id)) {
-                    Ok(i) => list[i] = record.clone(),
+                    Ok(i) => {
+                        if let Some(old) = list.get_mut(i) {
+                            *old = record.clone();
+                        }
+                    }
                     Err(i) => list.insert(i, record.clone()),
                 }
             }
@@ -243,7 +247,11 @@ impl Maps {
             if let Some(list) = self.devices.get_mut(&record.user_id) {
                 let cached = CachedDevice { parsed: Device::from_record(record), record: record.clone() };
                 match list.binary_search_by(|d| d.record.device_id.cmp(&record.device_id)) {
-                    Ok(i) => list[i] = cached,
+                    Ok(i) => {
+                        if let Some(old) = list.get_mut(i) {
+                            *old = cached;
+                        }
+                    }
                     Err(i) => list.insert(i, cached),
                 }
             }

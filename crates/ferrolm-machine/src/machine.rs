@@ -703,8 +703,12 @@ fn push_to_device_of_type(
     event_type: &str,
     messages: send_event_to_device::v3::Messages,
 ) -> Result<(), MachineError> {
-    let body = serde_json::to_vec(&serde_json::json!({ "messages": messages }))
-        .map_err(|e| MachineError::Internal(e.to_string()))?;
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        messages: &'a send_event_to_device::v3::Messages,
+    }
+    // The contents are serialized as they are (raw JSON), not parsed again.
+    let body = serde_json::to_vec(&Body { messages: &messages }).map_err(|e| MachineError::Internal(e.to_string()))?;
     step.changes.outgoing_to_device.push(OutgoingToDevice {
         txn_id: request_id.clone(),
         event_type: event_type.to_owned(),

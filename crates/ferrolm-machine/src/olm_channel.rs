@@ -84,7 +84,11 @@ impl Sessions {
 
     /// Adds a new session, and drops the least recently active beyond
     /// [`KEPT_SESSIONS_PER_DEVICE`].
-    pub(crate) fn add<B: Backend>(&mut self, store: &CachedStore<B>, record: OlmSessionRecord) -> Result<(), MachineError> {
+    pub(crate) fn add<B: Backend>(
+        &mut self,
+        store: &CachedStore<B>,
+        record: OlmSessionRecord,
+    ) -> Result<(), MachineError> {
         let key = record.sender_key;
         let id = olm_session_id(&record.session);
         let list = self.with(store, key)?;
@@ -385,30 +389,91 @@ pub(crate) fn encrypt(
     rng: &mut dyn MachineRng,
     now_ms: u64,
 ) -> Result<Value, MachineError> {
-    let mut plaintext = json!({
-        "type": event_type,
-        "content": content,
-        "sender": sender.user_id,
-        "sender_device": sender.device_id,
-        "keys": { "ed25519": sender.account.ed25519_key().to_base64() },
-        "recipient": recipient.user_id,
-        "recipient_keys": { "ed25519": recipient.ed25519_key.to_base64() },
-        "sender_device_keys": sender.device_keys,
-    });
-    let bytes = serde_json::to_vec(&plaintext).map(zeroize::Zeroizing::new);
-    // The payload may hold a secret (a room key): overwrite the copy in the JSON value.
-    crate::adapt::zeroize_strings(&mut plaintext);
-    let bytes = bytes.map_err(|e| MachineError::Internal(e.to_string()))?;
-    let message = session.session.encrypt_with_rng(&bytes, &mut &mut *rng);
-    session.last_use_ms = now_ms;
-    let (message_type, body) = message.to_parts();
-    Ok(json!({
-        "algorithm": OLM_ALGORITHM,
-        "sender_key": sender.account.curve25519_key().to_base64(),
-        "ciphertext": {
-            recipient.curve25519_key.to_base64(): { "type": message_type as u8, "body": body }
-        }
-    }))
+    let template = PlaintextTemplate::new(sender, event_type, content)?;
+    let raw = template.encrypt(session, recipient, rng, now_ms)?;
+    serde_json::from_str(raw.json().get()).map_err(|e| MachineError::Internal(e.to_string()))
+}
+
+/// The plaintext of one to-device event sent to many devices: every field but the
+/// recipient's (`recipient`, `recipient_keys`) serialized once, the payload zeroized on drop.
+/// The fields are in sorted order, as a JSON object of them serializes.
+pub(crate) struct PlaintextTemplate {
+    head: zeroize::Zeroizing<Vec<u8>>,
+    tail: zeroize::Zeroizing<Vec<u8>>,
+    /// The own Curve25519 key (the content's `sender_key`).
+    sender_key: String,
+}
+
+fn json_string(out: &mut Vec<u8>, s: &str) -> Result<(), MachineError> {
+    serde_json::to_writer(out, s).map_err(|e| MachineError::Internal(e.to_string()))
+}
+
+impl PlaintextTemplate {
+    /// The plaintext of `event_type` with `content` from `sender`.
+    pub(crate) fn new(sender: &Sender<'_>, event_type: &str, content: &Value) -> Result<Self, MachineError> {
+        let internal = |e: serde_json::Error| MachineError::Internal(e.to_string());
+        // The payload may hold a secret (a room key): every buffer that holds it is zeroized,
+        // and sized before it is written so that no reallocation leaves a copy behind.
+        let content = zeroize::Zeroizing::new(serde_json::to_vec(content).map_err(internal)?);
+        let ed25519 = sender.account.ed25519_key().to_base64();
+        let mut head = zeroize::Zeroizing::new(Vec::with_capacity(content.len() + ed25519.len() + 48));
+        head.extend_from_slice(b"{\"content\":");
+        head.extend_from_slice(&content);
+        head.extend_from_slice(b",\"keys\":{\"ed25519\":");
+        json_string(&mut head, &ed25519)?;
+        head.extend_from_slice(b"},\"recipient\":");
+        let mut tail = zeroize::Zeroizing::new(Vec::new());
+        tail.extend_from_slice(b"\"sender\":");
+        json_string(&mut tail, sender.user_id.as_str())?;
+        tail.extend_from_slice(b",\"sender_device\":");
+        json_string(&mut tail, sender.device_id.as_str())?;
+        tail.extend_from_slice(b",\"sender_device_keys\":");
+        serde_json::to_writer(&mut *tail, sender.device_keys).map_err(internal)?;
+        tail.extend_from_slice(b",\"type\":");
+        json_string(&mut tail, event_type)?;
+        tail.push(b'}');
+        Ok(Self { head, tail, sender_key: sender.account.curve25519_key().to_base64() })
+    }
+
+    /// Encrypts the plaintext for `recipient` with `session`; returns the `m.room.encrypted`
+    /// content.
+    pub(crate) fn encrypt(
+        &self,
+        session: &mut OlmSessionRecord,
+        recipient: &Device,
+        rng: &mut dyn MachineRng,
+        now_ms: u64,
+    ) -> Result<Raw<ruma::events::AnyToDeviceEventContent>, MachineError> {
+        let mut middle = Vec::with_capacity(recipient.user_id.as_str().len() + 96);
+        json_string(&mut middle, recipient.user_id.as_str())?;
+        middle.extend_from_slice(b",\"recipient_keys\":{\"ed25519\":");
+        json_string(&mut middle, &recipient.ed25519_key.to_base64())?;
+        middle.extend_from_slice(b"},");
+        let mut plaintext =
+            zeroize::Zeroizing::new(Vec::with_capacity(self.head.len() + middle.len() + self.tail.len()));
+        plaintext.extend_from_slice(&self.head);
+        plaintext.extend_from_slice(&middle);
+        plaintext.extend_from_slice(&self.tail);
+        let message = session.session.encrypt_with_rng(&plaintext, &mut &mut *rng);
+        session.last_use_ms = now_ms;
+        let (message_type, body) = message.to_parts();
+        let recipient_key = recipient.curve25519_key.to_base64();
+        let mut out = String::with_capacity(body.len() + recipient_key.len() + self.sender_key.len() + 112);
+        out.push_str("{\"algorithm\":\"");
+        out.push_str(OLM_ALGORITHM);
+        out.push_str("\",\"ciphertext\":{\"");
+        // Base64 (keys and bodies) needs no escaping in JSON.
+        out.push_str(&recipient_key);
+        out.push_str("\":{\"body\":\"");
+        out.push_str(&body);
+        out.push_str("\",\"type\":");
+        out.push_str(&(message_type as u8).to_string());
+        out.push_str("}},\"sender_key\":\"");
+        out.push_str(&self.sender_key);
+        out.push_str("\"}");
+        let raw = serde_json::value::RawValue::from_string(out).map_err(|e| MachineError::Internal(e.to_string()))?;
+        Ok(Raw::from_json(raw))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
