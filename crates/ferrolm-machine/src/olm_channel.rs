@@ -312,47 +312,53 @@ pub(crate) fn process_claim<B: Backend>(
     rng: &mut dyn MachineRng,
     now_ms: u64,
 ) -> Result<ClaimResult, MachineError> {
-    let mut result = ClaimResult::default();
+    // 1. In order: the device and its claimed key, and a seed from the machine's generator for
+    //    each session to open (so the outcome does not depend on how the work is split).
+    let mut jobs = Vec::with_capacity(claimed.len());
     for key in claimed {
         channel.claims_in_flight.remove(key);
         let (user, device_id) = key;
-        let outcome = (|| -> Result<Result<(Curve25519PublicKey, OlmSessionRecord), ClaimFailure>, MachineError> {
-            let Some(device) =
-                store.device(&user_to_store(user), &device_to_store(device_id))?.as_ref().and_then(Device::from_record)
-            else {
-                return Ok(Err(ClaimFailure::UnknownDevice));
-            };
-            let Some(keys) = response.one_time_keys.get(user).and_then(|d| d.get(device_id)) else {
-                return Ok(Err(ClaimFailure::NoKey));
-            };
-            let Some((key_id, raw)) = keys.iter().next() else { return Ok(Err(ClaimFailure::NoKey)) };
-            let one_time_key = match check_one_time_key_signature(&device, key_id.as_str(), raw.json().get()) {
-                Ok(k) => k,
-                Err(e) => return Ok(Err(e)),
-            };
-            let session = match account.create_outbound_session_with_rng(
-                SessionConfig::version_1(),
-                device.curve25519_key,
-                one_time_key,
-                &mut &mut *rng,
-            ) {
-                Ok(s) => s,
-                Err(e) => return Ok(Err(ClaimFailure::Session(session_creation_failure(&e)))),
-            };
-            Ok(Ok((
-                device.curve25519_key,
-                OlmSessionRecord {
-                    sender_key: device.curve25519_key,
+        let Some(device) = store.known_device(&user_to_store(user), &device_to_store(device_id))? else {
+            jobs.push(Err(ClaimFailure::UnknownDevice));
+            continue;
+        };
+        let Some((key_id, raw)) =
+            response.one_time_keys.get(user).and_then(|d| d.get(device_id)).and_then(|k| k.iter().next())
+        else {
+            jobs.push(Err(ClaimFailure::NoKey));
+            continue;
+        };
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *seed);
+        jobs.push(Ok((device, key_id.as_str(), raw.json().get(), seed)));
+    }
+    // 2. On every core: the one-time key signatures checked, the sessions opened (3DH).
+    let opened = crate::parallel::map(&jobs, |job| {
+        let (device, key_id, json, seed) = job.as_ref().map_err(Clone::clone)?;
+        let one_time_key = check_one_time_key_signature(device, key_id, json)?;
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(**seed);
+        account
+            .create_outbound_session_with_rng(SessionConfig::version_1(), device.curve25519_key, one_time_key, &mut rng)
+            .map_err(|e| ClaimFailure::Session(session_creation_failure(&e)))
+    });
+    // 3. In order: the sessions kept, the failures backed off.
+    let mut result = ClaimResult::default();
+    for ((key, job), outcome) in claimed.iter().zip(&jobs).zip(opened) {
+        let (user, device_id) = key;
+        let outcome = outcome.and_then(|session| match job {
+            Ok((device, ..)) => Ok((device.curve25519_key, session)),
+            Err(e) => Err(e.clone()),
+        });
+        match outcome {
+            Ok((curve, session)) => {
+                channel.backoff.succeeded(key);
+                let record = OlmSessionRecord {
+                    sender_key: curve,
                     session,
                     created_ms: now_ms,
                     last_use_ms: now_ms,
                     last_decrypt_ms: None,
-                },
-            )))
-        })()?;
-        match outcome {
-            Ok((curve, record)) => {
-                channel.backoff.succeeded(key);
+                };
                 let id = olm_session_id(&record.session);
                 sessions.add(store, record)?;
                 result.created.push((key.clone(), curve, id));
