@@ -143,65 +143,90 @@ fn share_new_sessions(c: &mut Criterion, fixture: &Fixture, templates: &Template
 /// (c) A room key shared with the same 10,000 devices, Olm sessions established: a running
 /// machine starts a new room's session and encrypts it for each device, every change
 /// committed. Each iteration shares in another room; its to-device requests are reported
-/// sent afterwards, untimed.
+/// sent afterwards, untimed. Then (c') the call a client makes before every message it sends:
+/// the same room's key "shared" again, every device already holding it.
 fn share_existing_sessions(c: &mut Criterion, fixture: &Fixture, templates: &Templates, rt: &tokio::runtime::Runtime) {
+    let users = fixture.users(m::SHARE_USERS);
+    let claim = fixture.claim_response(&users);
+    let ferrolm_dir = copy(templates.ferrolm.path(), "machine-ferrolm-sessions");
+    let mut ferrolm = m::ferrolm_open(ferrolm_dir.path());
+    m::ferrolm_claim(&mut ferrolm, &users, &claim);
+    let ids = m::ferrolm_share(&mut ferrolm, &m::room(0), &users);
+    m::ferrolm_sent(&mut ferrolm, &ids);
+    let sdk_dir = copy(templates.sdk.path(), "machine-sdk-sessions");
+    let (sdk, sdk_store) = rt.block_on(m::sdk_open(sdk_dir.path()));
+    rt.block_on(async {
+        m::sdk_claim(&sdk, &users, &claim).await;
+        let ids = m::sdk_share(&sdk, &m::room(0), &users).await;
+        m::sdk_sent(&sdk, &ids).await;
+    });
+
     let mut g = c.benchmark_group("machine/share_10000_devices_existing_sessions");
     g.throughput(Throughput::Elements((m::SHARE_USERS * m::DEVICES_PER_USER) as u64));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
-    let users = fixture.users(m::SHARE_USERS);
-    let claim = fixture.claim_response(&users);
-    {
-        let dir = copy(templates.ferrolm.path(), "machine-ferrolm-sessions");
-        let mut machine = m::ferrolm_open(dir.path());
-        m::ferrolm_claim(&mut machine, &users, &claim);
-        let ids = m::ferrolm_share(&mut machine, &m::room(0), &users);
-        m::ferrolm_sent(&mut machine, &ids);
-        let mut next = 1;
-        g.bench_function("ferrolm", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let room = m::room(next);
-                    next += 1;
+    let mut next = 1;
+    g.bench_function("ferrolm", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let room = m::room(next);
+                next += 1;
+                let start = Instant::now();
+                let ids = m::ferrolm_share(&mut ferrolm, &room, &users);
+                total += start.elapsed();
+                m::ferrolm_sent(&mut ferrolm, &ids);
+            }
+            total
+        })
+    });
+    let mut next = 1;
+    g.bench_function("matrix-sdk-crypto", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let room = m::room(next);
+                next += 1;
+                rt.block_on(async {
                     let start = Instant::now();
-                    let ids = m::ferrolm_share(&mut machine, &room, &users);
+                    let ids = m::sdk_share(&sdk, &room, &users).await;
                     total += start.elapsed();
-                    m::ferrolm_sent(&mut machine, &ids);
-                }
-                total
-            })
-        });
-    }
-    {
-        let dir = copy(templates.sdk.path(), "machine-sdk-sessions");
-        let (machine, store) = rt.block_on(m::sdk_open(dir.path()));
-        rt.block_on(async {
-            m::sdk_claim(&machine, &users, &claim).await;
-            let ids = m::sdk_share(&machine, &m::room(0), &users).await;
-            m::sdk_sent(&machine, &ids).await;
-        });
-        let mut next = 1;
-        g.bench_function("matrix-sdk-crypto", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let room = m::room(next);
-                    next += 1;
-                    rt.block_on(async {
-                        let start = Instant::now();
-                        let ids = m::sdk_share(&machine, &room, &users).await;
-                        total += start.elapsed();
-                        m::sdk_sent(&machine, &ids).await;
-                    });
-                }
-                total
-            })
-        });
-        drop(machine);
-        rt.block_on(store.close()).expect("closed");
-    }
+                    m::sdk_sent(&sdk, &ids).await;
+                });
+            }
+            total
+        })
+    });
     g.finish();
+
+    let mut g = c.benchmark_group("machine/share_10000_devices_already_shared");
+    g.throughput(Throughput::Elements((m::SHARE_USERS * m::DEVICES_PER_USER) as u64));
+    g.sample_size(10);
+    let room = m::room(0);
+    g.bench_function("ferrolm", |b| {
+        b.iter(|| {
+            let share = ferrolm.share_room_key(&room, &users, Default::default()).expect("shared");
+            assert!(share.shared_with.is_empty() && !share.rotated);
+            black_box(share)
+        })
+    });
+    g.bench_function("matrix-sdk-crypto", |b| {
+        b.iter(|| {
+            let requests = rt
+                .block_on(sdk.share_room_key(
+                    &room,
+                    users.iter().map(|u| &**u),
+                    matrix_sdk_crypto::EncryptionSettings::default(),
+                ))
+                .expect("shared");
+            assert!(requests.is_empty());
+            black_box(requests)
+        })
+    });
+    g.finish();
+    drop(ferrolm);
+    drop(sdk);
+    rt.block_on(sdk_store.close()).expect("closed");
 }
 
 /// (d) One room event decrypted by a running machine (its stores open, the event's session
@@ -212,9 +237,12 @@ fn decrypt(c: &mut Criterion, fixture: &Fixture, rt: &tokio::runtime::Runtime) {
     let templates = templates(fixture, 1, rt);
     event.ferrolm_save(templates.ferrolm.path());
     rt.block_on(async {
-        let store = matrix_sdk_sqlite::SqliteCryptoStore::open_with_key(templates.sdk.path(), Some(&ferrolm_benches::store::STORE_KEY))
-            .await
-            .expect("opens");
+        let store = matrix_sdk_sqlite::SqliteCryptoStore::open_with_key(
+            templates.sdk.path(),
+            Some(&ferrolm_benches::store::STORE_KEY),
+        )
+        .await
+        .expect("opens");
         event.sdk_save(&store).await;
         store.close().await.expect("closed");
     });
@@ -268,7 +296,9 @@ fn decrypt(c: &mut Criterion, fixture: &Fixture, rt: &tokio::runtime::Runtime) {
                 rt.block_on(async {
                     let (machine, store) = m::sdk_open(templates.sdk.path()).await;
                     let start = Instant::now();
-                    black_box(machine.decrypt_room_event(&sdk_event, &event.room_id, &settings).await.expect("decrypts"));
+                    black_box(
+                        machine.decrypt_room_event(&sdk_event, &event.room_id, &settings).await.expect("decrypts"),
+                    );
                     total += start.elapsed();
                     drop(machine);
                     store.close().await.expect("closed");
