@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use ferrolm::types::Curve25519PublicKey;
 use ferrolm_store::{
-    Backend, Changes, DeviceId, DeviceRecord, InboundGroupSessionRecord, OlmSessionRecord, RoomId, Store, TrackedUser,
-    UserId,
+    Backend, Changes, DeviceId, DeviceRecord, InboundGroupSessionRecord, OlmSessionRecord, OutboundShare, RoomId,
+    Store, TrackedUser, UserId,
 };
 
 use crate::devices::Device;
@@ -29,6 +29,11 @@ const MAX_SESSION_LISTS: usize = 100_000;
 const MAX_ROOM_KEYS: usize = 4_096;
 /// Seen message indices kept.
 const MAX_SEEN: usize = 16_384;
+/// Rooms whose current outbound session's shares are kept.
+const MAX_SHARED_ROOMS: usize = 256;
+
+/// The shares of one outbound session, by (user, device).
+type Shares = BTreeMap<(UserId, DeviceId), OutboundShare>;
 
 /// A stored device and its parsed form (`None`: a record the machine did not write).
 #[derive(Debug, Clone)]
@@ -44,6 +49,8 @@ struct Maps {
     room_keys: HashMap<(RoomId, String), Option<InboundGroupSessionRecord>>,
     seen: HashMap<(String, u32), Option<String>>,
     tracked_users: Option<BTreeMap<UserId, bool>>,
+    /// Per room: one outbound session's id and its shares.
+    shares: HashMap<RoomId, (String, Shares)>,
 }
 
 /// The machine's store and its read cache (see the [module documentation](self)).
@@ -182,6 +189,27 @@ impl<B: Backend> CachedStore<B> {
         Ok(found)
     }
 
+    /// Every share of a room's outbound session, as [`Store::outbound_shares`] (ordered by
+    /// user and device).
+    pub(crate) fn outbound_shares(&self, room_id: &RoomId, session_id: &str) -> Result<Vec<OutboundShare>> {
+        let mut maps = self.maps.borrow_mut();
+        if let Some((id, shares)) = maps.shares.get(room_id) {
+            if id == session_id {
+                return Ok(shares.values().cloned().collect());
+            }
+        }
+        let shares: Shares = self
+            .store
+            .outbound_shares(room_id, session_id)?
+            .into_iter()
+            .map(|s| ((s.user_id.clone(), s.device_id.clone()), s))
+            .collect();
+        let list = shares.values().cloned().collect();
+        bounded(&mut maps.shares, MAX_SHARED_ROOMS);
+        maps.shares.insert(room_id.clone(), (session_id.to_owned(), shares));
+        Ok(list)
+    }
+
     /// The tracked users, as [`Store::tracked_users`].
     pub(crate) fn tracked_users(&self) -> Result<Vec<TrackedUser>> {
         let mut maps = self.maps.borrow_mut();
@@ -210,6 +238,22 @@ impl Maps {
         }
         for (room, id) in &deletions.inbound_group_sessions {
             self.room_keys.insert((room.clone(), id.clone()), None);
+        }
+        for room in &deletions.outbound_group_sessions {
+            self.shares.remove(room);
+        }
+        for session in &changes.outbound_group_sessions {
+            // A new session for the room: the store forgets the old one's shares.
+            if self.shares.get(&session.room_id).is_some_and(|(id, _)| *id != session.session_id()) {
+                self.shares.remove(&session.room_id);
+            }
+        }
+        for share in &changes.outbound_shares {
+            if let Some((id, shares)) = self.shares.get_mut(&share.room_id) {
+                if *id == share.session_id {
+                    shares.insert((share.user_id.clone(), share.device_id.clone()), share.clone());
+                }
+            }
         }
         for (user, device) in &deletions.devices {
             if let Some(list) = self.devices.get_mut(user) {
