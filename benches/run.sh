@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # Runs every benchmark (ferrolm, vodozemac and libolm in the same run; the key store against
-# matrix-sdk-sqlite) and the callgrind instruction counts, and rewrites the results in
-# benches/README.md between the markers.
-# Usage: benches/run.sh            (takes about 25 minutes; run it on an idle machine)
+# matrix-sdk-sqlite; the machine against matrix-sdk-crypto) and the callgrind instruction
+# counts, and rewrites the results in benches/README.md between the markers.
+# Usage: benches/run.sh            (takes about 40 minutes; run it on an idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${FERROLM_CACHE:-$HOME/.cache/ferrolm}/target}"
 
-for bench in olm megolm pk store; do
+for bench in olm megolm pk store machine; do
     cargo bench -p ferrolm-benches --bench "$bench" -- --noplot
 done
 
 table=$(python3 benches/report.py "$CARGO_TARGET_DIR" olm megolm pk)
 store_table=$(python3 benches/report.py "$CARGO_TARGET_DIR" store)
+machine_table=$(python3 benches/report.py "$CARGO_TARGET_DIR" machine)
 instructions=$(benches/callgrind.sh)
 machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores, $(uname -sr), $(rustc --version)"
-python3 - "$table" "$machine" "$(date -u +%Y-%m-%d)" "$instructions" "$store_table" <<'PY'
+python3 - "$table" "$machine" "$(date -u +%Y-%m-%d)" "$instructions" "$store_table" "$machine_table" <<'PY'
 import re, sys
-table, machine, day, instructions, store_table = sys.argv[1:]
+table, machine, day, instructions, store_table, machine_table = sys.argv[1:]
 path = "benches/README.md"
 text = open(path).read()
 note = ("Wall-clock medians on this VM move by 10–20% between runs, and between the minutes of one run "
@@ -25,6 +26,7 @@ note = ("Wall-clock medians on this VM move by 10–20% between runs, and betwee
         "counts below), a ratio between 0.9× and 1.1× is that noise, not a difference.")
 block = (f"<!-- BEGIN RESULTS -->\nOne run on {day}: {machine}.\n{note}\n\n### Wall-clock medians (criterion)\n\n"
          f"{table}\n\n### The key store against matrix-sdk-sqlite (criterion)\n\n{store_table}\n\n"
+         f"### The machine against matrix-sdk-crypto (criterion)\n\n{machine_table}\n\n"
          f"### Instructions per operation (callgrind)\n\n{instructions}\n<!-- END RESULTS -->")
 text = re.sub(r"<!-- BEGIN RESULTS -->.*<!-- END RESULTS -->", lambda _: block, text, flags=re.S)
 open(path, "w").write(text)
