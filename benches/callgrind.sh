@@ -52,7 +52,7 @@ per_op() { # implementation operation n
     with=$(count_process "$1" "$2" "$3"); without=$(count_process "$1" "$2" 0)
     echo $(( (with - without) / $3 ))
 }
-[ $# -gt 0 ] && exit 0 # named operations only: no store table
+[ $# -gt 0 ] && exit 0 # named operations only: no store or machine table
 printf '\n| store operation | ferrolm | matrix-sdk-sqlite | matrix-sdk-sqlite / ferrolm |\n'
 printf '| --- | ---: | ---: | ---: |\n'
 for spec in store_save_olm_session:200:"save one changed Olm session" store_lookup:500:"look up one room key among 1,000"; do
@@ -60,4 +60,21 @@ for spec in store_save_olm_session:200:"save one changed Olm session" store_look
     f=$(per_op ferrolm "$op" "$n"); m=$(per_op matrix-sdk-sqlite "$op" "$n")
     awk -v op="$label" -v f="$f" -v m="$m" -v F="$(grouped "$f")" -v M="$(grouped "$m")" \
         'BEGIN { printf "| %s | %s | %s | %.2f× |\n", op, F, M, m / f }'
+done
+
+# ferrolm's machine on its SQLite store (benches/machine.rs's workloads, fewer devices: valgrind
+# runs the set-up about 50 times slower), counted inside `measured_once` and divided by the
+# devices (or events) it handled. One core (taskset): the Olm sessions a claim opens are spread
+# over every core, and callgrind would count only the calling thread's.
+printf '\n| machine operation (ferrolm, SQLite store) | instructions | per |\n'
+printf '| --- | ---: | --- |\n'
+for spec in "machine_keys_query:1000:a keys query (100 users of 10 devices):device" \
+    "machine_share_new_sessions:1000:claim and room key share, no sessions (1,000 devices):device" \
+    "machine_share_existing_sessions:1000:room key share, sessions established (1,000 devices):device" \
+    "machine_decrypt_warm:200:decrypt_room_event, warm:event"; do
+    op=${spec%%:*}; rest=${spec#*:}; n=${rest%%:*}; rest=${rest#*:}; label=${rest%%:*}; per=${rest##*:}
+    out=$(taskset -c 0 valgrind --tool=callgrind --callgrind-out-file=/dev/null --collect-atstart=no \
+        --toggle-collect='*measured*' "$ops" ferrolm "$op" "$n" 2>&1 >/dev/null)
+    total=$(echo "$out" | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -1)
+    printf '| %s | %s | %s |\n' "$label" "$(grouped $(( total / n )))" "$per"
 done

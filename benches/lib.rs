@@ -119,3 +119,9 @@ impl Backup {
 #[path = "store_setup.rs"]
 #[allow(clippy::indexing_slicing)] // indices come from the set-up itself
 pub mod store;
+
+/// Set-up for the machine benchmarks: the same fixture of real devices for ferrolm-machine
+/// and matrix-sdk-crypto.
+#[path = "machine_setup.rs"]
+#[allow(clippy::indexing_slicing)] // indices come from the set-up itself
+pub mod machine;

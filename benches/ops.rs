@@ -190,6 +190,82 @@ fn run(implementation: &str, operation: &str, n: usize) -> Option<()> {
         ("ferrolm" | "matrix-sdk-sqlite", "store_save_olm_session" | "store_lookup") => {
             store(implementation, operation, n)
         }
+        ("ferrolm", op) if op.starts_with("machine_") => machine(op, n)?,
+        _ => return None,
+    }
+    Some(())
+}
+
+/// Everything callgrind counts of a single call happens in here (the count is then divided by
+/// the devices or events it handled); the wall-clock time goes to stderr.
+#[inline(never)]
+fn measured_once<T>(what: &str, op: impl FnOnce() -> T) -> T {
+    let (start, cpu) = (Instant::now(), process_cpu_ms());
+    let out = op();
+    // The CPU time too: on a loaded machine it moves less than the wall-clock time.
+    eprintln!("{what}: {:.1?} wall, {} ms CPU", start.elapsed(), process_cpu_ms() - cpu);
+    out
+}
+
+/// The process's user and system CPU time so far, in milliseconds (Linux; 0 elsewhere).
+fn process_cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: u64 = fields.get(11..13).map(|f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum()).unwrap_or(0);
+    ticks * 10 // USER_HZ is 100 on Linux
+}
+
+/// ferrolm's machine on its SQLite store (`benches/machine.rs`'s workloads), N devices (a
+/// multiple of 10: N / 10 users of 10 devices) or N decryptions.
+fn machine(operation: &str, n: usize) -> Option<()> {
+    use ferrolm_benches::machine::{self as m, Fixture, RoomEvent};
+    use ferrolm_benches::store::TempDir;
+    let users = (n / m::DEVICES_PER_USER).max(1);
+    let fixture = Fixture::load(users, m::DEVICES_PER_USER);
+    let all = fixture.users(users);
+    let dir = TempDir::new("ops-machine");
+    let mut machine = m::ferrolm_open(dir.path());
+    let answers = m::ferrolm_queries(&mut machine, &fixture, &all);
+    if operation == "machine_keys_query" {
+        measured_once("keys query", || m::ferrolm_apply(&mut machine, answers));
+        return Some(());
+    }
+    m::ferrolm_apply(&mut machine, answers);
+    let claim = fixture.claim_response(&all);
+    match operation {
+        "machine_share_new_sessions" => measured_once("claim and share", || {
+            m::ferrolm_claim(&mut machine, &all, &claim);
+            drop(black_box(m::ferrolm_share(&mut machine, &m::room(0), &all)));
+        }),
+        "machine_share_existing_sessions" => {
+            m::ferrolm_claim(&mut machine, &all, &claim);
+            let ids = m::ferrolm_share(&mut machine, &m::room(0), &all);
+            m::ferrolm_sent(&mut machine, &ids);
+            // FERROLM_OPS_REPEAT=R shares in R rooms (for a profiler that sees the whole process).
+            let repeat = std::env::var("FERROLM_OPS_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+            measured_once("share", || {
+                for r in 1..=repeat {
+                    let ids = m::ferrolm_share(&mut machine, &m::room(r), &all);
+                    if r < repeat {
+                        m::ferrolm_sent(&mut machine, &ids);
+                    }
+                }
+            });
+        }
+        "machine_decrypt_warm" => {
+            drop(machine);
+            let event = RoomEvent::new(&fixture);
+            event.ferrolm_save(dir.path());
+            let mut machine = m::ferrolm_open(dir.path());
+            let raw = event.ferrolm_event();
+            let mut decrypt = || {
+                let d = machine.decrypt_room_event(&raw, &event.room_id, ferrolm_machine::TrustRequirement::Untrusted);
+                drop(black_box(d.unwrap().unwrap()))
+            };
+            decrypt();
+            measured_once("decryptions", || (0..n).for_each(|_| decrypt()));
+        }
         _ => return None,
     }
     Some(())

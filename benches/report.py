@@ -8,7 +8,8 @@ each implementation and the ratios of vodozemac's and libolm's medians to ferrol
 matrix-sdk-sqlite, with the file sizes the store bench records in
 <target>/criterion/store_file_size/<implementation>.json. The prefix `backup` prints the
 machine's backup restore against matrix-sdk-crypto's, with the load averages the bench recorded
-in <target>/criterion/backup_load/<implementation>.json.
+in <target>/criterion/backup_load/<implementation>.json; the prefix `machine` prints
+ferrolm-machine against matrix-sdk-crypto, with the bare core Megolm decryption.
 Usage: report.py TARGET_DIR [PREFIX ...]
 """
 import json
@@ -95,10 +96,41 @@ def backup_table(root):
         print(f"| {name} | {fmt(ours)} | {fmt(theirs)} | {theirs / ours:.2f}× | {' / '.join(cpus)} | {'; '.join(loads)} |")
 
 
+def machine_table(root):
+    """ferrolm-machine against matrix-sdk-crypto: medians and ratio; the bare Megolm row."""
+    print("| machine operation | ferrolm | matrix-sdk-crypto | matrix-sdk-crypto / ferrolm |")
+    print("| --- | ---: | ---: | ---: |")
+    bare = group_medians(root, "machine_megolm_decrypt_bare", ["ferrolm"]).get("ferrolm")
+    warm = None
+    for group in sorted(os.listdir(root)):
+        if not group.startswith("machine") or group == "machine_megolm_decrypt_bare":
+            continue
+        medians = group_medians(root, group, MACHINES)
+        if len(medians) != len(MACHINES):
+            continue
+        with open(os.path.join(root, group, "ferrolm", "new", "benchmark.json")) as f:
+            name = json.load(f)["group_id"]
+        ours, theirs = medians["ferrolm"], medians["matrix-sdk-crypto"]
+        if name == "machine/decrypt_room_event_warm":
+            warm = ours
+        print(f"| {name} | {fmt(ours)} | {fmt(theirs)} | {theirs / ours:.2f}× |")
+    if bare:
+        print(f"| machine/megolm_decrypt_bare (the core alone, same message) | {fmt(bare)} | – | – |")
+        if warm:
+            print()
+            print(f"decrypt_room_event warm is {warm / bare:.2f}× the bare core Megolm decryption of the same message.")
+
+
 def main():
     target = sys.argv[1]
     prefixes = sys.argv[2:] or [""]
     root = os.path.join(target, "criterion")
+    if "machine" in prefixes:
+        machine_table(root)
+        prefixes = [p for p in prefixes if p != "machine"]
+        if not prefixes:
+            return
+        print()
     if "store" in prefixes:
         store_table(root)
         prefixes = [p for p in prefixes if p != "store"]
@@ -113,7 +145,7 @@ def main():
         print()
     rows = []
     for group in sorted(os.listdir(root)):
-        if group == "report" or group.startswith(("store", "backup")) or not any(group.startswith(p) for p in prefixes):
+        if group == "report" or group.startswith(("store", "backup", "machine")) or not any(group.startswith(p) for p in prefixes):
             continue
         medians = {}
         for impl in IMPLEMENTATIONS:

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
-use ferrolm_store::{Backend, Changes, DeviceRecord, LocalTrust, Store, TrackedUser};
+use ferrolm_store::{Backend, Changes, DeviceRecord, LocalTrust, TrackedUser};
 use ruma::api::client::keys::get_keys;
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::{Map, Value};
@@ -344,7 +344,7 @@ pub(crate) struct OwnIdentity<'a> {
 /// deleted devices, clears the dirty flag of users whose answer is complete and who were not
 /// marked dirty again meanwhile.
 pub(crate) fn process_keys_query<B: Backend>(
-    store: &Store<B>,
+    store: &crate::cache::CachedStore<B>,
     own: &OwnIdentity<'_>,
     tracker: &mut DeviceTracker,
     queried: &QueriedUsers,
@@ -372,7 +372,7 @@ pub(crate) fn process_keys_query<B: Backend>(
 
 /// Applies one user's served device list.
 fn apply_user_devices<B: Backend>(
-    store: &Store<B>,
+    store: &crate::cache::CachedStore<B>,
     own: &OwnIdentity<'_>,
     user: &UserId,
     served: &[(OwnedDeviceId, String)],

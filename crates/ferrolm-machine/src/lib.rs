@@ -180,6 +180,7 @@
 
 mod adapt;
 pub mod backup;
+mod cache;
 pub mod cross_signing;
 pub mod dehydrated;
 pub mod devices;
@@ -192,6 +193,7 @@ pub mod key_requests;
 mod machine;
 pub mod olm_channel;
 pub mod own_device;
+mod parallel;
 mod requests;
 pub mod room_events;
 pub mod room_keys_in;

@@ -14,6 +14,7 @@ use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedTransactionId, OwnedUserId};
 use serde_json::{Map, Value};
 
 use crate::adapt::{device_to_store, olm_session_id, user_from_store, user_to_store};
+use crate::cache::CachedStore;
 use crate::devices::{self, Device, DeviceTracker, OwnIdentity, QueriedUsers};
 use crate::env::Env;
 use crate::error::MachineError;
@@ -67,7 +68,7 @@ const KEY_CARRYING_TYPES: [&str; 4] = ["m.room_key", "m.forwarded_room_key", "m.
 pub struct OlmMachine<B: Backend> {
     user_id: OwnedUserId,
     device_id: OwnedDeviceId,
-    store: Store<B>,
+    store: CachedStore<B>,
     env: Env,
     state: State,
     /// Device trust verdicts computed since the last change of the identities or devices
@@ -141,7 +142,7 @@ impl<B: Backend> OlmMachine<B> {
         store: Store<B>,
         mut env: Env,
     ) -> Result<Self, MachineError> {
-        let mut store = store;
+        let mut store = CachedStore::new(store);
         let mut changes = Changes::default();
         let own = match store.account()? {
             Some(record) => {
@@ -237,7 +238,7 @@ impl<B: Backend> OlmMachine<B> {
 
     /// Closes the machine and gives the store back.
     pub fn into_store(self) -> Store<B> {
-        self.store
+        self.store.into_inner()
     }
 
     /// The sync token of the last [`SyncChanges`] processed: the `since` of the next sync.
@@ -247,16 +248,12 @@ impl<B: Backend> OlmMachine<B> {
 
     /// A stored device.
     pub fn device(&self, user_id: &ruma::UserId, device_id: &ruma::DeviceId) -> Result<Option<Device>, MachineError> {
-        Ok(self
-            .store
-            .device(&user_to_store(user_id), &device_to_store(device_id))?
-            .as_ref()
-            .and_then(Device::from_record))
+        Ok(self.store.known_device(&user_to_store(user_id), &device_to_store(device_id))?)
     }
 
     /// A user's stored devices (deleted ones included, marked).
     pub fn devices(&self, user_id: &ruma::UserId) -> Result<Vec<Device>, MachineError> {
-        Ok(self.store.devices(&user_to_store(user_id))?.iter().filter_map(Device::from_record).collect())
+        Ok(self.store.known_devices(&user_to_store(user_id))?)
     }
 
     /// The tracked users, and whether each is due for a keys query.
@@ -506,12 +503,7 @@ impl<B: Backend> OlmMachine<B> {
         };
         let mut messages: send_event_to_device::v3::Messages = BTreeMap::new();
         for ((user, device_id), curve, session_id) in dummies {
-            let Some(device) = self
-                .store
-                .device(&user_to_store(user), &device_to_store(device_id))?
-                .as_ref()
-                .and_then(Device::from_record)
-            else {
+            let Some(device) = self.store.known_device(&user_to_store(user), &device_to_store(device_id))? else {
                 continue;
             };
             let list = step.sessions.with(&self.store, *curve)?;
@@ -592,9 +584,7 @@ impl<B: Backend> OlmMachine<B> {
             for (user, device_id) in devices {
                 let device = self
                     .store
-                    .device(&user_to_store(user), &device_to_store(device_id))?
-                    .as_ref()
-                    .and_then(Device::from_record)
+                    .known_device(&user_to_store(user), &device_to_store(device_id))?
                     .filter(|d| !d.deleted && d.supports_olm());
                 let Some(device) = device else {
                     outcome.unknown_devices.push((user.clone(), device_id.clone()));
@@ -806,8 +796,12 @@ fn push_to_device_of_type(
     event_type: &str,
     messages: send_event_to_device::v3::Messages,
 ) -> Result<(), MachineError> {
-    let body = serde_json::to_vec(&serde_json::json!({ "messages": messages }))
-        .map_err(|e| MachineError::Internal(e.to_string()))?;
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        messages: &'a send_event_to_device::v3::Messages,
+    }
+    // The contents are serialized as they are (raw JSON), not parsed again.
+    let body = serde_json::to_vec(&Body { messages: &messages }).map_err(|e| MachineError::Internal(e.to_string()))?;
     step.changes.outgoing_to_device.push(OutgoingToDevice {
         txn_id: request_id.clone(),
         event_type: event_type.to_owned(),

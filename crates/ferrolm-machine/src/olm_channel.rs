@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ferrolm::olm::{Account, MessageType, OlmMessage, SessionConfig};
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
-use ferrolm_store::{Backend, Changes, OlmSessionRecord, Store};
+use ferrolm_store::{Backend, Changes, OlmSessionRecord};
 use ruma::api::client::keys::claim_keys;
 use ruma::events::AnyToDeviceEvent;
 use ruma::serde::Raw;
@@ -34,6 +34,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::adapt::{device_to_store, olm_session_id, session_creation_failure, user_to_store};
+use crate::cache::CachedStore;
 use crate::devices::{Device, validate_device_keys};
 use crate::env::MachineRng;
 use crate::error::MachineError;
@@ -67,7 +68,7 @@ impl Sessions {
     /// The sessions with the device whose identity key is `key`.
     pub(crate) fn with<B: Backend>(
         &mut self,
-        store: &Store<B>,
+        store: &CachedStore<B>,
         key: Curve25519PublicKey,
     ) -> Result<&mut Vec<OlmSessionRecord>, MachineError> {
         if let std::collections::btree_map::Entry::Vacant(entry) = self.by_key.entry(key) {
@@ -83,7 +84,11 @@ impl Sessions {
 
     /// Adds a new session, and drops the least recently active beyond
     /// [`KEPT_SESSIONS_PER_DEVICE`].
-    pub(crate) fn add<B: Backend>(&mut self, store: &Store<B>, record: OlmSessionRecord) -> Result<(), MachineError> {
+    pub(crate) fn add<B: Backend>(
+        &mut self,
+        store: &CachedStore<B>,
+        record: OlmSessionRecord,
+    ) -> Result<(), MachineError> {
         let key = record.sender_key;
         let id = olm_session_id(&record.session);
         let list = self.with(store, key)?;
@@ -204,7 +209,7 @@ pub(crate) struct OlmChannel {
 /// Rule: a device whose claims fail is not claimed again before its backoff ends; a device
 /// with a session is not claimed (unless wedged); own device never.
 pub(crate) fn missing_sessions<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     channel: &OlmChannel,
     own_user: &UserId,
     own_device: &DeviceId,
@@ -213,8 +218,7 @@ pub(crate) fn missing_sessions<B: Backend>(
 ) -> Result<Vec<DeviceKey>, MachineError> {
     let mut out = Vec::new();
     for user in users {
-        for record in store.devices(&user_to_store(user))? {
-            let Some(device) = Device::from_record(&record) else { continue };
+        for device in store.known_devices(&user_to_store(user))? {
             if device.deleted || !device.supports_olm() || (user == own_user && device.device_id == own_device) {
                 continue;
             }
@@ -223,7 +227,7 @@ pub(crate) fn missing_sessions<B: Backend>(
                 continue;
             }
             let wedged = channel.wedged.contains_key(&key);
-            if wedged || store.olm_sessions(&device.curve25519_key)?.is_empty() {
+            if wedged || !store.has_olm_session(&device.curve25519_key)? {
                 out.push(key);
             }
         }
@@ -303,7 +307,7 @@ pub(crate) struct ClaimResult {
 /// Applies a claim answer: checks each key and opens a session with each device.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn process_claim<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     account: &Account,
     channel: &mut OlmChannel,
     sessions: &mut Sessions,
@@ -312,47 +316,53 @@ pub(crate) fn process_claim<B: Backend>(
     rng: &mut dyn MachineRng,
     now_ms: u64,
 ) -> Result<ClaimResult, MachineError> {
-    let mut result = ClaimResult::default();
+    // 1. In order: the device and its claimed key, and a seed from the machine's generator for
+    //    each session to open (so the outcome does not depend on how the work is split).
+    let mut jobs = Vec::with_capacity(claimed.len());
     for key in claimed {
         channel.claims_in_flight.remove(key);
         let (user, device_id) = key;
-        let outcome = (|| -> Result<Result<(Curve25519PublicKey, OlmSessionRecord), ClaimFailure>, MachineError> {
-            let Some(device) =
-                store.device(&user_to_store(user), &device_to_store(device_id))?.as_ref().and_then(Device::from_record)
-            else {
-                return Ok(Err(ClaimFailure::UnknownDevice));
-            };
-            let Some(keys) = response.one_time_keys.get(user).and_then(|d| d.get(device_id)) else {
-                return Ok(Err(ClaimFailure::NoKey));
-            };
-            let Some((key_id, raw)) = keys.iter().next() else { return Ok(Err(ClaimFailure::NoKey)) };
-            let one_time_key = match check_one_time_key_signature(&device, key_id.as_str(), raw.json().get()) {
-                Ok(k) => k,
-                Err(e) => return Ok(Err(e)),
-            };
-            let session = match account.create_outbound_session_with_rng(
-                SessionConfig::version_1(),
-                device.curve25519_key,
-                one_time_key,
-                &mut &mut *rng,
-            ) {
-                Ok(s) => s,
-                Err(e) => return Ok(Err(ClaimFailure::Session(session_creation_failure(&e)))),
-            };
-            Ok(Ok((
-                device.curve25519_key,
-                OlmSessionRecord {
-                    sender_key: device.curve25519_key,
+        let Some(device) = store.known_device(&user_to_store(user), &device_to_store(device_id))? else {
+            jobs.push(Err(ClaimFailure::UnknownDevice));
+            continue;
+        };
+        let Some((key_id, raw)) =
+            response.one_time_keys.get(user).and_then(|d| d.get(device_id)).and_then(|k| k.iter().next())
+        else {
+            jobs.push(Err(ClaimFailure::NoKey));
+            continue;
+        };
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *seed);
+        jobs.push(Ok((device, key_id.as_str(), raw.json().get(), seed)));
+    }
+    // 2. On every core: the one-time key signatures checked, the sessions opened (3DH).
+    let opened = crate::parallel::map(&jobs, |job| {
+        let (device, key_id, json, seed) = job.as_ref().map_err(Clone::clone)?;
+        let one_time_key = check_one_time_key_signature(device, key_id, json)?;
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(**seed);
+        account
+            .create_outbound_session_with_rng(SessionConfig::version_1(), device.curve25519_key, one_time_key, &mut rng)
+            .map_err(|e| ClaimFailure::Session(session_creation_failure(&e)))
+    });
+    // 3. In order: the sessions kept, the failures backed off.
+    let mut result = ClaimResult::default();
+    for ((key, job), outcome) in claimed.iter().zip(&jobs).zip(opened) {
+        let (user, device_id) = key;
+        let outcome = outcome.and_then(|session| match job {
+            Ok((device, ..)) => Ok((device.curve25519_key, session)),
+            Err(e) => Err(e.clone()),
+        });
+        match outcome {
+            Ok((curve, session)) => {
+                channel.backoff.succeeded(key);
+                let record = OlmSessionRecord {
+                    sender_key: curve,
                     session,
                     created_ms: now_ms,
                     last_use_ms: now_ms,
                     last_decrypt_ms: None,
-                },
-            )))
-        })()?;
-        match outcome {
-            Ok((curve, record)) => {
-                channel.backoff.succeeded(key);
+                };
                 let id = olm_session_id(&record.session);
                 sessions.add(store, record)?;
                 result.created.push((key.clone(), curve, id));
@@ -389,30 +399,91 @@ pub(crate) fn encrypt(
     rng: &mut dyn MachineRng,
     now_ms: u64,
 ) -> Result<Value, MachineError> {
-    let mut plaintext = json!({
-        "type": event_type,
-        "content": content,
-        "sender": sender.user_id,
-        "sender_device": sender.device_id,
-        "keys": { "ed25519": sender.account.ed25519_key().to_base64() },
-        "recipient": recipient.user_id,
-        "recipient_keys": { "ed25519": recipient.ed25519_key.to_base64() },
-        "sender_device_keys": sender.device_keys,
-    });
-    let bytes = serde_json::to_vec(&plaintext).map(zeroize::Zeroizing::new);
-    // The payload may hold a secret (a room key): overwrite the copy in the JSON value.
-    crate::adapt::zeroize_strings(&mut plaintext);
-    let bytes = bytes.map_err(|e| MachineError::Internal(e.to_string()))?;
-    let message = session.session.encrypt_with_rng(&bytes, &mut &mut *rng);
-    session.last_use_ms = now_ms;
-    let (message_type, body) = message.to_parts();
-    Ok(json!({
-        "algorithm": OLM_ALGORITHM,
-        "sender_key": sender.account.curve25519_key().to_base64(),
-        "ciphertext": {
-            recipient.curve25519_key.to_base64(): { "type": message_type as u8, "body": body }
-        }
-    }))
+    let template = PlaintextTemplate::new(sender, event_type, content)?;
+    let raw = template.encrypt(session, recipient, rng, now_ms)?;
+    serde_json::from_str(raw.json().get()).map_err(|e| MachineError::Internal(e.to_string()))
+}
+
+/// The plaintext of one to-device event sent to many devices: every field but the
+/// recipient's (`recipient`, `recipient_keys`) serialized once, the payload zeroized on drop.
+/// The fields are in sorted order, as a JSON object of them serializes.
+pub(crate) struct PlaintextTemplate {
+    head: zeroize::Zeroizing<Vec<u8>>,
+    tail: zeroize::Zeroizing<Vec<u8>>,
+    /// The own Curve25519 key (the content's `sender_key`).
+    sender_key: String,
+}
+
+fn json_string(out: &mut Vec<u8>, s: &str) -> Result<(), MachineError> {
+    serde_json::to_writer(out, s).map_err(|e| MachineError::Internal(e.to_string()))
+}
+
+impl PlaintextTemplate {
+    /// The plaintext of `event_type` with `content` from `sender`.
+    pub(crate) fn new(sender: &Sender<'_>, event_type: &str, content: &Value) -> Result<Self, MachineError> {
+        let internal = |e: serde_json::Error| MachineError::Internal(e.to_string());
+        // The payload may hold a secret (a room key): every buffer that holds it is zeroized,
+        // and sized before it is written so that no reallocation leaves a copy behind.
+        let content = zeroize::Zeroizing::new(serde_json::to_vec(content).map_err(internal)?);
+        let ed25519 = sender.account.ed25519_key().to_base64();
+        let mut head = zeroize::Zeroizing::new(Vec::with_capacity(content.len() + ed25519.len() + 48));
+        head.extend_from_slice(b"{\"content\":");
+        head.extend_from_slice(&content);
+        head.extend_from_slice(b",\"keys\":{\"ed25519\":");
+        json_string(&mut head, &ed25519)?;
+        head.extend_from_slice(b"},\"recipient\":");
+        let mut tail = zeroize::Zeroizing::new(Vec::new());
+        tail.extend_from_slice(b"\"sender\":");
+        json_string(&mut tail, sender.user_id.as_str())?;
+        tail.extend_from_slice(b",\"sender_device\":");
+        json_string(&mut tail, sender.device_id.as_str())?;
+        tail.extend_from_slice(b",\"sender_device_keys\":");
+        serde_json::to_writer(&mut *tail, sender.device_keys).map_err(internal)?;
+        tail.extend_from_slice(b",\"type\":");
+        json_string(&mut tail, event_type)?;
+        tail.push(b'}');
+        Ok(Self { head, tail, sender_key: sender.account.curve25519_key().to_base64() })
+    }
+
+    /// Encrypts the plaintext for `recipient` with `session`; returns the `m.room.encrypted`
+    /// content.
+    pub(crate) fn encrypt(
+        &self,
+        session: &mut OlmSessionRecord,
+        recipient: &Device,
+        rng: &mut dyn MachineRng,
+        now_ms: u64,
+    ) -> Result<Raw<ruma::events::AnyToDeviceEventContent>, MachineError> {
+        let mut middle = Vec::with_capacity(recipient.user_id.as_str().len() + 96);
+        json_string(&mut middle, recipient.user_id.as_str())?;
+        middle.extend_from_slice(b",\"recipient_keys\":{\"ed25519\":");
+        json_string(&mut middle, &recipient.ed25519_key.to_base64())?;
+        middle.extend_from_slice(b"},");
+        let mut plaintext =
+            zeroize::Zeroizing::new(Vec::with_capacity(self.head.len() + middle.len() + self.tail.len()));
+        plaintext.extend_from_slice(&self.head);
+        plaintext.extend_from_slice(&middle);
+        plaintext.extend_from_slice(&self.tail);
+        let message = session.session.encrypt_with_rng(&plaintext, &mut &mut *rng);
+        session.last_use_ms = now_ms;
+        let (message_type, body) = message.to_parts();
+        let recipient_key = recipient.curve25519_key.to_base64();
+        let mut out = String::with_capacity(body.len() + recipient_key.len() + self.sender_key.len() + 112);
+        out.push_str("{\"algorithm\":\"");
+        out.push_str(OLM_ALGORITHM);
+        out.push_str("\",\"ciphertext\":{\"");
+        // Base64 (keys and bodies) needs no escaping in JSON.
+        out.push_str(&recipient_key);
+        out.push_str("\":{\"body\":\"");
+        out.push_str(&body);
+        out.push_str("\",\"type\":");
+        out.push_str(&(message_type as u8).to_string());
+        out.push_str("}},\"sender_key\":\"");
+        out.push_str(&self.sender_key);
+        out.push_str("\"}");
+        let raw = serde_json::value::RawValue::from_string(out).map_err(|e| MachineError::Internal(e.to_string()))?;
+        Ok(Raw::from_json(raw))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -599,7 +670,7 @@ pub(crate) struct DecryptEffects {
 
 /// Decrypts an `m.room.encrypted` to-device event `envelope`.
 pub(crate) fn decrypt<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     receiver: &mut Receiver<'_>,
     sessions: &mut Sessions,
     envelope: &ToDeviceEnvelope,
@@ -644,15 +715,15 @@ pub(crate) fn decrypt<B: Backend>(
 
 /// The device of `sender` that owns `sender_key`, if known.
 pub(crate) fn find_device<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     sender: &UserId,
     sender_key: &Curve25519PublicKey,
 ) -> Result<Option<Device>, MachineError> {
-    Ok(store.device_by_curve25519_key(&user_to_store(sender), sender_key)?.as_ref().and_then(Device::from_record))
+    Ok(store.known_device_by_curve25519_key(&user_to_store(sender), sender_key)?)
 }
 
 fn decrypt_message<B: Backend>(
-    store: &Store<B>,
+    store: &CachedStore<B>,
     receiver: &mut Receiver<'_>,
     sessions: &mut Sessions,
     sender_key: Curve25519PublicKey,

@@ -13,7 +13,7 @@
 
 use ferrolm::megolm::{self, MegolmMessage};
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
-use ferrolm_store::{Backend, Changes, LocalTrust, RoomKeySource, SeenMessage, Store};
+use ferrolm_store::{Backend, Changes, LocalTrust, RoomKeySource, SeenMessage};
 use ruma::events::AnySyncTimelineEvent;
 use ruma::serde::Raw;
 use ruma::{OwnedDeviceId, OwnedUserId, RoomId};
@@ -206,7 +206,7 @@ struct MegolmPlaintext {
 /// Decrypts a room event of `room_id`; the first decryption of a message index goes into
 /// `changes` (replay detection). `device_trust` says how far the sending device is trusted.
 pub(crate) fn decrypt<B: Backend>(
-    store: &Store<B>,
+    store: &crate::cache::CachedStore<B>,
     me: &Me<'_>,
     event: &Raw<AnySyncTimelineEvent>,
     room_id: &RoomId,

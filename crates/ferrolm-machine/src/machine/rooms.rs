@@ -49,18 +49,18 @@ pub struct RoomKeyShare {
 fn chunks(
     messages: Vec<(DeviceKey, Raw<ruma::events::AnyToDeviceEventContent>)>,
 ) -> Vec<ruma::api::client::to_device::send_event_to_device::v3::Messages> {
-    messages
-        .chunks(TO_DEVICE_CHUNK)
-        .map(|chunk| {
-            let mut map: ruma::api::client::to_device::send_event_to_device::v3::Messages = BTreeMap::new();
-            for ((user, device), content) in chunk {
-                map.entry(user.clone())
-                    .or_default()
-                    .insert(DeviceIdOrAllDevices::DeviceId(device.clone()), content.clone());
-            }
-            map
-        })
-        .collect()
+    let mut out = Vec::with_capacity(messages.len().div_ceil(TO_DEVICE_CHUNK));
+    let mut map: ruma::api::client::to_device::send_event_to_device::v3::Messages = BTreeMap::new();
+    for (i, ((user, device), content)) in messages.into_iter().enumerate() {
+        if i > 0 && i % TO_DEVICE_CHUNK == 0 {
+            out.push(std::mem::take(&mut map));
+        }
+        map.entry(user).or_default().insert(DeviceIdOrAllDevices::DeviceId(device), content);
+    }
+    if !map.is_empty() {
+        out.push(map);
+    }
+    out
 }
 
 impl<B: Backend> OlmMachine<B> {
@@ -198,6 +198,9 @@ impl<B: Backend> OlmMachine<B> {
         let mut encrypted = Vec::new();
         let mut withheld = Vec::new();
         let mut no_olm_flags = Vec::new();
+        // What each device got of this session so far (one lookup per recipient).
+        let sent: std::collections::HashMap<(&str, &str), &ShareState> =
+            shares.iter().map(|s| ((s.user_id.as_str(), s.device_id.as_str()), &s.state)).collect();
         {
             let sender = Sender {
                 user_id: &self.user_id,
@@ -205,18 +208,15 @@ impl<B: Backend> OlmMachine<B> {
                 account: &step.state.own.account,
                 device_keys: &device_keys,
             };
+            let template = olm_channel::PlaintextTemplate::new(&sender, "m.room_key", &room_key)?;
             for device in &recipients {
                 let key = (device.user_id.clone(), device.device_id.clone());
                 // Each device gets the key (or a withheld notice) once. A device told why it was
                 // left out, and now allowed (verified since), gets the key after all.
                 let code = room_keys_out::withheld_code(device, trust_of(device).as_ref(), settings.strategy);
-                let already = shares.iter().any(|s| {
-                    s.user_id.as_str() == key.0.as_str()
-                        && s.device_id.as_str() == key.1.as_str()
-                        && match &s.state {
-                            ShareState::Shared { .. } => true,
-                            ShareState::Withheld { code: sent } => code == Some(sent.as_str()),
-                        }
+                let already = sent.get(&(key.0.as_str(), key.1.as_str())).is_some_and(|state| match state {
+                    ShareState::Shared { .. } => true,
+                    ShareState::Withheld { code: sent } => code == Some(sent.as_str()),
                 });
                 if already {
                     continue;
@@ -254,16 +254,21 @@ impl<B: Backend> OlmMachine<B> {
                     // A session works again: a later loss of it is reported again.
                     no_olm_flags.push((key.clone(), false));
                 }
-                let content =
-                    olm_channel::encrypt(&sender, record, device, "m.room_key", &room_key, self.env.rng(), now)?;
+                let content = template.encrypt(record, device, self.env.rng(), now)?;
                 let id = olm_session_id(&record.session);
                 step.sessions.touch(device.curve25519_key, id);
-                encrypted.push((key.clone(), raw_content(&content)?));
+                encrypted.push((key.clone(), content));
                 step.changes.outbound_shares.push(share(ShareState::Shared { message_index: index }));
                 result.shared_with.push(key);
             }
         }
         crate::adapt::zeroize_strings(&mut room_key);
+        // Nothing new for anyone (the call a client makes before each message): no commit.
+        let unchanged = !rotate
+            && encrypted.is_empty()
+            && withheld.is_empty()
+            && no_olm_flags.is_empty()
+            && stored_settings.as_ref() == Some(&settings.to_record(room_id));
         for ((user, device), sent) in no_olm_flags {
             if let Some(record) = self.store.device(&user_to_store(&user), &device_to_store(&device))? {
                 step.changes.devices.push(DeviceRecord { no_olm_sent: sent, ..record });
@@ -279,8 +284,10 @@ impl<B: Backend> OlmMachine<B> {
             result.request_ids.push(request_id.clone());
             push_to_device_of_type(&mut step, request_id, "m.room_key.withheld", messages)?;
         }
-        step.changes.room_settings.push(settings.to_record(room_id));
-        step.changes.outbound_group_sessions.push(outbound);
+        if !unchanged {
+            step.changes.room_settings.push(settings.to_record(room_id));
+            step.changes.outbound_group_sessions.push(outbound);
+        }
         self.commit(step)?;
         Ok(result)
     }
@@ -348,12 +355,14 @@ impl<B: Backend> OlmMachine<B> {
         room_id: &RoomId,
         requirement: TrustRequirement,
     ) -> Result<Result<DecryptedRoomEvent, UnableToDecrypt>, MachineError> {
-        let mut step = self.begin();
+        // A step that changes no machine state (only the store's seen indices): no copy of
+        // the state, only the change set.
         let me = room_events::Me {
             user_id: &self.user_id,
             device_id: &self.device_id,
-            curve25519: step.state.own.account.curve25519_key(),
+            curve25519: self.state.own.account.curve25519_key(),
         };
+        let mut changes = ferrolm_store::Changes::default();
         let mut trust = None;
         let mut verdicts: Vec<(DeviceKey, DeviceTrust)> = Vec::new();
         let cache = &self.trust_cache;
@@ -367,13 +376,17 @@ impl<B: Backend> OlmMachine<B> {
                 verdicts.push((key, verdict));
                 Ok(verdict)
             };
-            room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut step.changes, &mut device_trust)?
+            room_events::decrypt(&self.store, &me, event, room_id, requirement, &mut changes, &mut device_trust)?
         };
         self.trust_cache.extend(verdicts);
         if let Err(UnableToDecrypt::MissingSession { .. }) = &result {
+            // A key lost to a wedged Olm session may be requested again: a whole step.
+            let mut step = self.begin();
             self.rerequest_after_recovery(&mut step, event, room_id)?;
+            self.commit(step)?;
+        } else if !changes.is_empty() {
+            self.store.save_changes(&changes)?;
         }
-        self.commit(step)?;
         Ok(result)
     }
 

@@ -181,7 +181,9 @@ impl Session {
             received_message: false,
             root_key: Box::new(root_key),
             sending: SendingChain::Active {
-                ratchet: RatchetKey { secret: ratchet, public: None },
+                // The public key now: the first message needs it and so does every pickle
+                // (a store saves a new session before it encrypts), which cannot cache it.
+                ratchet: RatchetKey::from(Curve25519Keypair::from_secret(ratchet)),
                 chain_key: Box::new(chain_key),
             },
             receiving: VecDeque::new(),
