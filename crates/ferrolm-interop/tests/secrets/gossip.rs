@@ -96,7 +96,8 @@ fn matrix_sdk_crypto_asks_and_ferrolm_answers() {
         })
         .collect();
     answered.sort();
-    let mut names = vec![CROSS_SIGNING_MASTER, CROSS_SIGNING_SELF_SIGNING, CROSS_SIGNING_USER_SIGNING, MEGOLM_BACKUP_KEY];
+    let mut names =
+        vec![CROSS_SIGNING_MASTER, CROSS_SIGNING_SELF_SIGNING, CROSS_SIGNING_USER_SIGNING, MEGOLM_BACKUP_KEY];
     names.sort();
     assert_eq!(answered, names);
     run_requests(&mut hs, &mut fe.machine).unwrap();

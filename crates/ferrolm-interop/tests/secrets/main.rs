@@ -28,9 +28,9 @@ use std::collections::BTreeMap;
 
 use ferrolm::pk::PkDecryption;
 use ferrolm_machine::ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
+use ferrolm_machine::ruma::api::client::keys::upload_signing_keys;
 use ferrolm_machine::ruma::api::path_builder::PathBuilder;
 use ferrolm_machine::ruma::api::{OutgoingRequest, SupportedVersions};
-use ferrolm_machine::ruma::api::client::keys::upload_signing_keys;
 use ferrolm_machine::ruma::serde::Raw;
 use ferrolm_machine::ruma::{OwnedDeviceId, OwnedUserId};
 use ferrolm_machine::{AccountData, AccountDataUpdate};

@@ -2,8 +2,8 @@
 
 use ferrolm::pk::PkDecryption;
 use ferrolm::types::{Curve25519PublicKey, base64_encode};
-use ferrolm_machine::ruma::events::secret::request::SecretName;
 use ferrolm_machine::ruma::events::AnyGlobalAccountDataEvent;
+use ferrolm_machine::ruma::events::secret::request::SecretName;
 use ferrolm_machine::secret_storage::{
     CROSS_SIGNING_MASTER, CROSS_SIGNING_SELF_SIGNING, CROSS_SIGNING_USER_SIGNING, MEGOLM_BACKUP_KEY,
 };
@@ -17,11 +17,15 @@ use serde_json::json;
 use crate::msc::{MscDevice, block_on};
 use crate::{ALICE, BACKUP_SEED, alice, fe_device, fe_with_backup_key, meet, msc_bootstrap_cross_signing};
 
-const NAMES: [&str; 4] = [CROSS_SIGNING_MASTER, CROSS_SIGNING_SELF_SIGNING, CROSS_SIGNING_USER_SIGNING, MEGOLM_BACKUP_KEY];
+const NAMES: [&str; 4] =
+    [CROSS_SIGNING_MASTER, CROSS_SIGNING_SELF_SIGNING, CROSS_SIGNING_USER_SIGNING, MEGOLM_BACKUP_KEY];
 
 /// matrix-sdk-crypto opens the default key of `data` with `input` (a recovery key or a
 /// passphrase) as its key description says.
-fn msc_open(data: &AccountData, input: &str) -> Result<SecretStorageKey, matrix_sdk_crypto::secret_storage::DecodeError> {
+fn msc_open(
+    data: &AccountData,
+    input: &str,
+) -> Result<SecretStorageKey, matrix_sdk_crypto::secret_storage::DecodeError> {
     let key_id = data["m.secret_storage.default_key"]["key"].as_str().unwrap();
     // The event as sync delivers it: ruma takes the key id from the event type.
     let event_type = format!("m.secret_storage.key.{key_id}");
