@@ -15,7 +15,7 @@ use ferrolm_machine::ruma::serde::Raw;
 use ferrolm_machine::ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId, UserId};
 use ferrolm_machine::{DehydratedDeviceFailure, EncryptionSettings, RoomKeyOutcome, TrustRequirement};
 use ferrolm_test_homeserver::Homeserver;
-use ferrolm_test_homeserver::driver::{TestDevice, run_requests, sync_with_timelines};
+use ferrolm_test_homeserver::driver::{TestDevice, bootstrap_cross_signing, run_requests, sync_with_timelines};
 use matrix_sdk_crypto::store::types::DehydratedDeviceKey;
 use serde_json::{Value, json};
 
@@ -172,4 +172,49 @@ fn the_libolm_pickle_dehydrated_device_msc_still_reads_is_refused_by_ferrolm() {
     });
     let result = fe.machine.rehydrate_device(&serde_json::to_vec(&answer).unwrap(), &KEY);
     assert_eq!(result.unwrap_err(), DehydratedDeviceFailure::UnsupportedAlgorithm("org.matrix.msc3814.v1.olm".into()));
+}
+
+/// Bob on matrix-sdk-crypto shares a room key with Alice's ferrolm-created dehydrated device
+/// (msc withholds room keys from a dehydrated device its owner has not cross-signed); a new
+/// ferrolm device rehydrates it and decrypts Bob's message.
+#[test]
+fn a_ferrolm_dehydrated_device_receives_room_keys_from_matrix_sdk_crypto() {
+    let mut hs = Homeserver::new();
+    let mut fe = fe_device(&mut hs, "FERROLM", 1);
+    bootstrap_cross_signing(&mut hs, &mut fe.machine, false).unwrap();
+    let upload = fe.machine.create_dehydrated_device(&KEY, "Backup device").unwrap();
+    let response = hs.handle(&alice(), fe.machine.device_id(), upload.to_http_request(BASE, "token").unwrap());
+    assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(response.body()));
+
+    let mut bob = MscDevice::new(&mut hs, BOB, "BOB");
+    let room = hs.create_room(&bob.user_id()).unwrap();
+    hs.join(&room, &alice());
+    let members = hs.members(&room);
+    bob.track(&members);
+    bob.settle(&mut hs, 2);
+    let dehydrated = bob.device(&alice(), &upload.device_id).expect("Bob sees the dehydrated device");
+    assert!(dehydrated.is_dehydrated());
+    assert!(dehydrated.is_cross_signed_by_owner(), "msc sees the dehydrated device signed by Alice's self-signing key");
+    let shares = bob.share(&mut hs, &room, &members, matrix_sdk_crypto::EncryptionSettings::default());
+    let to_dehydrated = shares
+        .iter()
+        .filter(|r| r.event_type.to_string() == "m.room.encrypted")
+        .flat_map(|r| r.messages.get(&alice()).into_iter().flat_map(|m| m.keys()))
+        .any(|d| d.to_string() == upload.device_id.as_str());
+    assert!(to_dehydrated, "msc sends the room key to the dehydrated device: {shares:?}");
+    bob.say(&mut hs, &room, "while you were away");
+
+    let mut fe2 = TestDevice::new(&mut hs, ALICE, "FERROLM2", 3, 1_000_000).unwrap();
+    let answer = call(&mut hs, &alice(), "FERROLM2", http::Method::GET, "", None);
+    let mut rehydrated = fe2.machine.rehydrate_device(&answer, &KEY).unwrap();
+    let events = events(&mut hs, "FERROLM2", &upload.device_id);
+    let received = fe2.machine.receive_rehydrated_events(&mut rehydrated, &events).unwrap();
+    assert!(received.refused.is_empty(), "{received:?}");
+    let [RoomKeyOutcome::Accepted(info)] = received.room_keys.as_slice() else { panic!("{received:?}") };
+    assert_eq!(info.sender_key.to_base64(), bob.machine.identity_keys().curve25519.to_base64());
+
+    let (_, timelines) = sync_with_timelines(&mut hs, &mut fe2.machine).unwrap();
+    let message = timelines[&room].last().unwrap();
+    let decrypted = fe2.machine.decrypt_room_event(message, &room, TrustRequirement::Untrusted).unwrap().unwrap();
+    assert_eq!(decrypted.content["body"], "while you were away");
 }

@@ -8,7 +8,8 @@
 //! - a secret gossiped (`m.secret.request` / `m.secret.send`) between a ferrolm device and an
 //!   msc device of the same user that verified each other, both directions;
 //! - a dehydrated device (MSC3814) created by one, sent a room key, and rehydrated by the
-//!   other, both directions.
+//!   other, both directions; an msc sender shares with a ferrolm-created dehydrated device
+//!   (msc requires it cross-signed by its owner).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
