@@ -4,8 +4,9 @@
 //! in; a new device rehydrates it and imports those keys.
 //!
 //! - Creation: a new account, 50 one-time keys and a fallback key, all signed by the new
-//!   device; its device id is its Curve25519 key in base64 (as matrix-sdk-crypto does); its
-//!   device keys carry `"dehydrated": true`; the account is encrypted in vodozemac's format
+//!   device (the device keys also by the own self-signing key when held, as matrix-sdk-crypto
+//!   senders require of a dehydrated device); its device id is its Curve25519 key in base64
+//!   (as matrix-sdk-crypto does); its device keys carry `"dehydrated": true`; the account is encrypted in vodozemac's format
 //!   ([`ferrolm::olm::Account::to_dehydrated_device`]). The upload is `PUT
 //!   /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`
 //!   ([`DehydratedDeviceUpload::to_http_request`]); uploading another one replaces it.
@@ -16,13 +17,13 @@
 //!   its events are read, create a fresh dehydrated device.
 
 use ferrolm::olm::{Account, DehydratedDeviceError, DehydratedDevicePickle};
-use ferrolm::types::base64_encode;
+use ferrolm::types::{Ed25519Keypair, base64_encode};
 use ruma::OwnedDeviceId;
 use serde_json::{Map, Value, json};
 
 use crate::error::MachineError;
 use crate::requests::RequestSerializationError;
-use crate::signing::sign_json;
+use crate::signing::{sign_json, sign_json_with};
 
 /// The dehydrated device algorithm.
 pub const DEHYDRATION_ALGORITHM: &str = "org.matrix.msc3814.v2";
@@ -82,12 +83,15 @@ pub fn device_id(account: &Account) -> OwnedDeviceId {
 }
 
 /// The upload body for `account` (its one-time and fallback keys generated), with its
-/// encrypted `pickle`.
+/// encrypted `pickle`; its device keys signed by the device and, when given, by the user's
+/// self-signing key (senders such as matrix-sdk-crypto withhold room keys from a dehydrated
+/// device its owner has not cross-signed).
 pub(crate) fn upload_body(
     account: &Account,
     user_id: &str,
     display_name: &str,
     pickle: &DehydratedDevicePickle,
+    self_signing: Option<&Ed25519Keypair>,
 ) -> Result<DehydratedDeviceUpload, MachineError> {
     let device_id = device_id(account);
     let id = device_id.as_str();
@@ -106,6 +110,10 @@ pub(crate) fn upload_body(
         sign_json(account, user_id, id, object).map_err(|e| MachineError::Internal(e.to_string()))
     };
     sign(&mut device_keys)?;
+    if let Some(ssk) = self_signing {
+        sign_json_with(ssk, user_id, &crate::cross_signing::key_id(&ssk.public_key()), &mut device_keys)
+            .map_err(|e| MachineError::Internal(e.to_string()))?;
+    }
     let mut one_time_keys = Map::new();
     for (key_id, key) in account.one_time_keys() {
         let mut object = Map::new();
@@ -183,7 +191,7 @@ mod tests {
         account.generate_one_time_keys(2);
         account.generate_fallback_key();
         let pickle = account.to_dehydrated_device(&[3; 32]).unwrap();
-        let upload = upload_body(&account, "@a:x", "Backup device", &pickle).unwrap();
+        let upload = upload_body(&account, "@a:x", "Backup device", &pickle, None).unwrap();
         assert_eq!(upload.body["device_keys"]["dehydrated"], true);
         assert_eq!(upload.body["one_time_keys"].as_object().unwrap().len(), 2);
         let answer =
@@ -202,5 +210,24 @@ mod tests {
         let http = upload.to_http_request("https://hs/", "t").unwrap();
         assert_eq!(http.uri().path(), DEHYDRATED_DEVICE_PATH);
         assert_eq!(http.method(), "PUT");
+    }
+
+    /// Regression (interop with matrix-sdk-crypto 0.18): the device keys of a dehydrated device
+    /// are cross-signed by the user's self-signing key when the machine holds it, otherwise msc
+    /// withholds room keys from it (`m.unverified`).
+    #[test]
+    fn the_device_keys_are_signed_by_the_self_signing_key_when_held() {
+        let account = Account::new();
+        let pickle = account.to_dehydrated_device(&[3; 32]).unwrap();
+        let ssk = Ed25519Keypair::from_seed(&[9; 32]);
+        let upload = upload_body(&account, "@a:x", "Backup device", &pickle, Some(&ssk)).unwrap();
+        let keys = upload.body["device_keys"].as_object().unwrap();
+        let ssk_id = crate::cross_signing::key_id(&ssk.public_key());
+        crate::signing::verify_json(keys, "@a:x", &ssk_id, &ssk.public_key()).unwrap();
+        let device_key_id = format!("ed25519:{}", upload.device_id);
+        crate::signing::verify_json(keys, "@a:x", &device_key_id, &account.identity_keys().ed25519).unwrap();
+
+        let unsigned = upload_body(&account, "@a:x", "Backup device", &pickle, None).unwrap();
+        assert!(unsigned.body["device_keys"]["signatures"]["@a:x"].get(&ssk_id).is_none());
     }
 }

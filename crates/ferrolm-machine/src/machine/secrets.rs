@@ -578,7 +578,9 @@ impl<B: Backend> OlmMachine<B> {
 
 impl<B: Backend> OlmMachine<B> {
     /// Creates a dehydrated device (MSC3814): a new account with one-time keys and a fallback
-    /// key, encrypted under `pickle_key` (keep it in secret storage), and its upload. Send the
+    /// key, encrypted under `pickle_key` (keep it in secret storage), and its upload; its
+    /// device keys are signed by the own self-signing key when this device holds it (without
+    /// it, matrix-sdk-crypto senders withhold room keys from the dehydrated device). Send the
     /// upload; creating another one later replaces it on the server. Nothing is stored here.
     pub fn create_dehydrated_device(
         &mut self,
@@ -592,7 +594,14 @@ impl<B: Backend> OlmMachine<B> {
         let pickle = account
             .to_dehydrated_device_with_rng(pickle_key, rng)
             .map_err(|e| MachineError::Internal(e.to_string()))?;
-        dehydrated::upload_body(&account, self.user_id.as_str(), display_name, &pickle)
+        // Cross-signed when the self-signing key is held: senders such as matrix-sdk-crypto
+        // withhold room keys from a dehydrated device its owner has not signed.
+        let self_signing = self
+            .store
+            .private_cross_signing_keys()?
+            .and_then(|keys| keys.self_signing)
+            .map(|seed| ferrolm::types::Ed25519Keypair::from_seed(seed.as_bytes()));
+        dehydrated::upload_body(&account, self.user_id.as_str(), display_name, &pickle, self_signing.as_ref())
     }
 
     /// Rehydrates the device of `body` (the answer of `GET …/dehydrated_device`) with
