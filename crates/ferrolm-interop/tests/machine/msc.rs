@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use ferrolm_machine::ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
+use ferrolm_machine::ruma::api::client::keys::{
+    claim_keys, get_keys, upload_keys, upload_signatures, upload_signing_keys,
+};
 use ferrolm_machine::ruma::api::client::sync::sync_events;
 use ferrolm_machine::ruma::api::client::to_device::send_event_to_device;
 use ferrolm_machine::ruma::api::{
@@ -21,7 +23,9 @@ use ferrolm_machine::ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserI
 use ferrolm_test_homeserver::Homeserver;
 use matrix_sdk_common::deserialized_responses::{DecryptedRoomEvent, ProcessedToDeviceEvent, UnableToDecryptInfo};
 use matrix_sdk_crypto::store::types::RoomKeyInfo;
-use matrix_sdk_crypto::types::requests::{AnyOutgoingRequest, OutgoingRequest, ToDeviceRequest};
+use matrix_sdk_crypto::types::requests::{
+    AnyOutgoingRequest, OutgoingRequest, OutgoingVerificationRequest, ToDeviceRequest,
+};
 use matrix_sdk_crypto::{
     DecryptionSettings, EncryptionSettings, EncryptionSyncChanges, OlmMachine, RoomEventDecryptionResult,
     TrustRequirement,
@@ -167,7 +171,7 @@ impl MscDevice {
             AnyOutgoingRequest::KeysClaim(r) => to_http!(r.clone()),
             AnyOutgoingRequest::ToDeviceRequest(r) => to_http!(to_device_request(r)),
             AnyOutgoingRequest::SignatureUpload(r) => to_http!(r.clone()),
-            AnyOutgoingRequest::RoomMessage(r) => panic!("no in-room verification in these scenarios: {r:?}"),
+            AnyOutgoingRequest::RoomMessage(r) => panic!("room messages go through `send_verification`: {r:?}"),
         };
         let response = hs.handle(&user, &device, http);
         assert_eq!(response.status(), 200, "{request:?} answered {}", String::from_utf8_lossy(response.body()));
@@ -203,6 +207,59 @@ impl MscDevice {
     /// transaction id.
     pub fn send_to_device(&self, hs: &mut Homeserver, request: &ToDeviceRequest) {
         self.send_any(hs, &request.txn_id, &AnyOutgoingRequest::ToDeviceRequest(request.clone()));
+    }
+
+    /// Sends a signature upload (a confirmed verification returns one).
+    pub fn send_signature_upload(&self, hs: &mut Homeserver, request: &upload_signatures::v3::Request) {
+        self.send_any(hs, &TransactionId::new(), &AnyOutgoingRequest::SignatureUpload(request.clone()));
+    }
+
+    /// Sends a verification message: a to-device one as such, an in-room one as a room event
+    /// in the clear (the test homeserver's rooms are not encrypted unless a test says so);
+    /// returns the room event's id.
+    pub fn send_verification(
+        &self,
+        hs: &mut Homeserver,
+        request: &OutgoingVerificationRequest,
+    ) -> Option<OwnedEventId> {
+        match request {
+            OutgoingVerificationRequest::ToDevice(r) => {
+                self.send_to_device(hs, r);
+                None
+            }
+            OutgoingVerificationRequest::InRoom(r) => {
+                let content = serde_json::to_value(&r.content).unwrap();
+                use ferrolm_machine::ruma::events::MessageLikeEventContent as _;
+                let event_type = r.content.event_type().to_string();
+                Some(hs.send_room_event(&r.room_id, self.machine.user_id(), &event_type, content).unwrap())
+            }
+        }
+    }
+
+    /// Bootstraps cross-signing: the device keys (if not uploaded yet), the signing keys (with
+    /// a password stage for the homeserver's user-interactive authentication), the signatures.
+    pub fn bootstrap_cross_signing(&self, hs: &mut Homeserver) {
+        let requests = block_on(self.machine.bootstrap_cross_signing(false)).unwrap();
+        if let Some(upload) = &requests.upload_keys_req {
+            self.send(hs, upload);
+        }
+        let keys = &requests.upload_signing_keys_req;
+        let raw = |k: &Option<matrix_sdk_crypto::types::CrossSigningKey>| {
+            k.as_ref().map(|k| Raw::from_json_string(serde_json::to_string(k).unwrap()).unwrap())
+        };
+        let (user, device) = self.id();
+        let mut signing = upload_signing_keys::v3::Request::new();
+        signing.master_key = raw(&keys.master_key);
+        signing.self_signing_key = raw(&keys.self_signing_key);
+        signing.user_signing_key = raw(&keys.user_signing_key);
+        let mut response = hs.handle(&user, &device, to_http!(signing.clone()));
+        if response.status() == 401 {
+            let session = hs.last_uia_session().expect("a UIA session");
+            signing.auth = Some(ferrolm_test_homeserver::driver::password_auth(&user, &session).unwrap());
+            response = hs.handle(&user, &device, to_http!(signing));
+        }
+        assert_eq!(response.status(), 200, "signing keys upload: {}", String::from_utf8_lossy(response.body()));
+        self.send_signature_upload(hs, &requests.upload_signatures_req);
     }
 
     /// Sends every outgoing request, again until none is left (at most 8 rounds); returns how
