@@ -12,19 +12,20 @@ use std::sync::Arc;
 use ferrolm_machine::ruma::api::client::keys::{
     claim_keys, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
+use ferrolm_machine::ruma::api::client::message::send_message_event;
 use ferrolm_machine::ruma::api::client::sync::sync_events;
 use ferrolm_machine::ruma::api::client::to_device::send_event_to_device;
 use ferrolm_machine::ruma::api::{
     IncomingResponse, OutgoingRequest as _, SupportedVersions, auth_scheme::SendAccessToken,
 };
-use ferrolm_machine::ruma::events::{AnyMessageLikeEventContent, AnySyncTimelineEvent};
+use ferrolm_machine::ruma::events::{AnyMessageLikeEvent, AnyMessageLikeEventContent, AnySyncTimelineEvent};
 use ferrolm_machine::ruma::serde::Raw;
 use ferrolm_machine::ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, TransactionId, UserId};
 use ferrolm_test_homeserver::Homeserver;
 use matrix_sdk_common::deserialized_responses::{DecryptedRoomEvent, ProcessedToDeviceEvent, UnableToDecryptInfo};
 use matrix_sdk_crypto::store::types::RoomKeyInfo;
 use matrix_sdk_crypto::types::requests::{
-    AnyOutgoingRequest, OutgoingRequest, OutgoingVerificationRequest, ToDeviceRequest,
+    AnyOutgoingRequest, OutgoingRequest, OutgoingVerificationRequest, RoomMessageRequest, ToDeviceRequest,
 };
 use matrix_sdk_crypto::{
     DecryptionSettings, EncryptionSettings, EncryptionSyncChanges, OlmMachine, RoomEventDecryptionResult,
@@ -159,6 +160,12 @@ impl MscDevice {
 
     /// Sends one request and reports the answer; returns the HTTP status.
     fn send_any(&self, hs: &mut Homeserver, request_id: &TransactionId, request: &AnyOutgoingRequest) {
+        if let AnyOutgoingRequest::RoomMessage(r) = request {
+            let event_id = self.send_room_message(hs, r);
+            let response = send_message_event::v3::Response::new(event_id);
+            block_on(self.machine.mark_request_as_sent(request_id, &response)).unwrap();
+            return;
+        }
         let (user, device) = self.id();
         let http = match request {
             AnyOutgoingRequest::KeysUpload(r) => to_http!(r.clone()),
@@ -171,7 +178,7 @@ impl MscDevice {
             AnyOutgoingRequest::KeysClaim(r) => to_http!(r.clone()),
             AnyOutgoingRequest::ToDeviceRequest(r) => to_http!(to_device_request(r)),
             AnyOutgoingRequest::SignatureUpload(r) => to_http!(r.clone()),
-            AnyOutgoingRequest::RoomMessage(r) => panic!("room messages go through `send_verification`: {r:?}"),
+            AnyOutgoingRequest::RoomMessage(_) => unreachable!("sent above"),
         };
         let response = hs.handle(&user, &device, http);
         assert_eq!(response.status(), 200, "{request:?} answered {}", String::from_utf8_lossy(response.body()));
@@ -227,13 +234,25 @@ impl MscDevice {
                 self.send_to_device(hs, r);
                 None
             }
-            OutgoingVerificationRequest::InRoom(r) => {
-                let content = serde_json::to_value(&r.content).unwrap();
-                use ferrolm_machine::ruma::events::MessageLikeEventContent as _;
-                let event_type = r.content.event_type().to_string();
-                Some(hs.send_room_event(&r.room_id, self.machine.user_id(), &event_type, content).unwrap())
-            }
+            OutgoingVerificationRequest::InRoom(r) => Some(self.send_room_message(hs, r)),
         }
+    }
+
+    /// Sends a room message request as a room event in the clear (the test homeserver's rooms
+    /// are not encrypted unless a test encrypts); returns its id.
+    fn send_room_message(&self, hs: &mut Homeserver, r: &RoomMessageRequest) -> OwnedEventId {
+        use ferrolm_machine::ruma::events::MessageLikeEventContent as _;
+        let content = serde_json::to_value(&r.content).unwrap();
+        let event_type = r.content.event_type().to_string();
+        hs.send_room_event(&r.room_id, self.machine.user_id(), &event_type, content).unwrap()
+    }
+
+    /// Hands a room event of `room` to msc's verification machine (in-room verification).
+    pub fn receive_room_verification_event(&self, room: &RoomId, event: &Value) {
+        let mut event = event.clone();
+        event["room_id"] = Value::String(room.to_string());
+        let event: AnyMessageLikeEvent = serde_json::from_value(event).unwrap();
+        block_on(self.machine.receive_verification_event(&event)).unwrap();
     }
 
     /// Bootstraps cross-signing: the device keys (if not uploaded yet), the signing keys (with
