@@ -21,13 +21,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{FE_DEVICE, FE_USER, MSC_DEVICE, MSC_USER, World, fe_id, fe_read};
 use ferrolm_machine::ruma::events::AnySyncTimelineEvent;
+use ferrolm_machine::ruma::events::key::verification::ShortAuthenticationString;
 use ferrolm_machine::ruma::serde::Raw;
 use ferrolm_machine::ruma::{OwnedDeviceId, OwnedUserId};
 use ferrolm_machine::verification::VerificationState;
 use ferrolm_machine::{IdentityState, LocalTrust, RoomVerificationMessage, SyncOutcome};
 use ferrolm_test_homeserver::Homeserver;
 use ferrolm_test_homeserver::driver::{TestDevice, bootstrap_cross_signing, run_requests, sync};
-use matrix_sdk_crypto::{Sas, Verification};
+use matrix_sdk_crypto::{AcceptSettings, Sas, Verification};
 use msc::{MscDevice, block_on};
 use serde_json::Value;
 
@@ -531,4 +532,34 @@ fn a_request_cancelled_before_ready_is_cancelled_on_both_sides() {
     pump(&mut w);
     assert_eq!(fe_cancel(&w, &flow), ("m.user".to_owned(), false));
     assert!(w.fe.machine.accept_verification(&msc_user, &flow).is_err());
+}
+
+/// msc accepts ferrolm's start with decimals only: neither side shows emoji, both show the
+/// same numbers, and the SAS still completes.
+#[test]
+fn msc_accepting_decimals_only_gives_equal_decimals_and_no_emoji() {
+    let mut w = world(false);
+    let (fe_user, _, msc_user, _) = ids(&w);
+    let (flow, _) = w.fe.machine.request_verification(&msc_user).unwrap();
+    let flow = flow.as_str().to_owned();
+    pump(&mut w);
+    let request = w.msc.machine.get_verification_request(&fe_user, &flow).unwrap();
+    w.msc.send_verification(&mut w.hs, &request.accept().unwrap());
+    pump(&mut w);
+    w.fe.machine.start_sas(&msc_user, &flow).unwrap();
+    pump(&mut w);
+    let sas = msc_sas(&w, &flow);
+    let settings = AcceptSettings::with_allowed_methods(vec![ShortAuthenticationString::Decimal]);
+    w.msc.send_verification(&mut w.hs, &sas.accept_with_settings(settings).expect("msc accepts"));
+    pump(&mut w);
+    assert!(sas.can_be_presented(), "msc shows the SAS: {:?}", sas.state());
+    assert!(!sas.supports_emoji(), "msc knows emoji were not agreed");
+    // msc's `Sas::emoji` still returns seven emoji (it does not look at the agreement; an app
+    // asks `supports_emoji` first), ferrolm shows none.
+    assert!(sas.emoji().is_some());
+    let fe = w.fe.machine.sas_display(&msc_user, &flow).expect("ferrolm shows a SAS");
+    assert_eq!(fe.emoji, None, "emoji were not agreed");
+    assert_eq!(Some(fe.decimals), sas.decimals());
+    confirm_both(&mut w, &flow, &sas, true);
+    assert_devices_verified(&w, &flow, &sas);
 }
