@@ -27,7 +27,7 @@ use ferrolm_machine::ruma::{OwnedDeviceId, OwnedUserId};
 use ferrolm_machine::verification::VerificationState;
 use ferrolm_machine::{IdentityState, LocalTrust, RoomVerificationMessage, SyncOutcome};
 use ferrolm_test_homeserver::Homeserver;
-use ferrolm_test_homeserver::driver::{TestDevice, bootstrap_cross_signing, run_requests, sync};
+use ferrolm_test_homeserver::driver::{TestDevice, bootstrap_cross_signing, run_requests, send, sync};
 use matrix_sdk_crypto::{AcceptSettings, Sas, Verification};
 use msc::{MscDevice, block_on};
 use serde_json::Value;
@@ -266,7 +266,7 @@ fn msc_requests_msc_starts_sas_to_completion() {
 /// of the other is verified (ferrolm signs msc's master key with its user-signing key and msc
 /// signs ferrolm's), and the other's device is trusted both locally and through the chain
 /// (their master key, verified, signed their self-signing key, which signed the device).
-fn sas_with_cross_signing(fe_requests: bool, fe_starts: bool) {
+fn sas_with_cross_signing(fe_requests: bool, fe_starts: bool) -> World {
     let mut w = world(true);
     let (fe_user, fe_device, msc_user, msc_device) = ids(&w);
     // Before: each knows the other's identity, pinned, not verified.
@@ -322,6 +322,7 @@ fn sas_with_cross_signing(fe_requests: bool, fe_starts: bool) {
     let on_fe_master = served(&mut w.hs, (&msc_user, &msc_device), &fe_user);
     assert_eq!(on_msc_master[fe_user.as_str()].as_object().map(|o| o.len()), Some(1), "{on_msc_master}");
     assert_eq!(on_fe_master[msc_user.as_str()].as_object().map(|o| o.len()), Some(1), "{on_fe_master}");
+    w
 }
 
 #[test]
@@ -332,6 +333,41 @@ fn cross_signed_sas_ferrolm_requesting_verifies_both_identities() {
 #[test]
 fn cross_signed_sas_msc_requesting_verifies_both_identities() {
     sas_with_cross_signing(false, false);
+}
+
+/// After a cross-signed SAS, each user adds a device and signs it with their self-signing
+/// key: the other side trusts it through the chain alone (never verified locally), and not
+/// before it is signed.
+#[test]
+fn after_a_cross_signed_sas_new_signed_devices_are_trusted_through_the_chain() {
+    let mut w = sas_with_cross_signing(true, false);
+    let (fe_user, _, msc_user, _) = ids(&w);
+    let (fe2_device, msc2_device) = (OwnedDeviceId::from("FERROLM2"), OwnedDeviceId::from("MSCDEVICE2"));
+    let mut fe2 = TestDevice::new(&mut w.hs, FE_USER, fe2_device.as_str(), 8, now_ms()).unwrap();
+    let mut msc2 = MscDevice::new(&mut w.hs, MSC_USER, msc2_device.as_str());
+    fe2.settle(&mut w.hs, 1).unwrap();
+    msc2.settle(&mut w.hs, 1);
+    w.settle();
+    assert!(!w.fe.machine.device_trust(&msc_user, &msc2_device).unwrap().expect("msc's new device").is_verified());
+    assert!(!w.msc.device(&fe_user, &fe2_device).expect("ferrolm's new device").is_verified());
+
+    let key = w.fe.machine.device(&fe_user, &fe2_device).unwrap().unwrap().ed25519_key;
+    let upload = w.fe.machine.verify_device(&fe_user, &fe2_device, &key).unwrap().expect("a signature upload");
+    send(&mut w.hs, &mut w.fe.machine, &upload).unwrap();
+    let own = w.msc.device(&msc_user, &msc2_device).unwrap();
+    let upload = block_on(own.verify()).unwrap();
+    w.msc.send_signature_upload(&mut w.hs, &upload);
+    w.settle();
+
+    let trust = w.fe.machine.device_trust(&msc_user, &msc2_device).unwrap().unwrap();
+    assert!(trust.cross_signed, "msc's self-signing key signed its new device");
+    assert_eq!(trust.owner_identity, Some(IdentityState::Verified));
+    assert_eq!(trust.local_trust, LocalTrust::Unset);
+    assert!(trust.is_verified(), "ferrolm trusts msc's new device through the chain");
+    let device = w.msc.device(&fe_user, &fe2_device).unwrap();
+    assert!(device.is_cross_signed_by_owner(), "ferrolm's self-signing key signed its new device");
+    assert!(!device.is_locally_trusted());
+    assert!(device.is_cross_signing_trusted(), "msc trusts ferrolm's new device through the chain");
 }
 
 /// Cancels, either side, either reason: the other side's flow cancelled with the same code.
