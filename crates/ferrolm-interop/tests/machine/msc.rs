@@ -9,19 +9,24 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use ferrolm_machine::ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
+use ferrolm_machine::ruma::api::client::keys::{
+    claim_keys, get_keys, upload_keys, upload_signatures, upload_signing_keys,
+};
+use ferrolm_machine::ruma::api::client::message::send_message_event;
 use ferrolm_machine::ruma::api::client::sync::sync_events;
 use ferrolm_machine::ruma::api::client::to_device::send_event_to_device;
 use ferrolm_machine::ruma::api::{
     IncomingResponse, OutgoingRequest as _, SupportedVersions, auth_scheme::SendAccessToken,
 };
-use ferrolm_machine::ruma::events::{AnyMessageLikeEventContent, AnySyncTimelineEvent};
+use ferrolm_machine::ruma::events::{AnyMessageLikeEvent, AnyMessageLikeEventContent, AnySyncTimelineEvent};
 use ferrolm_machine::ruma::serde::Raw;
 use ferrolm_machine::ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, TransactionId, UserId};
 use ferrolm_test_homeserver::Homeserver;
 use matrix_sdk_common::deserialized_responses::{DecryptedRoomEvent, ProcessedToDeviceEvent, UnableToDecryptInfo};
 use matrix_sdk_crypto::store::types::RoomKeyInfo;
-use matrix_sdk_crypto::types::requests::{AnyOutgoingRequest, OutgoingRequest, ToDeviceRequest};
+use matrix_sdk_crypto::types::requests::{
+    AnyOutgoingRequest, OutgoingRequest, OutgoingVerificationRequest, RoomMessageRequest, ToDeviceRequest,
+};
 use matrix_sdk_crypto::{
     DecryptionSettings, EncryptionSettings, EncryptionSyncChanges, OlmMachine, RoomEventDecryptionResult,
     TrustRequirement,
@@ -155,6 +160,12 @@ impl MscDevice {
 
     /// Sends one request and reports the answer; returns the HTTP status.
     fn send_any(&self, hs: &mut Homeserver, request_id: &TransactionId, request: &AnyOutgoingRequest) {
+        if let AnyOutgoingRequest::RoomMessage(r) = request {
+            let event_id = self.send_room_message(hs, r);
+            let response = send_message_event::v3::Response::new(event_id);
+            block_on(self.machine.mark_request_as_sent(request_id, &response)).unwrap();
+            return;
+        }
         let (user, device) = self.id();
         let http = match request {
             AnyOutgoingRequest::KeysUpload(r) => to_http!(r.clone()),
@@ -167,7 +178,7 @@ impl MscDevice {
             AnyOutgoingRequest::KeysClaim(r) => to_http!(r.clone()),
             AnyOutgoingRequest::ToDeviceRequest(r) => to_http!(to_device_request(r)),
             AnyOutgoingRequest::SignatureUpload(r) => to_http!(r.clone()),
-            AnyOutgoingRequest::RoomMessage(r) => panic!("no in-room verification in these scenarios: {r:?}"),
+            AnyOutgoingRequest::RoomMessage(_) => unreachable!("sent above"),
         };
         let response = hs.handle(&user, &device, http);
         assert_eq!(response.status(), 200, "{request:?} answered {}", String::from_utf8_lossy(response.body()));
@@ -203,6 +214,71 @@ impl MscDevice {
     /// transaction id.
     pub fn send_to_device(&self, hs: &mut Homeserver, request: &ToDeviceRequest) {
         self.send_any(hs, &request.txn_id, &AnyOutgoingRequest::ToDeviceRequest(request.clone()));
+    }
+
+    /// Sends a signature upload (a confirmed verification returns one).
+    pub fn send_signature_upload(&self, hs: &mut Homeserver, request: &upload_signatures::v3::Request) {
+        self.send_any(hs, &TransactionId::new(), &AnyOutgoingRequest::SignatureUpload(request.clone()));
+    }
+
+    /// Sends a verification message: a to-device one as such, an in-room one as a room event
+    /// in the clear (the test homeserver's rooms are not encrypted unless a test says so);
+    /// returns the room event's id.
+    pub fn send_verification(
+        &self,
+        hs: &mut Homeserver,
+        request: &OutgoingVerificationRequest,
+    ) -> Option<OwnedEventId> {
+        match request {
+            OutgoingVerificationRequest::ToDevice(r) => {
+                self.send_to_device(hs, r);
+                None
+            }
+            OutgoingVerificationRequest::InRoom(r) => Some(self.send_room_message(hs, r)),
+        }
+    }
+
+    /// Sends a room message request as a room event in the clear (the test homeserver's rooms
+    /// are not encrypted unless a test encrypts); returns its id.
+    fn send_room_message(&self, hs: &mut Homeserver, r: &RoomMessageRequest) -> OwnedEventId {
+        use ferrolm_machine::ruma::events::MessageLikeEventContent as _;
+        let content = serde_json::to_value(&r.content).unwrap();
+        let event_type = r.content.event_type().to_string();
+        hs.send_room_event(&r.room_id, self.machine.user_id(), &event_type, content).unwrap()
+    }
+
+    /// Hands a room event of `room` to msc's verification machine (in-room verification).
+    pub fn receive_room_verification_event(&self, room: &RoomId, event: &Value) {
+        let mut event = event.clone();
+        event["room_id"] = Value::String(room.to_string());
+        let event: AnyMessageLikeEvent = serde_json::from_value(event).unwrap();
+        block_on(self.machine.receive_verification_event(&event)).unwrap();
+    }
+
+    /// Bootstraps cross-signing: the device keys (if not uploaded yet), the signing keys (with
+    /// a password stage for the homeserver's user-interactive authentication), the signatures.
+    pub fn bootstrap_cross_signing(&self, hs: &mut Homeserver) {
+        let requests = block_on(self.machine.bootstrap_cross_signing(false)).unwrap();
+        if let Some(upload) = &requests.upload_keys_req {
+            self.send(hs, upload);
+        }
+        let keys = &requests.upload_signing_keys_req;
+        let raw = |k: &Option<matrix_sdk_crypto::types::CrossSigningKey>| {
+            k.as_ref().map(|k| Raw::from_json_string(serde_json::to_string(k).unwrap()).unwrap())
+        };
+        let (user, device) = self.id();
+        let mut signing = upload_signing_keys::v3::Request::new();
+        signing.master_key = raw(&keys.master_key);
+        signing.self_signing_key = raw(&keys.self_signing_key);
+        signing.user_signing_key = raw(&keys.user_signing_key);
+        let mut response = hs.handle(&user, &device, to_http!(signing.clone()));
+        if response.status() == 401 {
+            let session = hs.last_uia_session().expect("a UIA session");
+            signing.auth = Some(ferrolm_test_homeserver::driver::password_auth(&user, &session).unwrap());
+            response = hs.handle(&user, &device, to_http!(signing));
+        }
+        assert_eq!(response.status(), 200, "signing keys upload: {}", String::from_utf8_lossy(response.body()));
+        self.send_signature_upload(hs, &requests.upload_signatures_req);
     }
 
     /// Sends every outgoing request, again until none is left (at most 8 rounds); returns how

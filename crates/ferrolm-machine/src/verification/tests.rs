@@ -928,3 +928,30 @@ fn every_state_times_out_as_it_should() {
         assert_eq!(us.state(&them.user, &flow), before, "{s:?} just before its deadline");
     }
 }
+
+/// The spec's `m.key.verification.accept` has no `method` field (matrix-sdk-crypto sends
+/// none): an accept without one is a SAS accept; one naming another method is refused.
+#[test]
+fn an_accept_without_method_is_a_sas_accept() {
+    let accept = |method: Option<&str>| {
+        let mut content = json!({"transaction_id": "txn", "key_agreement_protocol": KEY_AGREEMENT_PROTOCOL,
+            "hash": HASH, "message_authentication_code": MAC_V2, "short_authentication_string": ["decimal", "emoji"],
+            "commitment": base64_encode([3u8; 32])});
+        if let Some(method) = method {
+            content["method"] = json!(method);
+        }
+        parse_event("m.key.verification.accept", "@bob:example.org", &content, Transport::ToDevice)
+    };
+    for method in [None, Some(SAS_METHOD)] {
+        let event = accept(method).expect("a SAS accept");
+        match event.kind {
+            EventKind::Accept(a) => {
+                assert_eq!(a.commitment, [3u8; 32]);
+                assert_eq!(a.message_authentication_code, MAC_V2);
+            }
+            other => panic!("not an accept: {other:?}"),
+        }
+    }
+    let error = accept(Some("org.example.v1")).unwrap_err();
+    assert!(error.reason.contains("another method"), "{error:?}");
+}
