@@ -242,10 +242,46 @@ impl<B: Backend> OlmMachine<B> {
                 }
             }
         };
-        let now = self.env.now_ms();
         let Some(mut content) = key_requests::forwarded_key_content(&record, &own_curve, reshare_from) else {
             return Ok(Err(KeyRequestRefusal::UnknownSession));
         };
+        if !self.queue_olm_to_device(step, &requester, "m.forwarded_room_key", &mut content)? {
+            return Ok(Err(KeyRequestRefusal::NoOlmSession));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Encrypts `content` as `event_type` to `device` over the session that last decrypted
+    /// and queues it; `content` is zeroized in every case (it carries a key or a secret).
+    /// `false` when there is no Olm session with the device.
+    pub(super) fn queue_olm_to_device(
+        &mut self,
+        step: &mut Step,
+        device: &Device,
+        event_type: &str,
+        content: &mut Value,
+    ) -> Result<bool, MachineError> {
+        let encrypted = self.encrypt_olm_to_device(step, device, event_type, content);
+        zeroize_strings(content);
+        let Some(encrypted) = encrypted? else { return Ok(false) };
+        let mut messages: ruma::api::client::to_device::send_event_to_device::v3::Messages = BTreeMap::new();
+        messages
+            .entry(device.user_id.clone())
+            .or_default()
+            .insert(DeviceIdOrAllDevices::DeviceId(device.device_id.clone()), raw_content(&encrypted)?);
+        let txn_id = self.new_request_id();
+        push_to_device(step, txn_id, messages)?;
+        Ok(true)
+    }
+
+    fn encrypt_olm_to_device(
+        &mut self,
+        step: &mut Step,
+        device: &Device,
+        event_type: &str,
+        content: &Value,
+    ) -> Result<Option<Value>, MachineError> {
+        let now = self.env.now_ms();
         let device_keys =
             own_device::device_keys(&step.state.own.account, self.user_id.as_str(), self.device_id.as_str())?;
         let sender_info = Sender {
@@ -254,32 +290,14 @@ impl<B: Backend> OlmMachine<B> {
             account: &step.state.own.account,
             device_keys: &device_keys,
         };
-        let list = step.sessions.with(&self.store, requester.curve25519_key)?;
+        let list = step.sessions.with(&self.store, device.curve25519_key)?;
         let Some(session) = olm_channel::session_for_sending(list).and_then(|i| list.get_mut(i)) else {
-            zeroize_strings(&mut content);
-            return Ok(Err(KeyRequestRefusal::NoOlmSession));
+            return Ok(None);
         };
-        let encrypted = olm_channel::encrypt(
-            &sender_info,
-            session,
-            &requester,
-            "m.forwarded_room_key",
-            &content,
-            self.env.rng(),
-            now,
-        );
-        zeroize_strings(&mut content);
-        let encrypted = encrypted?;
+        let encrypted = olm_channel::encrypt(&sender_info, session, device, event_type, content, self.env.rng(), now)?;
         let id = olm_session_id(&session.session);
-        step.sessions.touch(requester.curve25519_key, id);
-        let mut messages: ruma::api::client::to_device::send_event_to_device::v3::Messages = BTreeMap::new();
-        messages
-            .entry(requester.user_id.clone())
-            .or_default()
-            .insert(DeviceIdOrAllDevices::DeviceId(requester.device_id.clone()), raw_content(&encrypted)?);
-        let txn_id = self.new_request_id();
-        push_to_device(step, txn_id, messages)?;
-        Ok(Ok(()))
+        step.sessions.touch(device.curve25519_key, id);
+        Ok(Some(encrypted))
     }
 
     /// Accepts an `m.forwarded_room_key` if the rules allow; cancels the answered request.

@@ -19,14 +19,13 @@ use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::{OlmMachine, Step, push_to_device, push_to_device_of_type, raw_content};
-use crate::adapt::{device_to_store, olm_session_id, user_to_store, zeroize_strings};
+use super::{OlmMachine, Step, push_to_device_of_type, raw_content};
+use crate::adapt::{device_to_store, user_to_store};
 use crate::dehydrated::{self, DehydratedDeviceFailure, DehydratedDeviceUpload, RehydratedDevice, RehydratedEvents};
 use crate::devices::Device;
 use crate::error::MachineError;
 use crate::gossip::{self, SecretOutcome, SecretRefusal, SecretRequest, SecretRequestOutcome, SecretRequestRefusal};
-use crate::olm_channel::{self, DecryptedToDeviceEvent, Sender, ToDeviceError};
-use crate::own_device;
+use crate::olm_channel::{self, DecryptedToDeviceEvent, ToDeviceError};
 use crate::secret_storage::{
     self, AccountData, AccountDataUpdate, CROSS_SIGNING_MASTER, CROSS_SIGNING_SELF_SIGNING, CROSS_SIGNING_USER_SIGNING,
     KNOWN_SECRETS, MEGOLM_BACKUP_KEY, OpenedSecretStorage, PassphraseInfo, SecretStorageFailure,
@@ -544,34 +543,10 @@ impl<B: Backend> OlmMachine<B> {
         let (Some(requester), Some(secret)) = (requester, secret) else {
             return Err(MachineError::Internal("a checked secret request has no device or secret".into()));
         };
-        let now = self.env.now_ms();
         let mut content = gossip::send_content(request_id, &secret);
-        let device_keys =
-            own_device::device_keys(&step.state.own.account, self.user_id.as_str(), self.device_id.as_str())?;
-        let sender_info = Sender {
-            user_id: &self.user_id,
-            device_id: &self.device_id,
-            account: &step.state.own.account,
-            device_keys: &device_keys,
-        };
-        let list = step.sessions.with(&self.store, requester.curve25519_key)?;
-        let Some(session) = olm_channel::session_for_sending(list).and_then(|i| list.get_mut(i)) else {
-            zeroize_strings(&mut content);
+        if !self.queue_olm_to_device(step, &requester, "m.secret.send", &mut content)? {
             return Ok(Err(SecretRequestRefusal::NoOlmSession));
-        };
-        let encrypted =
-            olm_channel::encrypt(&sender_info, session, &requester, "m.secret.send", &content, self.env.rng(), now);
-        zeroize_strings(&mut content);
-        let encrypted = encrypted?;
-        let id = olm_session_id(&session.session);
-        step.sessions.touch(requester.curve25519_key, id);
-        let mut messages: ruma::api::client::to_device::send_event_to_device::v3::Messages = BTreeMap::new();
-        messages
-            .entry(requester.user_id.clone())
-            .or_default()
-            .insert(DeviceIdOrAllDevices::DeviceId(requester.device_id.clone()), raw_content(&encrypted)?);
-        let txn_id = self.new_request_id();
-        push_to_device(step, txn_id, messages)?;
+        }
         Ok(Ok(()))
     }
 }
