@@ -4,7 +4,7 @@
 //! directions (who requests, who starts), the emoji and decimals equal on both sides, each side
 //! marking the other's device verified; with cross-signing, the identities verified too and the
 //! devices trusted through the chain; cancels (user, mismatched SAS) understood by the other
-//! side with the same code; in-room SAS.
+//! side with the same code; in-room SAS; QR codes in every mode and both directions (`qr`).
 //!
 //! Nothing crosses between the two machines except through the homeserver.
 
@@ -16,6 +16,7 @@ mod common;
 #[allow(dead_code)]
 #[path = "../machine/msc.rs"]
 mod msc;
+mod qr;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
