@@ -636,7 +636,7 @@ impl<B: Backend> OlmMachine<B> {
             let mut result = self.receive_to_device(&mut step, raw, now)?;
             self.receive_secret_events(&mut step, &result, &mut outcome)?;
             self.receive_room_key_events(&mut step, &mut result, &mut outcome)?;
-            self.receive_verification_event(&mut step, &result, &mut outcome)?;
+            self.receive_verification_event(&mut step, &mut result, &mut outcome)?;
             outcome.to_device.push(result);
         }
         self.expire_verifications(&mut step, &mut outcome)?;

@@ -9,7 +9,9 @@ mod common;
 use common::{id, meet};
 use ferrolm_machine::ruma::{OwnedUserId, RoomId};
 use ferrolm_machine::verification::{CancelCode, FlowId, VerificationState};
-use ferrolm_machine::{Clock, LocalTrust, RoomVerificationMessage, SyncOutcome};
+use ferrolm_machine::{
+    Clock, LocalTrust, PlaintextRejection, RequestKind, RoomVerificationMessage, SyncOutcome, ToDeviceError,
+};
 use ferrolm_test_homeserver::Homeserver;
 use ferrolm_test_homeserver::driver::{TestDevice, run_requests, sync};
 use serde_json::{Value, json};
@@ -391,6 +393,60 @@ fn olm_encrypted_verification_events_are_routed() {
     assert_eq!(got.verifications.len(), 1);
     assert_eq!(got.verifications[0].state, VerificationState::RequestReceived);
     assert_eq!(got.verifications[0].flow_id, FlowId::ToDevice("olm-txn".into()));
+}
+
+/// A verification event over Olm whose `from_device` is not the device the Olm session
+/// authenticated (Alice's phone speaking for a tablet she may not even have) is refused,
+/// typed, and reaches no flow.
+#[test]
+fn an_olm_verification_event_speaking_for_another_device_is_refused() {
+    let mut hs = Homeserver::new();
+    let (mut alice, mut bob) = pair(&mut hs);
+    let (alice_id, bob_id) = (alice.machine.user_id().to_owned(), bob.machine.user_id().to_owned());
+    assert_eq!(common::open_sessions(&mut hs, &mut alice, &[bob_id]), 1);
+    let now = alice.clock.now_ms();
+    let content = json!({"transaction_id": "forged-txn", "from_device": "ALICETABLET",
+                         "methods": ["m.sas.v1"], "timestamp": now});
+    let got = common::send_olm(&mut hs, &mut alice, &mut bob, "m.key.verification.request", content);
+    assert!(common::decrypted(&got).is_empty());
+    assert_eq!(common::refusals(&got), [&ToDeviceError::Plaintext(PlaintextRejection::SenderDeviceMismatch)]);
+    assert!(got.verifications.is_empty());
+    assert!(bob.machine.verification(&alice_id, "forged-txn").is_none());
+    let kinds: Vec<RequestKind> = bob.machine.outgoing_requests().unwrap().iter().map(|r| r.kind()).collect();
+    assert!(!kinds.contains(&RequestKind::ToDevice), "nothing answered: {kinds:?}");
+}
+
+/// One of Bob's devices declines Alice's request before any accepted it: Alice's flow is
+/// cancelled with Bob's code and Bob's other device is told the same, so it stops showing
+/// the request; the device that declined hears the cancel and does not answer it.
+#[test]
+fn a_request_declined_by_one_device_is_withdrawn_from_the_others() {
+    let mut hs = Homeserver::new();
+    let mut alice = TestDevice::new(&mut hs, "@alice:example.org", "ALICEPHONE", 1, NOW).unwrap();
+    let mut bob1 = TestDevice::new(&mut hs, "@bob:example.org", "BOB1", 2, NOW).unwrap();
+    let mut bob2 = TestDevice::new(&mut hs, "@bob:example.org", "BOB2", 3, NOW).unwrap();
+    meet(&mut hs, &mut [&mut alice, &mut bob1, &mut bob2]);
+    let (alice_id, bob_id) = (alice.machine.user_id().to_owned(), bob1.machine.user_id().to_owned());
+    let (flow, _) = alice.machine.request_verification(&bob_id).unwrap();
+    let flow = flow.as_str().to_owned();
+    run_requests(&mut hs, &mut alice.machine).unwrap();
+    sync(&mut hs, &mut bob1.machine).unwrap();
+    sync(&mut hs, &mut bob2.machine).unwrap();
+    bob1.machine.cancel_verification(&alice_id, &flow).unwrap();
+    let got = deliver(&mut hs, &mut bob1, &mut alice);
+    assert_eq!(got.verifications.len(), 1);
+    assert_eq!(cancelled(&state(&alice, &bob1, &flow)), Some((CancelCode::User, false)));
+    let got = deliver(&mut hs, &mut alice, &mut bob2);
+    assert_eq!(cancelled(&state(&bob2, &alice, &flow)), Some((CancelCode::User, false)));
+    assert_eq!(got.verifications.len(), 1);
+    // bob1 hears it too, and nobody answers a cancel.
+    let got = sync(&mut hs, &mut bob1.machine).unwrap();
+    assert!(got.verifications.is_empty(), "bob1's flow was already cancelled");
+    assert_eq!(cancelled(&state(&bob1, &alice, &flow)), Some((CancelCode::User, true)));
+    for device in [&mut bob1, &mut bob2] {
+        let kinds: Vec<RequestKind> = device.machine.outgoing_requests().unwrap().iter().map(|r| r.kind()).collect();
+        assert!(!kinds.contains(&RequestKind::ToDevice), "a cancel is never answered: {kinds:?}");
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@ use crate::adapt::{device_to_store, user_to_store};
 use crate::devices::Device;
 use crate::error::MachineError;
 use crate::identities::{StoredIdentity, Trust};
+use crate::olm_channel::{PlaintextRejection, ToDeviceError};
 use crate::sync::{SyncOutcome, ToDeviceOutcome};
 use crate::verification::qr::QrCode;
 use crate::verification::{
@@ -170,14 +171,32 @@ impl<B: Backend> OlmMachine<B> {
         Ok(())
     }
 
-    /// Routes a to-device verification event of a sync (in the clear or decrypted).
+    /// Routes a to-device verification event of a sync (in the clear or decrypted). A
+    /// decrypted one whose `from_device` is not the device the Olm session authenticated is
+    /// refused (the outcome becomes `Refused` with `SenderDeviceMismatch`) and never reaches
+    /// a flow: the sending device would otherwise speak for another of its user's devices.
     pub(super) fn receive_verification_event(
         &mut self,
         step: &mut Step,
-        outcome: &ToDeviceOutcome,
+        outcome: &mut ToDeviceOutcome,
         sync: &mut SyncOutcome,
     ) -> Result<(), MachineError> {
-        let (event_type, sender, content) = match outcome {
+        if let ToDeviceOutcome::Decrypted(event) = &*outcome {
+            let claimed = event.content.get("from_device").and_then(Value::as_str);
+            let forged = match (&event.sender_device, claimed) {
+                (Some(device), Some(claimed)) => device.as_str() != claimed,
+                _ => false,
+            };
+            if forged && verification::is_verification_event_type(&event.event_type) {
+                *outcome = ToDeviceOutcome::Refused {
+                    sender: Some(event.sender.to_string()),
+                    sender_key: Some(event.sender_curve25519_key),
+                    error: ToDeviceError::Plaintext(PlaintextRejection::SenderDeviceMismatch),
+                };
+                return Ok(());
+            }
+        }
+        let (event_type, sender, content) = match &*outcome {
             ToDeviceOutcome::Plaintext(raw) => {
                 let Ok(value) = serde_json::from_str::<Value>(raw.json().get()) else { return Ok(()) };
                 let event_type = value.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();

@@ -298,13 +298,25 @@ impl Flow {
         }
         match input {
             Input::Event(EventKind::Cancel { code, reason }) => {
+                // A request of ours declined before any device answered: every requested
+                // device hears the same cancel, so none keeps showing the request (the one
+                // that declined ignores it: a cancel is never answered).
+                let tell_others = matches!(flow.state, State::Requested)
+                    && flow.other_device.is_none()
+                    && flow.requested_devices.len() > 1
+                    && matches!(flow.flow_id, FlowId::ToDevice(_));
+                let message = tell_others.then(|| {
+                    flow.message("m.key.verification.cancel", cancel_content(&CancelCode::from_code(code), reason))
+                });
                 flow.state = State::Cancelled(Cancellation {
                     code: CancelCode::from_code(code),
                     reason: reason.clone(),
                     by_us: false,
                     possible_attack: false,
                 });
-                Step::new(flow)
+                let mut step = Step::new(flow);
+                step.messages.extend(message);
+                step
             }
             Input::Cancel => flow.cancel(CancelCode::User, "the user cancelled", false),
             Input::AnsweredElsewhere => match flow.state {
