@@ -200,7 +200,7 @@ impl<B: Backend> OlmMachine<B> {
         let backup = crate::backup::BackupState::load(&store)?;
         let state =
             State { own, tracker, channel: OlmChannel::default(), pending, backup, secrets: Default::default() };
-        Ok(Self {
+        let mut machine = Self {
             user_id,
             device_id,
             store,
@@ -208,7 +208,9 @@ impl<B: Backend> OlmMachine<B> {
             state,
             trust_cache: BTreeMap::new(),
             verifications: Default::default(),
-        })
+        };
+        machine.resume_signature_uploads()?;
+        Ok(machine)
     }
 
     /// The machine's user.

@@ -385,6 +385,45 @@ fn the_chain_own_master_user_signing_their_master_self_signing_their_device() {
     assert_eq!(state_of(&alice2, &bob), Some(IdentityState::Verified));
 }
 
+/// The signature uploads of two verifications lost to a crash (the trust committed, the
+/// uploads never sent) are queued again when the machine reopens: the user-signing key over
+/// Bob's master key, the self-signing key over the own new device. Once the homeserver
+/// serves both signatures, reopening queues nothing.
+#[test]
+fn signature_uploads_lost_to_a_restart_are_queued_again() {
+    let mut hs = Homeserver::new();
+    let mut alice1 = device(&mut hs, "@alice:test.server", "ALICE1", 1);
+    let mut bob = device(&mut hs, "@bob:test.server", "BOB", 2);
+    bootstrap_cross_signing(&mut hs, &mut alice1.machine, false).unwrap();
+    bootstrap_cross_signing(&mut hs, &mut bob.machine, false).unwrap();
+    let alice2 = device(&mut hs, "@alice:test.server", "ALICE2", 3);
+    meet(&mut hs, &mut [&mut alice1, &mut bob]);
+    refresh(&mut hs, &mut alice1);
+    let (alice, bob_id) = (user(&alice1), user(&bob));
+    let id2 = alice2.machine.device_id().to_owned();
+    let master = master_of(&alice1, &bob_id);
+    alice1.machine.verify_identity(&bob_id, &master).unwrap().expect("an upload");
+    alice1.machine.verify_device(&alice, &id2, &alice2.machine.identity_keys().ed25519).unwrap().expect("an upload");
+
+    let signature_uploads = |d: &mut TestDevice| {
+        d.machine.outgoing_requests().unwrap().iter().filter(|r| r.kind() == RequestKind::SignatureUpload).count()
+    };
+    let mut alice1 = alice1.restart(21).unwrap();
+    assert_eq!(signature_uploads(&mut alice1), 2, "both uploads are queued again");
+    assert_eq!(state_of(&alice1, &bob_id), Some(IdentityState::Verified), "the trust was committed");
+    for outcome in run_requests(&mut hs, &mut alice1.machine).unwrap() {
+        assert!(outcome.signature_failures.is_empty(), "{:?}", outcome.signature_failures);
+    }
+    let served = served_key(&hs, &bob_id, KeyUsage::Master);
+    assert!(served["signatures"].get(alice.as_str()).is_some(), "the server has Alice's signature on Bob");
+    refresh(&mut hs, &mut alice1);
+    let trust = alice1.machine.device_trust(&alice, &id2).unwrap().unwrap();
+    assert!(trust.cross_signed, "the server serves ALICE2 signed by the self-signing key");
+
+    let mut alice1 = alice1.restart(22).unwrap();
+    assert_eq!(signature_uploads(&mut alice1), 0, "nothing is missing any more");
+}
+
 #[test]
 fn own_devices_are_verified_through_the_self_signing_key() {
     let mut hs = Homeserver::new();

@@ -15,7 +15,7 @@ use crate::adapt::{device_to_store, user_from_store, user_to_store};
 use crate::cross_signing::{self, CrossSigningImportError, CrossSigningKeyExport, KeyUsage, PrivateCrossSigningKeys};
 use crate::devices::Device;
 use crate::error::MachineError;
-use crate::identities::{DeviceTrust, StoredIdentity, Trust, UserIdentity};
+use crate::identities::{DeviceTrust, StoredIdentity, Trust, UserIdentity, device_is_cross_signed, master_signed_by};
 use crate::olm_channel::DeviceKey;
 use crate::own_device;
 use crate::requests::{OutgoingRequest, Request};
@@ -511,6 +511,74 @@ impl<B: Backend> OlmMachine<B> {
             _ => None,
         };
         Ok(request)
+    }
+
+    /// Queues again the signature uploads a verification (or [`OlmMachine::verify_identity`],
+    /// [`OlmMachine::verify_device`]) made before a restart that may never have reached the
+    /// homeserver: the trust was committed with the verification, the upload only queued in
+    /// memory. Queued: every verified identity whose stored master key lacks our signature
+    /// (the user-signing key's for another user, this device's for our own), and every own
+    /// verified device without our self-signing key's. Stored keys come from `/keys/query`,
+    /// so a signature already uploaded but not yet queried back is sent a second time, which
+    /// the homeserver accepts as the same signature. Runs when the machine opens.
+    pub(super) fn resume_signature_uploads(&mut self) -> Result<(), MachineError> {
+        let keys = self.private_cross_signing_keys()?;
+        let user_signing = keys.public_key(KeyUsage::UserSigning);
+        let self_signing = keys.public_key(KeyUsage::SelfSigning);
+        let this_device = self.state.own.account.identity_keys().ed25519;
+        let this_device_key_id = format!("ed25519:{}", self.device_id);
+        let mut identities = Vec::new();
+        for record in self.store.all_identities()? {
+            if !record.verified {
+                continue;
+            }
+            let Some(identity) = StoredIdentity::from_record(record) else { continue };
+            let user = user_from_store(&identity.record.user_id)?;
+            let signed = if user == self.user_id {
+                verify_json(&identity.master_object, self.user_id.as_str(), &this_device_key_id, &this_device).is_ok()
+            } else {
+                user_signing.is_none_or(|usk| master_signed_by(&identity.master_object, &self.user_id, &usk))
+            };
+            if !signed {
+                identities.push((user, identity.master));
+            }
+        }
+        let mut devices = Vec::new();
+        if let Some(ssk) = self_signing {
+            for record in self.store.devices(&user_to_store(&self.user_id))? {
+                if record.local_trust != LocalTrust::Verified || record.device_id.as_str() == self.device_id.as_str() {
+                    continue;
+                }
+                let Some(device) = Device::from_record(&record).filter(|d| !d.deleted) else { continue };
+                let Ok(object) = serde_json::from_slice::<Map<String, Value>>(&record.device_keys) else { continue };
+                if !device_is_cross_signed(&object, &self.user_id, &ssk) {
+                    devices.push((device.device_id, device.ed25519_key));
+                }
+            }
+        }
+        if identities.is_empty() && devices.is_empty() {
+            return Ok(());
+        }
+        let mut step = self.begin();
+        for (user, master) in identities {
+            match self.verify_identity_in(&mut step, &user, &master) {
+                Ok(_)
+                | Err(
+                    MachineError::MasterKeyMismatch { .. }
+                    | MachineError::DeviceIdCollidesWithCrossSigningKey { .. }
+                    | MachineError::InvalidArgument(_),
+                ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let own = self.user_id.clone();
+        for (device_id, key) in devices {
+            match self.verify_device_in(&mut step, &own, &device_id, &key) {
+                Ok(_) | Err(MachineError::DeviceKeyMismatch { .. } | MachineError::InvalidArgument(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.commit(step)
     }
 
     /// Removes the requirement that `user_id`'s identity be verified: a verification
