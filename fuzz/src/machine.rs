@@ -21,8 +21,8 @@ use ferrolm_machine::ruma::events::{AnySyncTimelineEvent, AnyToDeviceEvent};
 use ferrolm_machine::ruma::serde::Raw;
 use ferrolm_machine::ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId};
 use ferrolm_machine::{
-    DecryptedToDeviceEvent, EncryptionSettings, ManualClock, OlmMachine, RequestKind, RoomKeyOutcome,
-    SenderDeviceSource, SyncChanges, SyncOutcome, ToDeviceOutcome,
+    BackupDecryptionKey, BackupInfo, DecryptedToDeviceEvent, EncryptionSettings, ManualClock, OlmMachine, RequestKind,
+    RoomKeyOutcome, SenderDeviceSource, SyncChanges, SyncOutcome, ToDeviceOutcome,
 };
 use ferrolm_store::{Backend, Batch, MemoryBackend, Op, Table};
 use ferrolm_test_homeserver::Homeserver;
@@ -482,10 +482,78 @@ pub fn raw_to_device(json: &str) -> Option<Raw<AnyToDeviceEvent>> {
 }
 
 /// Seeds for the machine targets: (target, name, bytes).
+/// The pickle key of the `dehydrated_device` target.
+pub const DEHYDRATION_KEY: [u8; 32] = [0x42; 32];
+/// The nonce the `dehydrated_device` target encrypts its plaintexts with.
+pub const DEHYDRATION_NONCE: [u8; 12] = [7; 12];
+/// The backup key of the `backup_restore` target.
+pub const BACKUP_KEY: [u8; 32] = [0x5b; 32];
+
+/// The backup version the `backup_restore` target restores: `key`'s public key, unsigned.
+pub fn backup_info(key: &BackupDecryptionKey) -> BackupInfo {
+    let mut auth_data = serde_json::Map::new();
+    auth_data.insert("public_key".into(), json!(key.public_key().to_base64()));
+    BackupInfo::from_parts("1".into(), "m.megolm_backup.v1.curve25519-aes-sha2", auth_data).expect("a valid version")
+}
+
+/// Seeds of `dehydrated_device`: a real account's plaintext (mode 0) and a real body (mode 1).
+fn dehydrated_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+    let mut account = Account::new_with_rng(&mut FixedRng::new(11));
+    account.generate_one_time_keys_with_rng(3, &mut FixedRng::new(12));
+    account.generate_fallback_key_with_rng(&mut FixedRng::new(13));
+    let pickle = account.to_dehydrated_device_with_rng(&DEHYDRATION_KEY, &mut FixedRng::new(14)).expect("dehydrates");
+    let nonce = base64_decode(&pickle.nonce).expect("base64");
+    let ciphertext = base64_decode(&pickle.ciphertext).expect("base64");
+    let plaintext = ChaCha20Poly1305::new((&DEHYDRATION_KEY).into())
+        .decrypt(Nonce::from_slice(&nonce), ciphertext.as_slice())
+        .expect("decrypts");
+    add("dehydrated_device", "plaintext", [&[0u8][..], &plaintext].concat());
+    let body = json!({"device_id": "DEHYDRATED", "device_data": {"algorithm": ferrolm_machine::dehydrated::DEHYDRATION_ALGORITHM,
+                      "device_pickle": pickle.ciphertext, "nonce": pickle.nonce}});
+    add("dehydrated_device", "body", [&[1u8][..], body.to_string().as_bytes()].concat());
+}
+
+/// A seed of `backup_restore`: a real backup of two keys of the fixture's room, one from the
+/// start of its session and one from index 2.
+fn backup_seed(fx: &MachineFixture) -> Vec<u8> {
+    let key = BackupDecryptionKey::from_bytes(&BACKUP_KEY);
+    let encryption = ferrolm::pk::PkEncryption::from_key(key.public_key()).expect("a valid key");
+    let mut sessions = serde_json::Map::new();
+    for (seed, index) in [(21u64, 0u32), (22, 2)] {
+        let mut outbound =
+            GroupSession::new_with_rng(ferrolm::megolm::SessionConfig::version_1(), &mut FixedRng::new(seed));
+        for _ in 0..index {
+            outbound.encrypt(b"advance");
+        }
+        let inbound = ferrolm::megolm::InboundGroupSession::new(
+            &outbound.session_key(),
+            ferrolm::megolm::SessionConfig::version_1(),
+        );
+        let exported = inbound.export_at(index).expect("exportable");
+        let plaintext = json!({
+            "algorithm": "m.megolm.v1.aes-sha2", "sender_key": fx.alice_curve.to_base64(),
+            "session_key": exported.to_base64().as_str(), "sender_claimed_keys": {"ed25519": fx.alice_ed.to_base64()},
+            "forwarding_curve25519_key_chain": [],
+        });
+        let message = encryption.encrypt_with_rng(plaintext.to_string().as_bytes(), &mut FixedRng::new(seed));
+        let (ciphertext, mac, ephemeral) = message.to_base64();
+        sessions.insert(
+            outbound.session_id().to_base64(),
+            json!({"first_message_index": index, "forwarded_count": 0, "is_verified": false,
+                   "session_data": {"ephemeral": ephemeral, "ciphertext": ciphertext, "mac": mac}}),
+        );
+    }
+    json!({"rooms": {fx.room_id.as_str(): {"sessions": sessions}}}).to_string().into_bytes()
+}
+
 pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let fx = machine_fixture();
     let mut out: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
     let mut add = |target: &'static str, name: &str, bytes: Vec<u8>| out.push((target, name.to_owned(), bytes));
+    dehydrated_seeds(&mut add);
+    add("backup_restore", "two-keys", backup_seed(fx));
     let with_mode = |mode: u8, bytes: &[u8]| [&[mode][..], bytes].concat();
 
     // to-device: mode 0 raw events, 1 plaintext over the session, 2 plaintext in a pre-key
