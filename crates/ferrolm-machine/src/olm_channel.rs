@@ -316,8 +316,13 @@ pub(crate) fn process_claim<B: Backend>(
     rng: &mut dyn MachineRng,
     now_ms: u64,
 ) -> Result<ClaimResult, MachineError> {
-    // 1. In order: the device and its claimed key, and a seed from the machine's generator for
-    //    each session to open (so the outcome does not depend on how the work is split).
+    // 1. In order: the device and its claimed key. One seed from the machine's generator, and
+    //    a stream of it for each session to open, by its place in the claim (so the outcome
+    //    does not depend on how the work is split).
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    if !claimed.is_empty() {
+        rng.fill_bytes(&mut *seed);
+    }
     let mut jobs = Vec::with_capacity(claimed.len());
     for key in claimed {
         channel.claims_in_flight.remove(key);
@@ -332,15 +337,15 @@ pub(crate) fn process_claim<B: Backend>(
             jobs.push(Err(ClaimFailure::NoKey));
             continue;
         };
-        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(&mut *seed);
-        jobs.push(Ok((device, key_id.as_str(), raw.json().get(), seed)));
+        let stream = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
+        jobs.push(Ok((device, key_id.as_str(), raw.json().get(), stream)));
     }
     // 2. On every core: the one-time key signatures checked, the sessions opened (3DH).
     let opened = crate::parallel::map(&jobs, |job| {
-        let (device, key_id, json, seed) = job.as_ref().map_err(Clone::clone)?;
+        let (device, key_id, json, stream) = job.as_ref().map_err(Clone::clone)?;
         let one_time_key = check_one_time_key_signature(device, key_id, json)?;
-        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(**seed);
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
+        rng.set_stream(*stream);
         account
             .create_outbound_session_with_rng(SessionConfig::version_1(), device.curve25519_key, one_time_key, &mut rng)
             .map_err(|e| ClaimFailure::Session(session_creation_failure(&e)))

@@ -45,6 +45,16 @@ pub struct RoomKeyShare {
     pub identity_violations: Vec<OwnedUserId>,
 }
 
+/// The encryptions of one share over one Olm session: the devices of that identity key (one,
+/// unless devices share a key), in the recipients' order, each with its place among them.
+struct EncryptionJob<'a> {
+    key: ferrolm::types::Curve25519PublicKey,
+    session_index: usize,
+    /// The session, taken out of the step's sessions while the job runs.
+    record: Option<ferrolm_store::OlmSessionRecord>,
+    devices: Vec<(usize, &'a Device)>,
+}
+
 /// `messages` split into maps of at most [`TO_DEVICE_CHUNK`] devices.
 fn chunks(
     messages: Vec<(DeviceKey, Raw<ruma::events::AnyToDeviceEventContent>)>,
@@ -195,7 +205,10 @@ impl<B: Backend> OlmMachine<B> {
             own_device::device_keys(&step.state.own.account, self.user_id.as_str(), self.device_id.as_str())?;
         let mut result =
             RoomKeyShare { session_id: session_id.clone(), rotated: rotate, identity_violations, ..Default::default() };
-        let mut encrypted = Vec::new();
+        let mut encrypted: Vec<(DeviceKey, Option<Raw<ruma::events::AnyToDeviceEventContent>>)> = Vec::new();
+        let mut jobs: Vec<EncryptionJob<'_>> = Vec::new();
+        let mut by_session: std::collections::HashMap<ferrolm::types::Curve25519PublicKey, usize> =
+            std::collections::HashMap::new();
         let mut withheld = Vec::new();
         let mut no_olm_flags = Vec::new();
         // What each device got of this session so far (one lookup per recipient).
@@ -239,7 +252,7 @@ impl<B: Backend> OlmMachine<B> {
                     continue;
                 }
                 let list = step.sessions.with(&self.store, device.curve25519_key)?;
-                let Some(record) = olm_channel::session_for_sending(list).and_then(|i| list.get_mut(i)) else {
+                let Some(session_index) = olm_channel::session_for_sending(list) else {
                     // `m.no_olm` once per device (remembered in its record), not per session.
                     if !device.no_olm_sent {
                         let content =
@@ -254,14 +267,64 @@ impl<B: Backend> OlmMachine<B> {
                     // A session works again: a later loss of it is reported again.
                     no_olm_flags.push((key.clone(), false));
                 }
-                let content = template.encrypt(record, device, self.env.rng(), now)?;
-                let id = olm_session_id(&record.session);
-                step.sessions.touch(device.curve25519_key, id);
-                encrypted.push((key.clone(), content));
+                // The device's session: a new job, or (a device sharing another one's identity
+                // key) the job of that session, encrypting once more after the earlier device.
+                let job = *by_session.entry(device.curve25519_key).or_insert_with(|| {
+                    jobs.push(EncryptionJob {
+                        key: device.curve25519_key,
+                        session_index,
+                        record: None,
+                        devices: Vec::new(),
+                    });
+                    jobs.len() - 1
+                });
+                if let Some(job) = jobs.get_mut(job) {
+                    job.devices.push((encrypted.len(), device));
+                }
+                encrypted.push((key.clone(), None));
                 step.changes.outbound_shares.push(share(ShareState::Shared { message_index: index }));
                 result.shared_with.push(key);
             }
+            // The encryptions, on every core: each job owns its session while it runs, and each
+            // device's encryption draws (when its session starts a new chain) from a generator
+            // of its own: one seed from the machine's, the stream of the device's place among
+            // the recipients. The ciphertexts do not depend on the number of cores.
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            if !jobs.is_empty() {
+                self.env.rng().fill_bytes(&mut *seed);
+            }
+            for job in &mut jobs {
+                let list = step.sessions.with(&self.store, job.key)?;
+                if job.session_index < list.len() {
+                    job.record = Some(list.remove(job.session_index));
+                }
+            }
+            let outcomes = crate::parallel::map_mut(&mut jobs, |job| {
+                let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
+                let Some(record) = job.record.as_mut() else {
+                    return Err(MachineError::Internal("session cache".into()));
+                };
+                let mut out = Vec::with_capacity(job.devices.len());
+                for (position, device) in &job.devices {
+                    rng.set_stream(u64::try_from(*position).unwrap_or(u64::MAX));
+                    out.push((*position, template.encrypt(record, device, &mut rng, now)?));
+                }
+                Ok(out)
+            });
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                for (position, content) in outcome? {
+                    if let Some((_, slot)) = encrypted.get_mut(position) {
+                        *slot = Some(content);
+                    }
+                }
+                let Some(record) = job.record else { continue };
+                let id = olm_session_id(&record.session);
+                let list = step.sessions.with(&self.store, job.key)?;
+                list.insert(job.session_index.min(list.len()), record);
+                step.sessions.touch(job.key, id);
+            }
         }
+        let encrypted: Vec<_> = encrypted.into_iter().filter_map(|(key, content)| Some((key, content?))).collect();
         crate::adapt::zeroize_strings(&mut room_key);
         // Nothing new for anyone (the call a client makes before each message): no commit.
         let unchanged = !rotate
