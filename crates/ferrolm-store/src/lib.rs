@@ -110,6 +110,7 @@ mod error;
 pub mod fuzzing;
 mod memory;
 mod migrate;
+mod parallel;
 mod pickles;
 mod records;
 #[cfg(feature = "sqlite")]

@@ -138,6 +138,14 @@ pub struct Store<B: Backend> {
     lease: Option<HeldLease>,
 }
 
+/// One record's row: its lookup key and its sealed value.
+fn sealed_with<R: Record>(cipher: &StoreCipher, record: &R) -> Result<Op> {
+    record.validate()?;
+    let key = record.key(&Keys(cipher));
+    let value = records::seal_record(cipher, &key, record)?;
+    Ok(Op::Put { table: R::TABLE, key, value })
+}
+
 impl<B: Backend> core::fmt::Debug for Store<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Store")
@@ -299,10 +307,17 @@ impl<B: Backend> Store<B> {
     }
 
     fn sealed<R: Record>(&self, record: &R) -> Result<Op> {
-        record.validate()?;
-        let key = record.key(&self.keys());
-        let value = records::seal_record(&self.cipher, &key, record)?;
-        Ok(Op::Put { table: R::TABLE, key, value })
+        sealed_with(&self.cipher, record)
+    }
+
+    /// Every record of `records` sealed, in order: on every core for a large change set (a
+    /// room key shared with thousands of devices saves as many Olm sessions and shares).
+    fn sealed_all<R: Record + Sync>(&self, records: &[R], ops: &mut Vec<Op>) -> Result<()> {
+        let cipher = &self.cipher;
+        for op in crate::parallel::map(records, |record| sealed_with(cipher, record)) {
+            ops.push(op?);
+        }
+        Ok(())
     }
 
     fn ops_for(&self, changes: &Changes) -> Result<Vec<Op>> {
@@ -359,9 +374,7 @@ impl<B: Backend> Store<B> {
         if let Some(account) = &changes.account {
             ops.push(self.sealed(account)?);
         }
-        for session in &changes.olm_sessions {
-            ops.push(self.sealed(session)?);
-        }
+        self.sealed_all(&changes.olm_sessions, &mut ops)?;
         for session in &changes.inbound_group_sessions {
             let op = self.sealed(session)?;
             if let Op::Put { key, .. } = &op {
@@ -386,9 +399,7 @@ impl<B: Backend> Store<B> {
             }
             ops.push(op);
         }
-        for share in &changes.outbound_shares {
-            ops.push(self.sealed(share)?);
-        }
+        self.sealed_all(&changes.outbound_shares, &mut ops)?;
         for device in &changes.devices {
             ops.push(self.sealed(device)?);
         }
