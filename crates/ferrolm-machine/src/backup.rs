@@ -25,7 +25,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferrolm::megolm::{ExportedSessionKey, InboundGroupSession, SessionConfig};
 use ferrolm::pk::{PkDecryption, PkEncryption, PkMessage};
@@ -57,7 +56,7 @@ pub const BACKUP_BATCH_SIZE: usize = 200;
 pub const IMPORT_COMMIT_SIZE: usize = 10_000;
 
 /// Entries one restore worker takes at a time (see `decode_entries`).
-const DECODE_BLOCK: usize = 256;
+pub(crate) const DECODE_BLOCK: usize = 256;
 
 /// Why a backup operation failed. Nothing was imported or changed.
 #[derive(Debug, thiserror::Error)]
@@ -622,45 +621,8 @@ fn decode_entry(key: &PkDecryption, entry: &BackupEntry<'_>, signing_keys: &Sign
 /// Workers take blocks of [`DECODE_BLOCK`] entries from a shared counter, so a core slowed by
 /// another process does fewer blocks instead of holding up the others.
 pub(crate) fn decode_entries(key: &PkDecryption, entries: &[BackupEntry<'_>]) -> Vec<Option<DecodedKey>> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let signing_keys = SigningKeyCache::default();
-    parallel_map(entries, threads, |entry| decode_entry(key, entry, &signing_keys))
-}
-
-/// `f` over `items` on up to `threads` threads (the calling one included), in order.
-pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let blocks = items.len().div_ceil(DECODE_BLOCK);
-    if threads < 2 || blocks < 2 {
-        return items.iter().map(&f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let block = next.fetch_add(1, Ordering::Relaxed);
-            let Some(part) = items.chunks(DECODE_BLOCK).nth(block) else { break };
-            done.push((block, part.iter().map(&f).collect::<Vec<_>>()));
-        }
-        done
-    };
-    let (mut finished, lost) = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads.min(blocks)).map(|_| scope.spawn(work)).collect();
-        let mut finished = work();
-        let mut lost = false;
-        for helper in helpers {
-            match helper.join() {
-                Ok(blocks) => finished.extend(blocks),
-                Err(_) => lost = true,
-            }
-        }
-        (finished, lost)
-    });
-    if lost {
-        // A helper panicked (`f` does not panic): redo everything on this thread.
-        return items.iter().map(&f).collect();
-    }
-    finished.sort_unstable_by_key(|(block, _)| *block);
-    finished.into_iter().flat_map(|(_, part)| part).collect()
+    ferrolm_store::parallel::map(entries, DECODE_BLOCK, |entry| decode_entry(key, entry, &signing_keys))
 }
 
 #[cfg(test)]
@@ -875,13 +837,6 @@ mod tests {
             proptest::prop_assert_eq!(decoded.len(), 3);
             proptest::prop_assert!(decoded.iter().all(Option::is_none));
         }
-    }
-
-    #[test]
-    fn parallel_map_keeps_the_order() {
-        let items: Vec<usize> = (0..5_000).collect();
-        assert_eq!(parallel_map(&items, 4, |i| i * 2), items.iter().map(|i| i * 2).collect::<Vec<_>>());
-        assert_eq!(parallel_map(&items[..3], 4, |i| *i), vec![0, 1, 2]);
     }
 
     #[test]

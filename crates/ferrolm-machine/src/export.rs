@@ -166,7 +166,7 @@ pub(crate) fn decrypt_file(file: &str, passphrase: &str) -> Result<Vec<Option<De
     let entries: Vec<&serde_json::value::RawValue> =
         serde_json::from_slice(&plaintext).map_err(|e| KeyFileError::Malformed(e.to_string()))?;
     let signing_keys = SigningKeyCache::default();
-    Ok(crate::backup::parallel_map(&entries, std::thread::available_parallelism().map_or(1, usize::from), |raw| {
+    Ok(ferrolm_store::parallel::map(&entries, crate::backup::DECODE_BLOCK, |raw| {
         let key: RoomKeyJson<'_> = serde_json::from_str(raw.get()).ok()?;
         let room_id = key.room_id.as_deref()?.to_owned();
         let session_id = key.session_id.as_deref()?.to_owned();

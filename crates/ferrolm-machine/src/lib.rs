@@ -193,7 +193,6 @@ pub mod key_requests;
 mod machine;
 pub mod olm_channel;
 pub mod own_device;
-mod parallel;
 mod requests;
 pub mod room_events;
 pub mod room_keys_in;

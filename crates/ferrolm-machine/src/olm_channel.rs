@@ -304,6 +304,9 @@ pub(crate) struct ClaimResult {
     pub failed: Vec<FailedClaim>,
 }
 
+/// Olm sessions one thread opens or encrypts over at a time (claims, key shares).
+pub(crate) const SESSION_BLOCK: usize = 64;
+
 /// Applies a claim answer: checks each key and opens a session with each device.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn process_claim<B: Backend>(
@@ -341,7 +344,7 @@ pub(crate) fn process_claim<B: Backend>(
         jobs.push(Ok((device, key_id.as_str(), raw.json().get(), stream)));
     }
     // 2. On every core: the one-time key signatures checked, the sessions opened (3DH).
-    let opened = crate::parallel::map(&jobs, |job| {
+    let opened = ferrolm_store::parallel::map(&jobs, SESSION_BLOCK, |job| {
         let (device, key_id, json, stream) = job.as_ref().map_err(Clone::clone)?;
         let one_time_key = check_one_time_key_signature(device, key_id, json)?;
         let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);

@@ -110,7 +110,7 @@ mod error;
 pub mod fuzzing;
 mod memory;
 mod migrate;
-mod parallel;
+pub mod parallel;
 mod pickles;
 mod records;
 #[cfg(feature = "sqlite")]

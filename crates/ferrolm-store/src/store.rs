@@ -16,6 +16,9 @@ use crate::records::{
     WithheldNotice, singleton,
 };
 
+/// Records one sealing thread takes at a time.
+const SEAL_BLOCK: usize = 128;
+
 /// The schema version this library writes, and the newest it reads.
 pub const SCHEMA_VERSION: u32 = 4;
 
@@ -314,7 +317,7 @@ impl<B: Backend> Store<B> {
     /// room key shared with thousands of devices saves as many Olm sessions and shares).
     fn sealed_all<R: Record + Sync>(&self, records: &[R], ops: &mut Vec<Op>) -> Result<()> {
         let cipher = &self.cipher;
-        for op in crate::parallel::map(records, |record| sealed_with(cipher, record)) {
+        for op in crate::parallel::map(records, SEAL_BLOCK, |record| sealed_with(cipher, record)) {
             ops.push(op?);
         }
         Ok(())

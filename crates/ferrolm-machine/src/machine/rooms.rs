@@ -299,7 +299,7 @@ impl<B: Backend> OlmMachine<B> {
                     job.record = Some(list.remove(job.session_index));
                 }
             }
-            let outcomes = crate::parallel::map_mut(&mut jobs, |job| {
+            let outcomes = ferrolm_store::parallel::map_mut(&mut jobs, olm_channel::SESSION_BLOCK, |job| {
                 let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
                 let Some(record) = job.record.as_mut() else {
                     return Err(MachineError::Internal("session cache".into()));
