@@ -180,21 +180,29 @@ fn mac_over_a_swapped_key_is_a_key_mismatch() {
     assert_eq!(trust(&alice, &bob), LocalTrust::Unset);
 }
 
-/// A to-device request goes to every device of the user; when one answers, the others get
-/// `m.accepted`.
-#[test]
-fn other_devices_are_told_another_accepted() {
+/// Alice asks Bob, who has two devices (BOB1, BOB2): both received the request. Returns the
+/// homeserver, the three devices and the flow id.
+fn request_to_two_devices() -> (Homeserver, TestDevice, TestDevice, TestDevice, String) {
     let mut hs = Homeserver::new();
     let mut alice = TestDevice::new(&mut hs, "@alice:example.org", "ALICEPHONE", 1, NOW).unwrap();
     let mut bob1 = TestDevice::new(&mut hs, "@bob:example.org", "BOB1", 2, NOW).unwrap();
     let mut bob2 = TestDevice::new(&mut hs, "@bob:example.org", "BOB2", 3, NOW).unwrap();
     meet(&mut hs, &mut [&mut alice, &mut bob1, &mut bob2]);
-    let (alice_id, bob_id) = (alice.machine.user_id().to_owned(), bob1.machine.user_id().to_owned());
+    let bob_id = bob1.machine.user_id().to_owned();
     let (flow, _) = alice.machine.request_verification(&bob_id).unwrap();
     let flow = flow.as_str().to_owned();
     run_requests(&mut hs, &mut alice.machine).unwrap();
     sync(&mut hs, &mut bob1.machine).unwrap();
     sync(&mut hs, &mut bob2.machine).unwrap();
+    (hs, alice, bob1, bob2, flow)
+}
+
+/// A to-device request goes to every device of the user; when one answers, the others get
+/// `m.accepted`.
+#[test]
+fn other_devices_are_told_another_accepted() {
+    let (mut hs, mut alice, mut bob1, mut bob2, flow) = request_to_two_devices();
+    let alice_id = alice.machine.user_id().to_owned();
     assert_eq!(state(&bob2, &alice, &flow), VerificationState::RequestReceived);
     bob1.machine.accept_verification(&alice_id, &flow).unwrap();
     deliver(&mut hs, &mut bob1, &mut alice);
@@ -421,17 +429,8 @@ fn an_olm_verification_event_speaking_for_another_device_is_refused() {
 /// the request; the device that declined hears the cancel and does not answer it.
 #[test]
 fn a_request_declined_by_one_device_is_withdrawn_from_the_others() {
-    let mut hs = Homeserver::new();
-    let mut alice = TestDevice::new(&mut hs, "@alice:example.org", "ALICEPHONE", 1, NOW).unwrap();
-    let mut bob1 = TestDevice::new(&mut hs, "@bob:example.org", "BOB1", 2, NOW).unwrap();
-    let mut bob2 = TestDevice::new(&mut hs, "@bob:example.org", "BOB2", 3, NOW).unwrap();
-    meet(&mut hs, &mut [&mut alice, &mut bob1, &mut bob2]);
-    let (alice_id, bob_id) = (alice.machine.user_id().to_owned(), bob1.machine.user_id().to_owned());
-    let (flow, _) = alice.machine.request_verification(&bob_id).unwrap();
-    let flow = flow.as_str().to_owned();
-    run_requests(&mut hs, &mut alice.machine).unwrap();
-    sync(&mut hs, &mut bob1.machine).unwrap();
-    sync(&mut hs, &mut bob2.machine).unwrap();
+    let (mut hs, mut alice, mut bob1, mut bob2, flow) = request_to_two_devices();
+    let alice_id = alice.machine.user_id().to_owned();
     bob1.machine.cancel_verification(&alice_id, &flow).unwrap();
     let got = deliver(&mut hs, &mut bob1, &mut alice);
     assert_eq!(got.verifications.len(), 1);
