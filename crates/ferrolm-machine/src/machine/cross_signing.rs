@@ -527,8 +527,14 @@ impl<B: Backend> OlmMachine<B> {
         let self_signing = keys.public_key(KeyUsage::SelfSigning);
         let this_device = self.state.own.account.identity_keys().ed25519;
         let this_device_key_id = format!("ed25519:{}", self.device_id);
+        // Without the user-signing key only the own identity can lack a signature of ours:
+        // the other users' records are not read at all (a machine opens often).
+        let records = match user_signing {
+            Some(_) => self.store.all_identities()?,
+            None => self.store.identity(&user_to_store(&self.user_id))?.into_iter().collect(),
+        };
         let mut identities = Vec::new();
-        for record in self.store.all_identities()? {
+        for record in records {
             if !record.verified {
                 continue;
             }
