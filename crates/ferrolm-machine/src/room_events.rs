@@ -126,7 +126,10 @@ pub enum UnableToDecrypt {
         /// The event it was first seen in.
         first_event_id: String,
     },
-    /// Decrypted, but the sender's device is not verified and the app requires it.
+    /// Decrypted, but the sender's device is not verified and the app requires it. The
+    /// message index is recorded as seen with this event's id all the same (the ciphertext
+    /// is authentic), so a copy of it under another id is a replay even once the sender is
+    /// trusted, and retrying this event then decrypts it.
     #[error("the sender's device is not verified")]
     UntrustedSender,
 }
