@@ -16,7 +16,7 @@
 //!   (kind, parameters, salt) is the associated data, so altered parameters fail like a wrong
 //!   secret. Changing the secret rewrites only this wrapping.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ferrolm::pickle::PickleKey;
 use hmac::{Hmac, Mac};
@@ -364,14 +364,16 @@ impl StoreCipher {
     pub(crate) fn seal(&self, table: Table, key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
         let nonce = random_nonce();
         let aad = associated_data(table, key);
-        let sealed = self
-            .values
-            .encrypt(&nonce, Payload { msg: plaintext, aad: &aad })
-            .map_err(|_| StoreError::InvalidRecord("value too large to seal"))?;
+        // Encrypted in place in the row's buffer, sized for it first: no second allocation,
+        // and the plaintext's bytes are overwritten where they were copied.
         let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
         out.push(VALUE_VERSION);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(plaintext);
+        let too_large = StoreError::InvalidRecord("value too large to seal");
+        let body = out.get_mut(1 + NONCE_LEN..).ok_or(too_large.clone())?;
+        let tag = self.values.encrypt_in_place_detached(&nonce, &aad, body).map_err(|_| too_large)?;
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
@@ -405,6 +407,20 @@ mod tests {
 
     fn fast() -> KdfParams {
         KdfParams::new(64, 1, 1).unwrap()
+    }
+
+    #[test]
+    fn a_sealed_value_is_version_nonce_and_the_aeads_ciphertext_and_tag() {
+        let cipher = StoreCipher::new(&[1; 32]);
+        let plaintext = vec![0x5a; 1_000];
+        let sealed = cipher.seal(Table::OlmSessions, b"row", &plaintext).unwrap();
+        assert_eq!(sealed.len(), SEAL_OVERHEAD + plaintext.len());
+        assert_eq!(sealed[0], VALUE_VERSION);
+        let nonce = XNonce::from_slice(&sealed[1..1 + NONCE_LEN]);
+        let aad = associated_data(Table::OlmSessions, b"row");
+        let expected = cipher.values.encrypt(nonce, Payload { msg: &plaintext, aad: &aad }).unwrap();
+        assert_eq!(&sealed[1 + NONCE_LEN..], &expected[..]);
+        assert_eq!(&*cipher.open(Table::OlmSessions, b"row", &sealed).unwrap(), &plaintext[..]);
     }
 
     #[test]

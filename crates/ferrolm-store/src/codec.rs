@@ -23,15 +23,29 @@ impl Writer {
         Self { buf: Zeroizing::new(Vec::with_capacity(capacity)) }
     }
 
+    /// Makes room for `additional` more bytes. A full buffer is moved into a new one twice as
+    /// large and the old one is zeroized as it drops: a `Vec`'s own growth would free the old
+    /// allocation with the record's bytes still in it.
+    fn reserve(&mut self, additional: usize) {
+        let needed = self.buf.len().saturating_add(additional);
+        if needed > self.buf.capacity() {
+            let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(self.buf.capacity().saturating_mul(2))));
+            grown.extend_from_slice(&self.buf);
+            self.buf = grown;
+        }
+    }
+
     pub(crate) fn u8(&mut self, value: u8) {
+        self.reserve(1);
         self.buf.push(value);
     }
 
     pub(crate) fn bool(&mut self, value: bool) {
-        self.buf.push(u8::from(value));
+        self.u8(u8::from(value));
     }
 
     pub(crate) fn varint(&mut self, mut value: u64) {
+        self.reserve(10);
         loop {
             let low = (value & 0x7f) as u8;
             value >>= 7;
@@ -49,7 +63,7 @@ impl Writer {
 
     pub(crate) fn bytes(&mut self, bytes: &[u8]) {
         self.varint(bytes.len() as u64);
-        self.buf.extend_from_slice(bytes);
+        self.array(bytes);
     }
 
     pub(crate) fn str(&mut self, value: &str) {
@@ -57,6 +71,7 @@ impl Writer {
     }
 
     pub(crate) fn array(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len());
         self.buf.extend_from_slice(bytes);
     }
 
@@ -182,6 +197,24 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writer_grows_itself_so_vec_never_reallocates_a_secret() {
+        let mut w = Writer::with_capacity(1);
+        let mut expected = Vec::new();
+        for i in 0..2_000u32 {
+            let piece = vec![(i % 251) as u8; (i % 37) as usize];
+            // Every write has its room before `Vec` is asked to add a byte: the capacity
+            // only changes through `reserve`, which zeroizes the buffer it leaves.
+            w.reserve(piece.len() + 10);
+            let capacity = w.buf.capacity();
+            w.bytes(&piece);
+            assert_eq!(w.buf.capacity(), capacity);
+            expected.push(piece.len() as u8);
+            expected.extend_from_slice(&piece);
+        }
+        assert_eq!(&*w.into_inner(), &expected[..]);
+    }
 
     #[test]
     fn fields_round_trip() {

@@ -11,7 +11,7 @@ use ferrolm::megolm::{GroupSession, InboundGroupSession};
 use ferrolm::olm::{Account, Session};
 use ferrolm::pk::PkDecryption;
 use ferrolm::types::{Curve25519PublicKey, Ed25519PublicKey};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::backend::Table;
 use crate::cipher::{LookupHash, StoreCipher};
@@ -467,17 +467,37 @@ pub struct RoomSettings {
     pub only_trusted_devices: bool,
 }
 
-/// An encrypted to-device request the server has not accepted yet, kept so that a restarted
-/// machine resends it (with the same transaction id, which the server deduplicates) instead
-/// of losing what it carried while the Olm sessions that encrypted it moved on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A to-device request the server has not accepted yet, kept so that a restarted machine
+/// sends it (with the same transaction id, which the server deduplicates) instead of losing
+/// what it carried while the Olm sessions that encrypted it moved on.
+///
+/// The body is the machine's: the request as sent, or what the machine needs to encrypt it
+/// again (a room key and its recipients, which is far smaller than their ciphertexts). It
+/// may hold a secret, so it is zeroized on drop and left out of `Debug`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct OutgoingToDevice {
     /// The request's transaction id.
     pub txn_id: String,
-    /// The event type (`m.room.encrypted`).
+    /// The event type (`m.room.encrypted`), or the machine's name for what the body holds.
     pub event_type: String,
-    /// The request body (opaque bytes: JSON holding Olm ciphertexts).
+    /// The body (opaque bytes).
     pub body: Vec<u8>,
+}
+
+impl Drop for OutgoingToDevice {
+    fn drop(&mut self) {
+        self.body.zeroize();
+    }
+}
+
+impl fmt::Debug for OutgoingToDevice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OutgoingToDevice")
+            .field("txn_id", &self.txn_id)
+            .field("event_type", &self.event_type)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
 }
 
 /// A Megolm message index seen in an event (replay detection).
