@@ -159,6 +159,8 @@ fn decrypt_with(key: &MessageKey, message: &Message) -> Result<Vec<u8>, Decrypti
 pub struct Session {
     config: SessionConfig,
     keys: SessionKeys,
+    /// `keys.session_id()`, kept: a machine looks sessions up by id many times per message.
+    id: SessionId,
     received_message: bool,
     root_key: Box<RootKey>,
     sending: SendingChain,
@@ -178,6 +180,7 @@ impl Session {
         Self {
             config,
             keys,
+            id: keys.session_id(),
             received_message: false,
             root_key: Box::new(root_key),
             sending: SendingChain::Active {
@@ -202,6 +205,7 @@ impl Session {
         Self {
             config,
             keys,
+            id: keys.session_id(),
             received_message: false,
             root_key: Box::new(root_key),
             sending: SendingChain::Pending { their_ratchet_key },
@@ -211,7 +215,7 @@ impl Session {
 
     /// The session id: the same on both sides, derived from the three keys that created it.
     pub fn session_id(&self) -> SessionId {
-        self.keys.session_id()
+        self.id
     }
 
     /// The keys that created the session.
@@ -461,7 +465,7 @@ impl Session {
         if !r.is_empty() {
             return Err(PickleError::Corrupted("trailing bytes"));
         }
-        Self::checked(Self { config, keys, received_message, root_key, sending, receiving })
+        Self::checked(Self { config, keys, id: keys.session_id(), received_message, root_key, sending, receiving })
     }
 
     /// Checks the invariants a pickle cannot be trusted to keep.
@@ -592,7 +596,15 @@ impl Session {
                     .ok_or(PickleError::Corrupted("neither a sending nor a receiving chain"))?,
             },
         };
-        Self::checked(Self { config: SessionConfig::version_1(), keys, received_message, root_key, sending, receiving })
+        Self::checked(Self {
+            config: SessionConfig::version_1(),
+            keys,
+            id: keys.session_id(),
+            received_message,
+            root_key,
+            sending,
+            receiving,
+        })
     }
 }
 
