@@ -56,6 +56,28 @@ pub(crate) fn zeroize_strings(value: &mut serde_json::Value) {
     }
 }
 
+/// `value` serialized into a zeroizing buffer of exactly its size (measured by a first pass),
+/// so that no reallocation leaves a copy of a secret in freed memory.
+pub(crate) fn secret_json<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, serde_json::Error> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value)?;
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+    serde_json::to_writer(&mut *out, value)?;
+    Ok(out)
+}
+
 /// Replaces the secret fields of key-carrying events (`session_key`, `secret`) by
 /// `"<redacted>"`, zeroizing them; returns whether anything was redacted.
 pub(crate) fn redact_secrets(event_type: &str, content: &mut serde_json::Value) -> bool {
@@ -71,5 +93,16 @@ pub(crate) fn redact_secrets(event_type: &str, content: &mut serde_json::Value) 
             true
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secret_json_is_serde_jsons_output_in_a_buffer_of_its_size() {
+        let value = serde_json::json!({"session_key": "k".repeat(1_000), "devices": [["@a:x", "D"], ["@b:x", "É\n"]]});
+        let out = super::secret_json(&value).unwrap();
+        assert_eq!(&*out, &serde_json::to_vec(&value).unwrap()[..]);
+        assert_eq!(out.capacity(), out.len());
     }
 }

@@ -3,6 +3,7 @@
 //! and the machine as they were.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ferrolm::olm::IdentityKeys;
 use ferrolm_store::{AccountRecord, Backend, Changes, OutgoingToDevice, Store, TrackedUser};
@@ -92,7 +93,9 @@ struct State {
 
 #[derive(Debug, Clone)]
 struct Pending {
-    request: OutgoingRequest,
+    /// Shared, not copied, by the working copy each step makes of the state: a share to
+    /// thousands of devices queues megabytes of to-device bodies.
+    request: Arc<OutgoingRequest>,
     purpose: Purpose,
     /// Whether `outgoing_requests` lists it (claims asked for by the app are returned to it
     /// directly).
@@ -193,9 +196,19 @@ impl<B: Backend> OlmMachine<B> {
         }
         // To-device requests encrypted before a restart and not yet sent go out again, with
         // their transaction ids (the homeserver ignores a second delivery).
+        // Room key shares are saved as their key and recipients and encrypted again below.
         let mut pending = Vec::new();
+        let mut room_key_shares = Vec::new();
         for saved in store.outgoing_to_device()? {
-            pending.push(Pending { request: saved_to_device(&saved)?, purpose: Purpose::ToDevice, listed: true });
+            if saved.event_type == rooms::SAVED_ROOM_KEY_SHARE {
+                room_key_shares.push(saved);
+            } else {
+                pending.push(Pending {
+                    request: Arc::new(saved_to_device(&saved)?),
+                    purpose: Purpose::ToDevice,
+                    listed: true,
+                });
+            }
         }
         let backup = crate::backup::BackupState::load(&store)?;
         let state =
@@ -209,6 +222,7 @@ impl<B: Backend> OlmMachine<B> {
             trust_cache: BTreeMap::new(),
             verifications: Default::default(),
         };
+        machine.resend_room_key_shares(room_key_shares)?;
         machine.resume_signature_uploads()?;
         Ok(machine)
     }
@@ -322,7 +336,7 @@ impl<B: Backend> OlmMachine<B> {
         for (request, queried) in step.state.tracker.queries_due(&tracked) {
             let request_id = self.new_request_id();
             step.state.pending.push(Pending {
-                request: OutgoingRequest { request_id, request: Request::KeysQuery(request) },
+                request: Arc::new(OutgoingRequest { request_id, request: Request::KeysQuery(request) }),
                 purpose: Purpose::KeysQuery(queried),
                 listed: true,
             });
@@ -338,16 +352,16 @@ impl<B: Backend> OlmMachine<B> {
             let request_id = self.new_request_id();
             step.state.channel.claims_in_flight.extend(wedged.iter().cloned());
             step.state.pending.push(Pending {
-                request: OutgoingRequest {
+                request: Arc::new(OutgoingRequest {
                     request_id,
                     request: Request::KeysClaim(olm_channel::claim_request(&wedged)),
-                },
+                }),
                 purpose: Purpose::KeysClaim(wedged),
                 listed: true,
             });
         }
         self.commit(step)?;
-        Ok(self.state.pending.iter().filter(|p| p.listed).map(|p| p.request.clone()).collect())
+        Ok(self.state.pending.iter().filter(|p| p.listed).map(|p| OutgoingRequest::clone(&p.request)).collect())
     }
 
     /// Queues a keys upload if something is not yet on the server and no upload is pending.
@@ -361,7 +375,7 @@ impl<B: Backend> OlmMachine<B> {
             {
                 let request_id = self.new_request_id();
                 step.state.pending.push(Pending {
-                    request: OutgoingRequest { request_id, request: Request::KeysUpload(request) },
+                    request: Arc::new(OutgoingRequest { request_id, request: Request::KeysUpload(request) }),
                     purpose: Purpose::KeysUpload(contents),
                     listed: true,
                 });
@@ -553,7 +567,7 @@ impl<B: Backend> OlmMachine<B> {
         step.state.channel.claims_in_flight.extend(devices.iter().cloned());
         let request = OutgoingRequest { request_id, request: Request::KeysClaim(olm_channel::claim_request(&devices)) };
         step.state.pending.push(Pending {
-            request: request.clone(),
+            request: Arc::new(request.clone()),
             purpose: Purpose::KeysClaim(devices),
             listed: false,
         });
@@ -695,7 +709,11 @@ impl<B: Backend> OlmMachine<B> {
                 to.to_owned(),
             )),
         };
-        step.state.pending.push(Pending { request: request.clone(), purpose: Purpose::KeysChanges, listed: false });
+        step.state.pending.push(Pending {
+            request: Arc::new(request.clone()),
+            purpose: Purpose::KeysChanges,
+            listed: false,
+        });
         self.commit(step)?;
         Ok(Some(request))
     }
@@ -809,17 +827,28 @@ fn push_to_device_of_type(
         event_type: event_type.to_owned(),
         body,
     });
+    queue_to_device(step, request_id, event_type, messages);
+    Ok(())
+}
+
+/// Lists a to-device request of `event_type` in the step's state (the caller saves what a
+/// restart needs to send it).
+fn queue_to_device(
+    step: &mut Step,
+    request_id: String,
+    event_type: &str,
+    messages: send_event_to_device::v3::Messages,
+) {
     let request = send_event_to_device::v3::Request::new_raw(
         ToDeviceEventType::from(event_type),
         OwnedTransactionId::from(request_id.as_str()),
         messages,
     );
     step.state.pending.push(Pending {
-        request: OutgoingRequest { request_id, request: Request::ToDevice(request) },
+        request: Arc::new(OutgoingRequest { request_id, request: Request::ToDevice(request) }),
         purpose: Purpose::ToDevice,
         listed: true,
     });
-    Ok(())
 }
 
 /// A saved to-device request, as sent.

@@ -432,7 +432,7 @@ impl PlaintextTemplate {
         let internal = |e: serde_json::Error| MachineError::Internal(e.to_string());
         // The payload may hold a secret (a room key): every buffer that holds it is zeroized,
         // and sized before it is written so that no reallocation leaves a copy behind.
-        let content = zeroize::Zeroizing::new(serde_json::to_vec(content).map_err(internal)?);
+        let content = crate::adapt::secret_json(content).map_err(internal)?;
         let ed25519 = sender.account.ed25519_key().to_base64();
         let mut head = zeroize::Zeroizing::new(Vec::with_capacity(content.len() + ed25519.len() + 48));
         head.extend_from_slice(b"{\"content\":");

@@ -125,9 +125,12 @@ pub fn rotation_due_by_settings(
 }
 
 /// Rule: rotate when a device that received the key is no longer among the recipients.
-pub fn rotation_due_by_departure(shares: &[OutboundShare], recipients: &[Device]) -> bool {
+pub fn rotation_due_by_departure<'a>(
+    shares: &[OutboundShare],
+    recipients: impl IntoIterator<Item = &'a Device>,
+) -> bool {
     let recipients: std::collections::HashSet<(&str, &str)> =
-        recipients.iter().map(|d| (d.user_id.as_str(), d.device_id.as_str())).collect();
+        recipients.into_iter().map(|d| (d.user_id.as_str(), d.device_id.as_str())).collect();
     shares.iter().any(|share| {
         matches!(share.state, ShareState::Shared { .. })
             && !recipients.contains(&(share.user_id.as_str(), share.device_id.as_str()))

@@ -488,28 +488,117 @@ fn sync_without_keys(room: &mut Room, device: &mut TestDevice) -> (SyncOutcome, 
     result
 }
 
+/// The Olm ciphertexts of each to-device request: (request id, every `ciphertext` body).
+fn ciphertexts(requests: &[ferrolm_machine::OutgoingRequest]) -> Vec<(String, Vec<String>)> {
+    requests
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.body_json().unwrap()).unwrap();
+            let mut texts = Vec::new();
+            for devices in body["messages"].as_object().unwrap().values() {
+                for content in devices.as_object().unwrap().values() {
+                    for message in content["ciphertext"].as_object().unwrap().values() {
+                        texts.push(message["body"].as_str().unwrap().to_owned());
+                    }
+                }
+            }
+            (r.request_id.clone(), texts)
+        })
+        .collect()
+}
+
 #[test]
-fn a_room_key_encrypted_before_a_crash_is_sent_after_the_restart() {
+fn a_room_key_encrypted_before_a_crash_is_encrypted_again_and_sent_after_the_restart() {
+    let (mut room, alice, mut bob1, mut bob2) = setup();
+    let mut alice = alice;
+    let members = room.hs.members(&room.id);
+    let claim = alice.machine.get_missing_sessions(&members).unwrap().unwrap();
+    send(&mut room.hs, &mut alice.machine, &claim).unwrap();
+    let shared = alice.machine.share_room_key(&room.id, &members, EncryptionSettings::default()).unwrap();
+    let before = ciphertexts(&alice.machine.outgoing_requests().unwrap());
+    // The process dies before the to-device request is sent. What was saved is the room key
+    // and its recipients, with the Olm sessions as they were after encrypting it: the
+    // restarted machine encrypts it again, under the same transaction id, with the next
+    // message keys (no ciphertext, so no message key, is used twice).
+    let mut alice = alice.restart(77).unwrap();
+    let after = ciphertexts(&alice.machine.outgoing_requests().unwrap());
+    assert_eq!(after.iter().map(|(id, _)| id).collect::<Vec<_>>(), vec![&shared.request_ids[0]]);
+    assert_eq!(after[0].1.len(), 2);
+    assert!(after[0].1.iter().all(|c| !before[0].1.contains(c)));
+    // A second crash before sending: encrypted once more.
+    let mut alice = alice.restart(78).unwrap();
+    let again = ciphertexts(&alice.machine.outgoing_requests().unwrap());
+    assert_eq!(again[0].0, shared.request_ids[0]);
+    assert!(again[0].1.iter().all(|c| !after[0].1.contains(c)));
+    run_requests(&mut room.hs, &mut alice.machine).unwrap();
+    for bob in [&mut bob1, &mut bob2] {
+        let (outcome, _) = read(&mut room, bob);
+        assert_eq!(accepted(&outcome), vec![shared.session_id.clone()]);
+    }
+    // Sent: not listed again, not even after another restart.
+    let mut alice = alice.restart(79).unwrap();
+    assert!(alice.machine.outgoing_requests().unwrap().is_empty());
+    let event = say(&mut room, &mut alice, "after three restarts");
+    let (_, events) = read(&mut room, &mut bob1);
+    let event = events.iter().find(|e| e.get_field::<OwnedEventId>("event_id").unwrap().as_ref() == Some(&event));
+    assert_eq!(body(&decrypt(&mut bob1, event.unwrap(), &room.id).unwrap()), "after three restarts");
+}
+
+#[test]
+fn a_room_key_the_server_took_just_before_a_crash_arrives_once() {
     let (mut room, alice, mut bob1, _) = setup();
     let mut alice = alice;
     let members = room.hs.members(&room.id);
     let claim = alice.machine.get_missing_sessions(&members).unwrap().unwrap();
     send(&mut room.hs, &mut alice.machine, &claim).unwrap();
     let shared = alice.machine.share_room_key(&room.id, &members, EncryptionSettings::default()).unwrap();
-    let before: Vec<_> = alice.machine.outgoing_requests().unwrap();
-    // The process dies before the to-device request is sent; the Olm sessions that encrypted
-    // it were saved with it, so the restarted machine sends the very same request.
-    let mut alice = alice.restart(77).unwrap();
-    let after = alice.machine.outgoing_requests().unwrap();
-    let ids = |r: &[ferrolm_machine::OutgoingRequest]| -> Vec<(String, String)> {
-        r.iter().map(|r| (r.request_id.clone(), r.body_json().unwrap())).collect()
-    };
-    assert_eq!(ids(&after), ids(&before));
-    assert_eq!(after[0].request_id, shared.request_ids[0]);
+    // The homeserver accepts the request, and the process dies before the machine hears it.
+    let request = alice.machine.outgoing_requests().unwrap().remove(0);
+    let http = request.to_http_request("https://test.server", "token").unwrap();
+    let (user, device) = id(&alice);
+    assert_eq!(room.hs.handle(&user, &device, http).status(), 200);
+    let mut alice = alice.restart(80).unwrap();
+    // The second body goes under the same transaction id, which the server has seen.
     run_requests(&mut room.hs, &mut alice.machine).unwrap();
+    let (user, dev) = id(&bob1);
+    assert_eq!(room.hs.to_device_queue(&user, &dev).unwrap().len(), 1);
     let (outcome, _) = read(&mut room, &mut bob1);
     assert_eq!(accepted(&outcome), vec![shared.session_id]);
-    // Sent: not listed again, not even after another restart.
-    let mut alice = alice.restart(78).unwrap();
-    assert!(alice.machine.outgoing_requests().unwrap().is_empty());
+    // Bob's Olm session follows Alice's: her next message to him decrypts.
+    let claim = alice.machine.get_missing_sessions(&members).unwrap();
+    assert!(claim.is_none());
+    let rotated = alice
+        .machine
+        .share_room_key(&room.id, &members, EncryptionSettings { rotation_period_messages: 1, ..Default::default() })
+        .unwrap();
+    run_requests(&mut room.hs, &mut alice.machine).unwrap();
+    let (outcome, _) = read(&mut room, &mut bob1);
+    assert_eq!(accepted(&outcome), vec![rotated.session_id]);
+}
+
+#[test]
+fn the_room_key_shares_of_two_rooms_are_both_encrypted_again_after_a_restart() {
+    let (mut room, alice, mut bob1, _) = setup();
+    let mut alice = alice;
+    let second = room.hs.create_room(alice.machine.user_id()).unwrap();
+    room.hs.join(&second, bob1.machine.user_id());
+    let members = room.hs.members(&room.id);
+    let claim = alice.machine.get_missing_sessions(&members).unwrap().unwrap();
+    send(&mut room.hs, &mut alice.machine, &claim).unwrap();
+    let first = alice.machine.share_room_key(&room.id, &members, EncryptionSettings::default()).unwrap();
+    let members_of_second = room.hs.members(&second);
+    let other = alice.machine.share_room_key(&second, &members_of_second, EncryptionSettings::default()).unwrap();
+    let mut alice = alice.restart(81).unwrap();
+    let mut ids: Vec<String> = alice.machine.outgoing_requests().unwrap().into_iter().map(|r| r.request_id).collect();
+    ids.sort();
+    let mut expected = vec![first.request_ids[0].clone(), other.request_ids[0].clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    run_requests(&mut room.hs, &mut alice.machine).unwrap();
+    let (outcome, _) = read(&mut room, &mut bob1);
+    let mut got = accepted(&outcome);
+    got.sort();
+    let mut want = vec![first.session_id, other.session_id];
+    want.sort();
+    assert_eq!(got, want);
 }

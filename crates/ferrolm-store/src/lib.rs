@@ -28,7 +28,7 @@
 //! | withheld notices received | [`WithheldNotice`] | room, session id | [`Store::withheld_notice`] |
 //! | room settings: algorithm, rotation, only-trusted | [`RoomSettings`] | room | [`Store::room_settings`] |
 //! | seen (session id, message index) → event id | [`SeenMessage`] | session id, index | [`Store::seen_message`] |
-//! | encrypted to-device requests not yet sent | [`OutgoingToDevice`] | transaction id | [`Store::outgoing_to_device`] |
+//! | to-device requests not yet sent (room key shares as their key and recipients) | [`OutgoingToDevice`] | transaction id | [`Store::outgoing_to_device`] |
 //!
 //! Core objects are stored inside their sealed record: accounts, Olm sessions and the backup
 //! key as the core's unencrypted state (the record's seal is their one encryption), group

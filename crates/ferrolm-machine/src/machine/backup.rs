@@ -2,6 +2,7 @@
 //! commit.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ferrolm_store::{Backend, BackupRecord, Changes, InboundGroupSessionRecord, RoomId, RoomKeyCounts, RoomKeySource};
 use ruma::api::client::backup::{BackupAlgorithm, create_backup_version};
@@ -72,7 +73,7 @@ impl<B: Backend> OlmMachine<B> {
         let request =
             OutgoingRequest { request_id: self.new_request_id(), request: Request::BackupVersionCreate(request) };
         step.state.pending.push(Pending {
-            request: request.clone(),
+            request: Arc::new(request.clone()),
             purpose: Purpose::Backup(BackupPurpose::CreateVersion(key.clone())),
             listed: false,
         });
@@ -196,7 +197,7 @@ impl<B: Backend> OlmMachine<B> {
         if let Some(id) = &self.state.backup.upload_in_flight
             && let Some(pending) = self.state.pending.iter().find(|p| p.request.request_id == *id)
         {
-            return Ok(Some(pending.request.clone()));
+            return Ok(Some(OutgoingRequest::clone(&pending.request)));
         }
         let Some(active) = self.state.backup.active.clone() else { return Ok(None) };
         let sessions = self.store.inbound_group_sessions_to_back_up(BACKUP_BATCH_SIZE)?;
@@ -207,7 +208,11 @@ impl<B: Backend> OlmMachine<B> {
         let (request, purpose) = backup::upload_request(&active, &sessions, self.env.rng())?;
         let request = OutgoingRequest { request_id: self.new_request_id(), request: Request::KeysBackup(request) };
         step.state.backup.upload_in_flight = Some(request.request_id.clone());
-        step.state.pending.push(Pending { request: request.clone(), purpose: Purpose::Backup(purpose), listed: false });
+        step.state.pending.push(Pending {
+            request: Arc::new(request.clone()),
+            purpose: Purpose::Backup(purpose),
+            listed: false,
+        });
         self.commit(step)?;
         Ok(Some(request))
     }

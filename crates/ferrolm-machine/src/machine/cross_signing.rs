@@ -3,6 +3,7 @@
 //! The rules are in [`crate::cross_signing`] and [`crate::identities`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ferrolm::types::Ed25519PublicKey;
 use ferrolm_store::{Backend, Changes, DeviceRecord, IdentityRecord, LocalTrust, TrackedUser};
@@ -166,7 +167,7 @@ impl<B: Backend> OlmMachine<B> {
             _ => true,
         });
         step.state.pending.push(Pending {
-            request: signing_keys_upload.clone(),
+            request: Arc::new(signing_keys_upload.clone()),
             purpose: Purpose::SigningKeysUpload(Box::new(identity)),
             listed: false,
         });
@@ -183,7 +184,11 @@ impl<B: Backend> OlmMachine<B> {
             None
         } else {
             self.queue_keys_upload(&mut step)?;
-            step.state.pending.iter().find(|p| matches!(p.purpose, Purpose::KeysUpload(_))).map(|p| p.request.clone())
+            step.state
+                .pending
+                .iter()
+                .find(|p| matches!(p.purpose, Purpose::KeysUpload(_)))
+                .map(|p| OutgoingRequest::clone(&p.request))
         };
         self.commit(step)?;
         Ok(CrossSigningBootstrap { keys_upload, signing_keys_upload, signature_upload })
@@ -216,7 +221,11 @@ impl<B: Backend> OlmMachine<B> {
         }
         let request = upload_signatures::v3::Request::new(BTreeMap::from([(user, keys)]));
         let request = OutgoingRequest { request_id: self.new_request_id(), request: Request::SignatureUpload(request) };
-        step.state.pending.push(Pending { request: request.clone(), purpose: Purpose::SignatureUpload, listed });
+        step.state.pending.push(Pending {
+            request: Arc::new(request.clone()),
+            purpose: Purpose::SignatureUpload,
+            listed,
+        });
         Ok(request)
     }
 

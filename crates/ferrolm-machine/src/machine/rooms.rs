@@ -1,26 +1,31 @@
 //! The glue of room keys and room events: load, call `room_keys_out`, `room_keys_in` or
 //! `room_events`, commit one change set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use ferrolm::types::Curve25519PublicKey;
 
 use ferrolm::megolm::{self, GroupSession, InboundGroupSession};
 use ferrolm_store::{
     Backend, DeviceRecord, InboundGroupSessionRecord, LocalTrust, OutboundGroupSessionRecord, OutboundShare,
-    RoomKeySource, ShareState,
+    OutgoingToDevice, RoomKeySource, ShareState,
 };
+use ruma::api::client::to_device::send_event_to_device;
 use ruma::events::AnySyncTimelineEvent;
 use ruma::serde::Raw;
 use ruma::to_device::DeviceIdOrAllDevices;
-use ruma::{OwnedUserId, RoomId};
+use ruma::{OwnedDeviceId, OwnedUserId, RoomId};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::{OlmMachine, Step, push_to_device, push_to_device_of_type, raw_content};
+use super::{OlmMachine, Step, push_to_device_of_type, queue_to_device, raw_content};
 use crate::adapt::{device_to_store, olm_session_id, user_to_store};
+use crate::cache::CachedStore;
 use crate::devices::Device;
+use crate::env::MachineRng;
 use crate::error::MachineError;
 use crate::identities::{DeviceTrust, Trust};
-use crate::olm_channel::{self, DeviceKey, Sender};
+use crate::olm_channel::{self, DeviceKey, Sender, Sessions};
 use crate::own_device::{self, MEGOLM_ALGORITHM};
 use crate::room_events::{self, DecryptedRoomEvent, TrustRequirement, UnableToDecrypt};
 use crate::room_keys_in::{self, RoomKeyInfo, RoomKeyOutcome};
@@ -55,6 +60,129 @@ struct EncryptionJob<'a> {
     devices: Vec<(usize, &'a Device)>,
 }
 
+/// The `OutgoingToDevice` type of a room key share saved for a restart: in place of its
+/// ciphertexts (about 2 KB a device, written to the store and deleted again a moment later) the
+/// `m.room_key` content and the recipients (about 40 bytes a device). A restart encrypts the
+/// key again for the same devices, with the sessions saved after the first encryption (so no
+/// ciphertext repeats a message key), under the same transaction id: the homeserver delivers
+/// a transaction once, the first body if it had accepted it, the second otherwise.
+pub(super) const SAVED_ROOM_KEY_SHARE: &str = "ferrolm.room_key_share.v1";
+
+/// The body of a [`SAVED_ROOM_KEY_SHARE`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedRoomKeyShare<K> {
+    room_key: K,
+    devices: Vec<(OwnedUserId, OwnedDeviceId)>,
+}
+
+/// Queues the to-device request of a room key share, saved as a [`SAVED_ROOM_KEY_SHARE`].
+fn push_room_key(
+    step: &mut Step,
+    request_id: String,
+    room_key: &Value,
+    messages: send_event_to_device::v3::Messages,
+) -> Result<(), MachineError> {
+    let devices = messages
+        .iter()
+        .flat_map(|(user, devices)| {
+            devices.keys().filter_map(move |d| match d {
+                DeviceIdOrAllDevices::DeviceId(d) => Some((user.clone(), d.clone())),
+                _ => None,
+            })
+        })
+        .collect();
+    let mut body = crate::adapt::secret_json(&SavedRoomKeyShare { room_key, devices })
+        .map_err(|e| MachineError::Internal(e.to_string()))?;
+    step.changes.outgoing_to_device.push(OutgoingToDevice {
+        txn_id: request_id.clone(),
+        event_type: SAVED_ROOM_KEY_SHARE.to_owned(),
+        body: std::mem::take(&mut *body),
+    });
+    queue_to_device(step, request_id, "m.room.encrypted", messages);
+    Ok(())
+}
+
+/// The contents for each device in one map.
+fn messages_of(
+    messages: Vec<(DeviceKey, Raw<ruma::events::AnyToDeviceEventContent>)>,
+) -> send_event_to_device::v3::Messages {
+    let mut map: send_event_to_device::v3::Messages = BTreeMap::new();
+    for ((user, device), content) in messages {
+        map.entry(user).or_default().insert(DeviceIdOrAllDevices::DeviceId(device), content);
+    }
+    map
+}
+
+/// Encrypts `template` for each of `targets` (a device, and the place of its sending session in
+/// its list in `sessions`) on every core; returns the contents in `targets`' order.
+///
+/// The devices of one identity key (one, unless devices share a key) make one job over that
+/// session, encrypting in `targets`' order. Each job owns its session while it runs, and each
+/// device's encryption draws (when its session starts a new chain) from a generator of its
+/// own: one seed from `rng`, the stream of the device's place in `targets`. The ciphertexts do
+/// not depend on the number of cores.
+fn encrypt_for<B: Backend>(
+    store: &CachedStore<B>,
+    sessions: &mut Sessions,
+    rng: &mut dyn MachineRng,
+    template: &olm_channel::PlaintextTemplate,
+    targets: &[(&Device, usize)],
+    now: u64,
+) -> Result<Vec<Raw<ruma::events::AnyToDeviceEventContent>>, MachineError> {
+    let mut jobs: Vec<EncryptionJob<'_>> = Vec::new();
+    let mut by_session: HashMap<Curve25519PublicKey, usize> = HashMap::new();
+    for (position, (device, session_index)) in targets.iter().enumerate() {
+        let job = *by_session.entry(device.curve25519_key).or_insert_with(|| {
+            jobs.push(EncryptionJob {
+                key: device.curve25519_key,
+                session_index: *session_index,
+                record: None,
+                devices: Vec::new(),
+            });
+            jobs.len() - 1
+        });
+        if let Some(job) = jobs.get_mut(job) {
+            job.devices.push((position, *device));
+        }
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    if !jobs.is_empty() {
+        rng.fill_bytes(&mut *seed);
+    }
+    for job in &mut jobs {
+        let list = sessions.with(store, job.key)?;
+        if job.session_index < list.len() {
+            job.record = Some(list.remove(job.session_index));
+        }
+    }
+    let outcomes = ferrolm_store::parallel::map_mut(&mut jobs, olm_channel::SESSION_BLOCK, |job| {
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
+        let Some(record) = job.record.as_mut() else {
+            return Err(MachineError::Internal("session cache".into()));
+        };
+        let mut out = Vec::with_capacity(job.devices.len());
+        for (position, device) in &job.devices {
+            rng.set_stream(u64::try_from(*position).unwrap_or(u64::MAX));
+            out.push((*position, template.encrypt(record, device, &mut rng, now)?));
+        }
+        Ok(out)
+    });
+    let mut contents: Vec<Option<Raw<ruma::events::AnyToDeviceEventContent>>> = vec![None; targets.len()];
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        for (position, content) in outcome? {
+            if let Some(slot) = contents.get_mut(position) {
+                *slot = Some(content);
+            }
+        }
+        let Some(record) = job.record else { continue };
+        let id = olm_session_id(&record.session);
+        let list = sessions.with(store, job.key)?;
+        list.insert(job.session_index.min(list.len()), record);
+        sessions.touch(job.key, id);
+    }
+    contents.into_iter().map(|c| c.ok_or_else(|| MachineError::Internal("an encryption is missing".into()))).collect()
+}
+
 /// `messages` split into maps of at most [`TO_DEVICE_CHUNK`] devices.
 fn chunks(
     messages: Vec<(DeviceKey, Raw<ruma::events::AnyToDeviceEventContent>)>,
@@ -74,6 +202,59 @@ fn chunks(
 }
 
 impl<B: Backend> OlmMachine<B> {
+    /// Queues again the room key shares a restart found saved and not yet sent: each
+    /// [`SAVED_ROOM_KEY_SHARE`] encrypted anew for its devices (with the sessions as they were
+    /// saved), under its transaction id; the Olm sessions it moves on are committed.
+    pub(super) fn resend_room_key_shares(&mut self, saved: Vec<OutgoingToDevice>) -> Result<(), MachineError> {
+        if saved.is_empty() {
+            return Ok(());
+        }
+        let mut step = self.begin();
+        let now = self.env.now_ms();
+        let device_keys =
+            own_device::device_keys(&step.state.own.account, self.user_id.as_str(), self.device_id.as_str())?;
+        let mut queued = Vec::with_capacity(saved.len());
+        {
+            let sender = Sender {
+                user_id: &self.user_id,
+                device_id: &self.device_id,
+                account: &step.state.own.account,
+                device_keys: &device_keys,
+            };
+            for saved in &saved {
+                // The store authenticated the body, so only a bug makes it unreadable; the
+                // parser's message is not shown (it may quote the room key).
+                let mut share: SavedRoomKeyShare<Value> = serde_json::from_slice(&saved.body)
+                    .map_err(|_| MachineError::Internal("a saved room key share does not parse".into()))?;
+                let template = olm_channel::PlaintextTemplate::new(&sender, "m.room_key", &share.room_key);
+                crate::adapt::zeroize_strings(&mut share.room_key);
+                let template = template?;
+                let mut devices = Vec::with_capacity(share.devices.len());
+                for (user, device_id) in &share.devices {
+                    devices.extend(self.devices(user)?.into_iter().find(|d| d.device_id == *device_id));
+                }
+                let mut targets = Vec::with_capacity(devices.len());
+                for device in &devices {
+                    let list = step.sessions.with(&self.store, device.curve25519_key)?;
+                    if let Some(session_index) = olm_channel::session_for_sending(list) {
+                        targets.push((device, session_index));
+                    }
+                }
+                let contents = encrypt_for(&self.store, &mut step.sessions, self.env.rng(), &template, &targets, now)?;
+                let keys = targets.iter().map(|(d, _)| (d.user_id.clone(), d.device_id.clone()));
+                queued.push((saved.txn_id.clone(), messages_of(keys.zip(contents).collect())));
+            }
+        }
+        for (txn_id, messages) in queued {
+            if messages.is_empty() {
+                step.changes.deletions.outgoing_to_device.push(txn_id);
+            } else {
+                queue_to_device(&mut step, txn_id, "m.room.encrypted", messages);
+            }
+        }
+        self.commit(step)
+    }
+
     /// Sets the user's trust in a device (verified, blacklisted, …).
     pub fn set_local_trust(
         &mut self,
@@ -95,6 +276,10 @@ impl<B: Backend> OlmMachine<B> {
     /// device that has not got it (at the current index), sends withheld notices to the devices
     /// left out, and queues the to-device requests in chunks. Open Olm sessions first
     /// ([`OlmMachine::get_missing_sessions`]): devices without one get `m.no_olm`.
+    ///
+    /// A request not reported sent when the process stops goes out after the restart under
+    /// the same transaction id: the key and its recipients are saved with the step (not the
+    /// ciphertexts, which are 50 times larger), and [`OlmMachine::open`] encrypts it again.
     pub fn share_room_key(
         &mut self,
         room_id: &RoomId,
@@ -139,10 +324,9 @@ impl<B: Backend> OlmMachine<B> {
             }
         }
         let trust_of = |d: &Device| trusts.get(&(d.user_id.clone(), d.device_id.clone())).copied();
-        let allowed: Vec<Device> = recipients
+        let allowed: Vec<&Device> = recipients
             .iter()
             .filter(|d| room_keys_out::withheld_code(d, trust_of(d).as_ref(), settings.strategy).is_none())
-            .cloned()
             .collect();
 
         let stored_settings = self.store.room_settings(&room)?;
@@ -166,7 +350,7 @@ impl<B: Backend> OlmMachine<B> {
                         room_id,
                         &settings,
                     )
-                    || room_keys_out::rotation_due_by_departure(&shares, &allowed)
+                    || room_keys_out::rotation_due_by_departure(&shares, allowed.iter().copied())
             }
         };
         if rotate {
@@ -205,16 +389,14 @@ impl<B: Backend> OlmMachine<B> {
             own_device::device_keys(&step.state.own.account, self.user_id.as_str(), self.device_id.as_str())?;
         let mut result =
             RoomKeyShare { session_id: session_id.clone(), rotated: rotate, identity_violations, ..Default::default() };
-        let mut encrypted: Vec<(DeviceKey, Option<Raw<ruma::events::AnyToDeviceEventContent>>)> = Vec::new();
-        let mut jobs: Vec<EncryptionJob<'_>> = Vec::new();
-        let mut by_session: std::collections::HashMap<ferrolm::types::Curve25519PublicKey, usize> =
-            std::collections::HashMap::new();
+        // The devices to encrypt the key for, each with its sending session's place in its list.
+        let mut targets: Vec<(&Device, usize)> = Vec::new();
         let mut withheld = Vec::new();
         let mut no_olm_flags = Vec::new();
         // What each device got of this session so far (one lookup per recipient).
         let sent: std::collections::HashMap<(&str, &str), &ShareState> =
             shares.iter().map(|s| ((s.user_id.as_str(), s.device_id.as_str()), &s.state)).collect();
-        {
+        let encrypted = {
             let sender = Sender {
                 user_id: &self.user_id,
                 device_id: &self.device_id,
@@ -267,65 +449,13 @@ impl<B: Backend> OlmMachine<B> {
                     // A session works again: a later loss of it is reported again.
                     no_olm_flags.push((key.clone(), false));
                 }
-                // The device's session: a new job, or (a device sharing another one's identity
-                // key) the job of that session, encrypting once more after the earlier device.
-                let job = *by_session.entry(device.curve25519_key).or_insert_with(|| {
-                    jobs.push(EncryptionJob {
-                        key: device.curve25519_key,
-                        session_index,
-                        record: None,
-                        devices: Vec::new(),
-                    });
-                    jobs.len() - 1
-                });
-                if let Some(job) = jobs.get_mut(job) {
-                    job.devices.push((encrypted.len(), device));
-                }
-                encrypted.push((key.clone(), None));
+                targets.push((device, session_index));
                 step.changes.outbound_shares.push(share(ShareState::Shared { message_index: index }));
                 result.shared_with.push(key);
             }
-            // The encryptions, on every core: each job owns its session while it runs, and each
-            // device's encryption draws (when its session starts a new chain) from a generator
-            // of its own: one seed from the machine's, the stream of the device's place among
-            // the recipients. The ciphertexts do not depend on the number of cores.
-            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-            if !jobs.is_empty() {
-                self.env.rng().fill_bytes(&mut *seed);
-            }
-            for job in &mut jobs {
-                let list = step.sessions.with(&self.store, job.key)?;
-                if job.session_index < list.len() {
-                    job.record = Some(list.remove(job.session_index));
-                }
-            }
-            let outcomes = ferrolm_store::parallel::map_mut(&mut jobs, olm_channel::SESSION_BLOCK, |job| {
-                let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
-                let Some(record) = job.record.as_mut() else {
-                    return Err(MachineError::Internal("session cache".into()));
-                };
-                let mut out = Vec::with_capacity(job.devices.len());
-                for (position, device) in &job.devices {
-                    rng.set_stream(u64::try_from(*position).unwrap_or(u64::MAX));
-                    out.push((*position, template.encrypt(record, device, &mut rng, now)?));
-                }
-                Ok(out)
-            });
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                for (position, content) in outcome? {
-                    if let Some((_, slot)) = encrypted.get_mut(position) {
-                        *slot = Some(content);
-                    }
-                }
-                let Some(record) = job.record else { continue };
-                let id = olm_session_id(&record.session);
-                let list = step.sessions.with(&self.store, job.key)?;
-                list.insert(job.session_index.min(list.len()), record);
-                step.sessions.touch(job.key, id);
-            }
-        }
-        let encrypted: Vec<_> = encrypted.into_iter().filter_map(|(key, content)| Some((key, content?))).collect();
-        crate::adapt::zeroize_strings(&mut room_key);
+            let contents = encrypt_for(&self.store, &mut step.sessions, self.env.rng(), &template, &targets, now)?;
+            targets.iter().map(|(d, _)| (d.user_id.clone(), d.device_id.clone())).zip(contents).collect::<Vec<_>>()
+        };
         // Nothing new for anyone (the call a client makes before each message): no commit.
         let unchanged = !rotate
             && encrypted.is_empty()
@@ -340,8 +470,9 @@ impl<B: Backend> OlmMachine<B> {
         for messages in chunks(encrypted) {
             let request_id = self.new_request_id();
             result.request_ids.push(request_id.clone());
-            push_to_device(&mut step, request_id, messages)?;
+            push_room_key(&mut step, request_id, &room_key, messages)?;
         }
+        crate::adapt::zeroize_strings(&mut room_key);
         for messages in chunks(withheld) {
             let request_id = self.new_request_id();
             result.request_ids.push(request_id.clone());
